@@ -1,0 +1,41 @@
+# Two commands for a new user (see README.md):
+#   make demo   set up, then run the main job end to end on the bundled data
+#   make test   set up, then run the test suite
+# Set-up creates .venv, installs the pinned CPU torch first (a looser requirement would
+# pull CUDA packages), then this project with its dev extra, and Debian's iverilog.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.snnfpga-installed
+TORCH := torch==2.13.0
+DEMO_OUT ?= out/demo
+
+.PHONY: setup demo test test-slow acceptance clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@command -v iverilog >/dev/null || { command -v apt-get >/dev/null && \
+	  (apt-get install -y -q iverilog >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q iverilog >/dev/null)) \
+	  || echo "note: could not install iverilog (Icarus tests will be skipped)"; }
+	touch $@
+
+demo: setup
+	$(BIN)/snnfpga run --out $(DEMO_OUT)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+acceptance: setup
+	PATH=$(abspath $(BIN)):$$PATH bash ../shared/acceptance.sh
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Register map, generated C header and C driver of the accelerator."""

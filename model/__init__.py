@@ -1,0 +1,1 @@
+"""Data, training (Brevitas QAT), folding and export of the integer artifact."""

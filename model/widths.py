@@ -1,0 +1,92 @@
+"""Bit-width proofs for the integer contract.
+
+Given a layer's integer weights, biases and thresholds, the number of time steps ``T``,
+the leak shift and the reset mode, compute exact interval bounds on every register of the
+contract (see ``docs/integer-contract.md``) and the smallest two's-complement width that
+holds each. The bounds are *sound*: no input spike pattern can drive a register outside
+them, because they are computed by interval arithmetic over all possible spike inputs,
+step by step, for every neuron.
+
+Registers (per neuron ``j``):
+
+* ``current``: ``I[j] = sum_i W[j, i] * s[i]`` over the input spikes of one step;
+  bounded by the sums of the negative and of the positive weights of row ``j``.
+* ``membrane`` (LIF layers): ``v' = leak(v) + B[j] + I[j]``, the value compared with the
+  threshold; bounded by propagating the interval of ``v`` through leak, integrate,
+  fire and reset for ``T`` steps.
+* ``score`` (output layer): ``sum_t (B[j] + I_t[j])``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def signed_bits(lo: int, hi: int) -> int:
+    """Smallest two's-complement width ``w >= 2`` with ``-2**(w-1) <= lo`` and ``hi < 2**(w-1)``."""
+    lo, hi = int(min(lo, 0)), int(max(hi, 0))
+    w = 2
+    while lo < -(1 << (w - 1)) or hi > (1 << (w - 1)) - 1:
+        w += 1
+    return w
+
+
+def signed_range(bits: int) -> tuple[int, int]:
+    """``(min, max)`` of a two's-complement register of ``bits`` bits."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def current_bounds(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-neuron ``(lo, hi)`` of the synaptic current of one step (weights ``[n_out, n_in]``)."""
+    w = weights.astype(np.int64)
+    return np.minimum(w, 0).sum(axis=1), np.maximum(w, 0).sum(axis=1)
+
+
+def leak(v: np.ndarray, shift: int | None) -> np.ndarray:
+    """The contract's leak: ``v - (v >> k)`` with an arithmetic (floor) shift; identity if ``k`` is None."""
+    if shift is None:
+        return v
+    return v - (v >> shift)
+
+
+def membrane_bounds(weights, bias, threshold, timesteps: int, leak_shift: int | None, reset: str):
+    """Per-neuron ``(lo, hi)`` over all steps of ``v' = leak(v) + B + I`` before the comparison.
+
+    ``leak`` is monotone non-decreasing, so an interval maps to an interval. Fire and reset map
+    ``[a, b]`` to the hull of ``[a, min(b, th - 1)]`` (no spike) and ``{0}`` (reset to zero) or
+    ``[max(a, th) - th, b - th]`` (reset by subtraction).
+    """
+    i_lo, i_hi = current_bounds(weights)
+    bias = bias.astype(np.int64)
+    th = threshold.astype(np.int64)
+    v_lo = np.zeros_like(bias)
+    v_hi = np.zeros_like(bias)
+    pre_lo = np.zeros_like(bias)
+    pre_hi = np.zeros_like(bias)
+    for _ in range(timesteps):
+        a = leak(v_lo, leak_shift) + bias + i_lo
+        b = leak(v_hi, leak_shift) + bias + i_hi
+        pre_lo, pre_hi = np.minimum(pre_lo, a), np.maximum(pre_hi, b)
+        quiet = a < th                      # some value below threshold is reachable
+        fires = b >= th                     # some value at or above threshold is reachable
+        big = np.iinfo(np.int64).max
+        lo = np.where(quiet, a, big)
+        hi = np.where(quiet, np.minimum(b, th - 1), -big)
+        if reset == "zero":
+            lo = np.where(fires, np.minimum(lo, 0), lo)
+            hi = np.where(fires, np.maximum(hi, 0), hi)
+        else:
+            lo = np.where(fires, np.minimum(lo, np.maximum(a, th) - th), lo)
+            hi = np.where(fires, np.maximum(hi, b - th), hi)
+        v_lo, v_hi = lo, hi
+    return pre_lo, pre_hi
+
+
+def score_bounds(weights, bias, timesteps: int):
+    """Per-neuron ``(lo, hi)`` of the output score ``sum_t (B + I_t)`` over all prefixes of the sum."""
+    i_lo, i_hi = current_bounds(weights)
+    bias = bias.astype(np.int64)
+    step_lo, step_hi = bias + i_lo, bias + i_hi
+    lo = np.minimum(np.minimum(step_lo, timesteps * step_lo), 0)
+    hi = np.maximum(np.maximum(step_hi, timesteps * step_hi), 0)
+    return lo, hi

@@ -1,0 +1,1 @@
+"""The integer reference (executable specification) and the cocotb testbenches."""

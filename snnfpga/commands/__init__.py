@@ -1,0 +1,1 @@
+"""One module per ``snnfpga`` sub-command (see :mod:`snnfpga.cli`)."""
