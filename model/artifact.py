@@ -66,7 +66,7 @@ class Encoder:
         return {"kind": "threshold", "level": self.level}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Layer:
     """One fully connected layer of the contract.
 
@@ -98,7 +98,7 @@ class Layer:
         return int(self.weights.shape[0])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Artifact:
     """A validated integer artifact (see the module docstring)."""
 

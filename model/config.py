@@ -1,0 +1,187 @@
+"""Training configuration: one frozen dataclass and the named presets.
+
+A :class:`TrainConfig` fixes everything that decides the trained artifact: topology,
+quantisation, neuron model (``docs/integer-contract.md``), encoder, optimisation and seed.
+Out-of-range values raise :class:`~snnfpga.errors.ConfigError` on construction, so a config
+that exists is valid.
+
+Presets (:func:`preset`):
+
+* ``default`` -- the accuracy preset: 4-bit weights, one hidden LIF layer of 512 neurons,
+  ``T = 4``, rate-coded input (about 100 input spikes per step on MNIST).
+* ``seed`` -- the neuron of the seed paper (Li, Leng, Cheng et al.): ``tau = 2``
+  (``leak_shift = 1``), hard reset to zero, ``T = 4``, threshold 1 before folding,
+  sigmoid surrogate with ``alpha = 4``.
+* ``tiny`` -- a small net for the Lattice iCE40 UP5K: few hidden neurons whose 4-bit
+  weights fit the UP5K's single-port RAM.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+
+from snnfpga.errors import ConfigError
+
+ENCODERS = ("rate", "threshold")
+RESETS = ("zero", "subtract")
+WEIGHT_SCALES = ("channel", "tensor")
+SCHEDULES = ("onecycle", "cosine", "constant")
+MAX_HIDDEN = 4096
+MAX_TIMESTEPS = 64
+MAX_LEAK_SHIFT = 16
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a trained model (see the module docstring).
+
+    Neuron model: ``leak_shift`` ``k`` gives the float decay ``v - v * 2**-k`` (``None``: no
+    leak); fire when ``v >= 1``; ``reset`` is ``zero`` or ``subtract``. ``weight_scale`` is the
+    Brevitas scale granularity of the hidden layers (``channel``: one scale per output neuron,
+    folded into its threshold; ``tensor``: one per layer); the output layer always has one
+    scale per tensor, since a per-class scale would change the argmax. ``encoder_param`` is
+    the rate encoder's ``phase`` (0..255) or the threshold encoder's ``level`` (1..255).
+    ``augment_*``: random shift (pixels), rotation (degrees) and scale (fraction) of the
+    training images. ``lr`` is the peak learning rate of the float QAT run;
+    ``finetune_*`` configure the folded integer-unit fine-tune (``finetune_lr`` is in
+    integer units per step).
+    """
+
+    name: str = "custom"
+    hidden: tuple[int, ...] = (512,)
+    weight_bits: int = 4
+    weight_scale: str = "channel"
+    hidden_bias: bool = False
+    timesteps: int = 4
+    leak_shift: int | None = 1
+    reset: str = "zero"
+    encoder: str = "rate"
+    encoder_param: int = 128
+    surrogate_alpha: float = 4.0
+    detach_reset: bool = True
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 2e-3
+    schedule: str = "onecycle"
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
+    dropout: float = 0.0
+    augment_shift: int = 2
+    augment_rotate: float = 0.0
+    augment_scale: float = 0.0
+    finetune_epochs: int = 3
+    finetune_lr: float = 1e-2
+    seed: int = 0
+    threads: int = 2
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        _validate(self)
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with ``changes`` applied (validated; unknown keys raise ConfigError)."""
+        names = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+        return replace(self, **changes)
+
+    def to_json(self) -> dict:
+        """Plain JSON types, keys in field order."""
+        out = asdict(self)
+        out["hidden"] = list(self.hidden)
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "TrainConfig":
+        """Inverse of :meth:`to_json`; raises ConfigError on unknown keys or bad values."""
+        if not isinstance(obj, dict):
+            raise ConfigError(f"a config must be a JSON object, got {type(obj).__name__}")
+        return cls().replace(**obj)
+
+    def describe(self) -> str:
+        return json.dumps(self.to_json(), sort_keys=False)
+
+
+def _validate(c: TrainConfig) -> None:
+    def fail(msg):
+        raise ConfigError(f"config {c.name!r}: {msg}")
+
+    def is_int(x):
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    def is_num(x):
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    if not isinstance(c.name, str) or not c.name:
+        fail("name must be a non-empty string")
+    if not c.hidden:
+        fail("hidden must list at least one hidden layer size")
+    for n in c.hidden:
+        if not is_int(n) or not 1 <= n <= MAX_HIDDEN:
+            fail(f"hidden layer sizes must be integers in 1..{MAX_HIDDEN}, got {n!r}")
+    if not is_int(c.weight_bits) or not 2 <= c.weight_bits <= 8:
+        fail(f"weight_bits must be an integer in 2..8, got {c.weight_bits!r}")
+    if c.weight_scale not in WEIGHT_SCALES:
+        fail(f"weight_scale must be one of {', '.join(WEIGHT_SCALES)}, got {c.weight_scale!r}")
+    if not isinstance(c.hidden_bias, bool) or not isinstance(c.detach_reset, bool):
+        fail("hidden_bias and detach_reset must be true or false")
+    if not is_int(c.timesteps) or not 1 <= c.timesteps <= MAX_TIMESTEPS:
+        fail(f"timesteps must be an integer in 1..{MAX_TIMESTEPS}, got {c.timesteps!r}")
+    if c.leak_shift is not None and (not is_int(c.leak_shift) or not 1 <= c.leak_shift <= MAX_LEAK_SHIFT):
+        fail(f"leak_shift must be null (no leak) or an integer in 1..{MAX_LEAK_SHIFT}, got {c.leak_shift!r}")
+    if c.reset not in RESETS:
+        fail(f"reset must be one of {', '.join(RESETS)}, got {c.reset!r}")
+    if c.encoder not in ENCODERS:
+        fail(f"encoder must be one of {', '.join(ENCODERS)}, got {c.encoder!r}")
+    lo = 0 if c.encoder == "rate" else 1
+    if not is_int(c.encoder_param) or not lo <= c.encoder_param <= 255:
+        what = "phase" if c.encoder == "rate" else "level"
+        fail(f"encoder_param ({c.encoder} {what}) must be an integer in {lo}..255, got {c.encoder_param!r}")
+    if not is_num(c.surrogate_alpha) or not 0 < c.surrogate_alpha <= 100:
+        fail(f"surrogate_alpha must be in (0, 100], got {c.surrogate_alpha!r}")
+    if not is_int(c.epochs) or not 1 <= c.epochs <= 10_000:
+        fail(f"epochs must be an integer in 1..10000, got {c.epochs!r}")
+    if not is_int(c.batch_size) or not 1 <= c.batch_size <= 65_536:
+        fail(f"batch_size must be an integer in 1..65536, got {c.batch_size!r}")
+    if not is_num(c.lr) or not 0 < c.lr <= 10:
+        fail(f"lr must be in (0, 10], got {c.lr!r}")
+    if c.schedule not in SCHEDULES:
+        fail(f"schedule must be one of {', '.join(SCHEDULES)}, got {c.schedule!r}")
+    if not is_num(c.weight_decay) or not 0 <= c.weight_decay < 1:
+        fail(f"weight_decay must be in [0, 1), got {c.weight_decay!r}")
+    if not is_num(c.label_smoothing) or not 0 <= c.label_smoothing < 1:
+        fail(f"label_smoothing must be in [0, 1), got {c.label_smoothing!r}")
+    if not is_num(c.dropout) or not 0 <= c.dropout < 1:
+        fail(f"dropout must be in [0, 1), got {c.dropout!r}")
+    if not is_int(c.augment_shift) or not 0 <= c.augment_shift <= 8:
+        fail(f"augment_shift must be an integer in 0..8 pixels, got {c.augment_shift!r}")
+    if not is_num(c.augment_rotate) or not 0 <= c.augment_rotate <= 45:
+        fail(f"augment_rotate must be in [0, 45] degrees, got {c.augment_rotate!r}")
+    if not is_num(c.augment_scale) or not 0 <= c.augment_scale <= 0.5:
+        fail(f"augment_scale must be in [0, 0.5], got {c.augment_scale!r}")
+    if not is_int(c.finetune_epochs) or not 0 <= c.finetune_epochs <= 1000:
+        fail(f"finetune_epochs must be an integer in 0..1000, got {c.finetune_epochs!r}")
+    if not is_num(c.finetune_lr) or not 0 < c.finetune_lr <= 10:
+        fail(f"finetune_lr must be in (0, 10], got {c.finetune_lr!r}")
+    if not is_int(c.seed) or not 0 <= c.seed < 2**63:
+        fail(f"seed must be a non-negative integer, got {c.seed!r}")
+    if not is_int(c.threads) or not 1 <= c.threads <= 256:
+        fail(f"threads must be an integer in 1..256, got {c.threads!r}")
+
+
+PRESETS: dict[str, TrainConfig] = {
+    "default": TrainConfig(name="default"),
+    "seed": TrainConfig(name="seed", hidden=(512,), weight_bits=4, timesteps=4, leak_shift=1,
+                        reset="zero", surrogate_alpha=4.0),
+    "tiny": TrainConfig(name="tiny", hidden=(128,), weight_bits=4, timesteps=4),
+}
+
+
+def preset(name: str) -> TrainConfig:
+    """The named preset; ConfigError naming the choices if there is none."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
