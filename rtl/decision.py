@@ -1,0 +1,75 @@
+"""Class decision: argmax of the scores, lowest index on ties (contract section 3).
+
+Scans the classes one per cycle with a strict ``>`` comparison, so the first (lowest)
+index of the maximum wins. Latency ``n_classes`` cycles from scores valid to result valid.
+The scores stay in the output engine's registers until the result is taken.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from snnfpga.rtl.plan import Plan
+
+
+def result_layout(plan: Plan) -> data.StructLayout:
+    """Result payload: ``cls`` (class index) and ``scores`` (``n_classes`` signed scores)."""
+    return data.StructLayout({
+        "cls": plan.class_bits,
+        "scores": data.ArrayLayout(signed(plan.score_bits), plan.artifact.n_classes),
+    })
+
+
+class ArgmaxDecision(wiring.Component):
+    """Members
+    -------
+    scores : ``In(stream.Signature(ArrayLayout(signed(score_bits), n_classes)))``
+    result : ``Out(stream.Signature(result_layout))``
+    done : ``Out(1)``
+        Strobes in the first cycle a result is valid.
+    """
+
+    def __init__(self, plan: Plan):
+        self._plan = plan
+        n, sb = plan.artifact.n_classes, plan.score_bits
+        super().__init__({
+            "scores": In(stream.Signature(data.ArrayLayout(signed(sb), n))),
+            "result": Out(stream.Signature(result_layout(plan))),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        plan = self._plan
+        n = plan.artifact.n_classes
+        m = Module()
+        index = Signal(range(n + 1))
+        best = Signal(range(n))
+        best_score = Signal(signed(plan.score_bits))
+        candidate = Signal(signed(plan.score_bits))
+        with m.Switch(index):
+            for j in range(n):
+                with m.Case(j):
+                    m.d.comb += candidate.eq(self.scores.payload[j])
+        m.d.comb += [self.result.payload.cls.eq(best), self.result.payload.scores.eq(self.scores.payload)]
+        with m.FSM(name="decision"):
+            with m.State("IDLE"):
+                with m.If(self.scores.valid):
+                    m.d.sync += [index.eq(1), best.eq(0), best_score.eq(self.scores.payload[0])]
+                    m.next = "SCAN" if n > 1 else "DONE"
+            with m.State("SCAN"):
+                with m.If(candidate > best_score):
+                    m.d.sync += [best.eq(index), best_score.eq(candidate)]
+                m.d.sync += index.eq(index + 1)
+                with m.If(index == n - 1):
+                    m.next = "DONE"
+            with m.State("DONE"):
+                m.d.comb += self.result.valid.eq(1)
+                with m.If(self.result.ready):
+                    m.d.comb += self.scores.ready.eq(1)
+                    m.next = "IDLE"
+        done_prev = Signal()
+        m.d.sync += done_prev.eq(self.result.valid)
+        m.d.comb += self.done.eq(self.result.valid & ~done_prev)
+        return m

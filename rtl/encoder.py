@@ -1,0 +1,162 @@
+"""Input encoder: pixel beats in, spike tokens out (contract section 1).
+
+Loads one image (``B`` pixels per beat, row-major, pixel ``k`` in byte ``k % B`` of beat
+``k // B``), then for each of the ``T`` steps scans the image one memory word (``B``
+pixels) per cycle, updates the rate-coding accumulators (``acc += x``; spike and
+``acc -= 256`` on ``acc >= 256``, i.e. bit 8 of the 9-bit sum) or compares with the
+threshold level, and emits the addresses of the spiking pixels, one per cycle, followed
+by an end-of-step token.
+
+Latency/throughput: ``ceil(n/B)`` cycles to load an image; per step about
+``ceil(n/B) + (spikes - words with a spike) + 3`` cycles when the output is never
+stalled. The next image is accepted once the last step has been scanned.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from snnfpga.rtl.plan import Plan, bits_for
+from snnfpga.rtl.tokens import lowest_set_bit, monitor_signature, step_counter_next, token_layout
+
+
+class InputEncoder(wiring.Component):
+    """Multiplication-free input encoder.
+
+    Members
+    -------
+    pixels : ``In(stream.Signature(8 * B))``
+        Pixel beats of one image after another.
+    spikes : ``Out(stream.Signature(token))``
+        Spike tokens (pixel index) and one end-of-step token per step.
+    image_start : ``Out(1)``
+        Strobes in the cycle the first beat of an image is accepted.
+    hold : ``In(1)``
+        While high, no new image is accepted (used when the cycle counter cannot take one).
+    monitor : ``Out(monitor_signature)``
+        Every emitted spike with its step.
+    """
+
+    def __init__(self, plan: Plan):
+        self._plan = plan
+        art = plan.artifact
+        self._addr_bits = bits_for(art.n_inputs)
+        super().__init__({
+            "pixels": In(stream.Signature(8 * plan.pixels_per_beat)),
+            "spikes": Out(stream.Signature(token_layout(self._addr_bits))),
+            "image_start": Out(1),
+            "hold": In(1),
+            "monitor": Out(monitor_signature(self._addr_bits, bits_for(art.timesteps))),
+        })
+
+    def elaborate(self, platform):
+        plan, art = self._plan, self._plan.artifact
+        enc, T = art.encoder, art.timesteps
+        B = plan.pixels_per_beat
+        n_words = plan.beats_per_image
+        m = Module()
+
+        m.submodules.pix = pix = Memory(shape=8 * B, depth=n_words, init=[])
+        pix_w, pix_r = pix.write_port(), pix.read_port()
+        rate = enc.kind == "rate"
+        if rate:
+            m.submodules.acc = acc = Memory(shape=8 * B, depth=n_words, init=[])
+            acc_w, acc_r = acc.write_port(), acc.read_port()
+
+        # Pixels past n_inputs in the last word are stored as 0 and never spike.
+        tail = art.n_inputs - (n_words - 1) * B
+        last_word_mask = Const((1 << (8 * tail)) - 1, 8 * B)
+
+        w_load = Signal(range(n_words))
+        step = Signal(range(T))
+        w_issue = Signal(range(n_words + 1))  # next word to read
+        b_valid = Signal()  # read data of word b_word is on the memory outputs
+        b_word = Signal(range(n_words))
+        c_mask = Signal(B)  # spikes of word c_word not yet emitted
+        c_word = Signal(range(n_words))
+
+        # Stage B: spikes of the word on the read ports.
+        spikes_b = Signal(B)
+        new_acc = Signal(8 * B)
+        for b in range(B):
+            x = pix_r.data[8 * b:8 * b + 8]
+            if rate:
+                total = Signal(9, name=f"total{b}")
+                m.d.comb += [total.eq(acc_r.data[8 * b:8 * b + 8] + x),
+                             spikes_b[b].eq(total[8]),
+                             new_acc[8 * b:8 * b + 8].eq(total[:8])]
+            else:
+                m.d.comb += spikes_b[b].eq(x >= enc.level)
+
+        # Stage C: emit the lowest pending spike of c_mask each cycle.
+        low = lowest_set_bit(m, c_mask, "low")
+        rest = Signal(B)
+        m.d.comb += rest.eq(c_mask & (c_mask - 1))
+        has_spike = c_mask != 0
+        emit = Signal()
+        c_ready = Signal()
+        b_fire = Signal()
+        b_ready = Signal()
+        m.d.comb += [
+            emit.eq(has_spike & self.spikes.ready),
+            c_ready.eq(~has_spike | (emit & (rest == 0))),
+            b_fire.eq(b_valid & c_ready),
+            b_ready.eq(~b_valid | b_fire),
+        ]
+        addr = c_word if B == 1 else Cat(low[:(B - 1).bit_length()], c_word)
+
+        m.d.comb += [
+            self.monitor.valid.eq(emit),
+            self.monitor.eos.eq(self.spikes.valid & self.spikes.ready & self.spikes.payload.eos),
+            self.monitor.addr.eq(addr),
+            self.monitor.step.eq(step),
+        ]
+
+        with m.FSM(name="encoder"):
+            with m.State("LOAD"):
+                m.d.comb += self.pixels.ready.eq(~self.hold)
+                with m.If(self.pixels.valid & ~self.hold):
+                    data = self.pixels.payload
+                    if tail != B:
+                        data = data & (last_word_mask | (w_load != n_words - 1).replicate(8 * B))
+                    m.d.comb += [pix_w.en.eq(1), pix_w.addr.eq(w_load), pix_w.data.eq(data),
+                                 self.image_start.eq(w_load == 0)]
+                    if rate:
+                        m.d.comb += [acc_w.en.eq(1), acc_w.addr.eq(w_load),
+                                     acc_w.data.eq(Const(enc.phase, 8).replicate(B))]
+                    with m.If(w_load == n_words - 1):
+                        m.d.sync += [w_load.eq(0), step.eq(0), w_issue.eq(0), b_valid.eq(0), c_mask.eq(0)]
+                        m.next = "SCAN"
+                    with m.Else():
+                        m.d.sync += w_load.eq(w_load + 1)
+            with m.State("SCAN"):
+                # Stage A: issue reads; read ports hold their data while stage B is stalled.
+                issue = (w_issue != n_words) & b_ready
+                m.d.comb += [pix_r.addr.eq(w_issue), pix_r.en.eq(b_ready)]
+                if rate:
+                    m.d.comb += [acc_r.addr.eq(w_issue), acc_r.en.eq(b_ready)]
+                with m.If(b_ready):
+                    m.d.sync += [b_valid.eq(w_issue != n_words), b_word.eq(w_issue)]
+                with m.If(issue):
+                    m.d.sync += w_issue.eq(w_issue + 1)
+                # Stage C output.
+                with m.If(has_spike):
+                    m.d.comb += [self.spikes.valid.eq(1), self.spikes.payload.addr.eq(addr)]
+                with m.If(emit):
+                    m.d.sync += c_mask.eq(rest)
+                # Stage B -> C.
+                with m.If(b_fire):
+                    m.d.sync += [c_mask.eq(spikes_b), c_word.eq(b_word)]
+                    if rate:
+                        m.d.comb += [acc_w.en.eq(1), acc_w.addr.eq(b_word), acc_w.data.eq(new_acc)]
+                # End of step: every word read, decided and emitted.
+                with m.If((w_issue == n_words) & ~b_valid & ~has_spike):
+                    m.d.comb += [self.spikes.valid.eq(1), self.spikes.payload.eos.eq(1)]
+                    with m.If(self.spikes.ready):
+                        m.d.sync += [step.eq(step_counter_next(step, T)), w_issue.eq(0)]
+                        with m.If(step == T - 1):
+                            m.next = "LOAD"
+        return m

@@ -1,0 +1,116 @@
+"""Generation plan: every hardware parameter derived from the artifact and the lane count.
+
+One source of truth: widths come from the artifact (:mod:`snnfpga.model.artifact`), the
+lane count ``P`` and the pixel beat width from the user; everything else is computed here
+and nowhere else (the RTL components, the Verilog JSON description and the cycle model all
+read a :class:`Plan`).
+
+Layout conventions
+------------------
+* Layer ``l`` has ``P_l = min(P, n_out)`` lanes and ``G_l = ceil(n_out / P_l)`` groups;
+  neuron ``j = g * P_l + p`` lives in lane ``p`` of group ``g`` (group bases are kept as
+  running sums in hardware, never multiplied).
+* The weight memory of layer ``l`` is addressed ``{i, g}`` (input index in the high bits,
+  group in the low ``gbits = ceil(log2 G_l)`` bits): no multiplier forms the address. Its
+  word holds the ``P_l`` weights of group ``g`` for input ``i``, lane ``p`` at bits
+  ``[p*b, (p+1)*b)``. Depth ``n_in * 2**gbits`` (rows beyond ``G_l`` are zero).
+* The pixel memory holds ``B`` pixels per word (``B`` = pixels per input beat, a power of
+  two), pixel ``k`` at word ``k // B``, byte ``k % B``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from snnfpga.errors import MappingError
+from snnfpga.model.artifact import Artifact, Layer
+
+MAX_LANES = 256
+PIXELS_PER_BEAT = (1, 2, 4, 8)
+
+
+def bits_for(n: int) -> int:
+    """Unsigned bits to hold values ``0 .. n - 1`` (at least 1)."""
+    return max(1, (n - 1).bit_length())
+
+
+def ceil_log2(n: int) -> int:
+    """``ceil(log2(n))`` for ``n >= 1`` (0 for 1)."""
+    return (n - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """Hardware parameters of one layer engine."""
+
+    index: int
+    layer: Layer
+    lanes: int  # P_l
+    groups: int  # G_l
+    group_bits: int  # address bits of the group field of the weight memory
+    in_bits: int  # bits of an input spike address (0 .. n_in - 1)
+    out_bits: int  # bits of an output neuron index (0 .. n_out - 1)
+    state_bits: int  # width of the per-neuron state register u (see engine.py)
+
+    @property
+    def is_output(self) -> bool:
+        return self.layer.kind == "output"
+
+    @property
+    def weight_depth(self) -> int:
+        return self.layer.n_in << self.group_bits
+
+    @property
+    def weight_word_bits(self) -> int:
+        return self.lanes * self.layer.weight_bits
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The whole accelerator: encoder, layer engines, result."""
+
+    artifact: Artifact
+    lanes: int
+    pixels_per_beat: int
+    fifo_depth: int
+    layers: tuple[LayerPlan, ...]
+
+    @property
+    def beats_per_image(self) -> int:
+        return -(-self.artifact.n_inputs // self.pixels_per_beat)
+
+    @property
+    def class_bits(self) -> int:
+        return bits_for(self.artifact.n_classes)
+
+    @property
+    def score_bits(self) -> int:
+        return self.artifact.layers[-1].score_bits
+
+
+def make_plan(art: Artifact, lanes: int = 8, pixels_per_beat: int = 4, fifo_depth: int = 16) -> Plan:
+    """Check that the artifact maps onto the generator and derive all parameters."""
+    if not isinstance(lanes, int) or not 1 <= lanes <= MAX_LANES:
+        raise MappingError(f"lanes must be an integer in 1..{MAX_LANES}, got {lanes!r}")
+    if pixels_per_beat not in PIXELS_PER_BEAT:
+        raise MappingError(f"pixels per beat must be one of {PIXELS_PER_BEAT}, got {pixels_per_beat!r}")
+    if fifo_depth < 2:
+        raise MappingError(f"FIFO depth must be at least 2, got {fifo_depth}")
+    plans = []
+    for index, layer in enumerate(art.layers):
+        if layer.kind not in ("lif", "output"):
+            raise MappingError(f"layer {index} ({layer.name}): kind {layer.kind!r} has no hardware mapping")
+        p = min(lanes, layer.n_out)
+        g = -(-layer.n_out // p)
+        if layer.kind == "lif":
+            # u = leak(v) + B + partial current: each term fits its own width, the sum fits +2 bits.
+            state = max(layer.membrane_bits, layer.bias_bits, layer.current_bits) + 2
+        else:
+            # Every prefix of the score (bias of the step pre-added) lies inside the proven score
+            # range, see engine.py, so the score width suffices.
+            state = layer.score_bits
+        plans.append(LayerPlan(index=index, layer=layer, lanes=p, groups=g, group_bits=ceil_log2(g),
+                               in_bits=bits_for(layer.n_in), out_bits=bits_for(layer.n_out),
+                               state_bits=state))
+    return Plan(artifact=art, lanes=lanes, pixels_per_beat=pixels_per_beat, fifo_depth=fifo_depth,
+                layers=tuple(plans))

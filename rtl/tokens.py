@@ -1,0 +1,60 @@
+"""Shared stream payloads and small helpers of the accelerator's datapath.
+
+A *spike token* carries one spike address between stages; an *end-of-step* token
+(``eos = 1``) closes a time step. Every stage sees exactly ``T`` end-of-step tokens per
+image, so image boundaries need no separate marker.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import Out
+
+
+def token_layout(addr_bits: int) -> data.StructLayout:
+    """Spike token: ``addr`` (neuron or pixel index) and ``eos`` (end of time step)."""
+    return data.StructLayout({"addr": addr_bits, "eos": 1})
+
+
+def monitor_signature(addr_bits: int, step_bits: int) -> wiring.Signature:
+    """Debug view of the tokens one stage emits: ``valid`` strobes once per spike with the
+    neuron ``addr`` and the time ``step``; ``eos`` strobes once per end-of-step token (so a
+    step without spikes is still seen). No back-pressure: a strobe marks a transfer."""
+    return wiring.Signature({"valid": Out(1), "eos": Out(1), "addr": Out(addr_bits),
+                             "step": Out(step_bits)})
+
+
+def pack(values, bits: int) -> int:
+    """Pack signed integers into one word, element ``k`` at bits ``[k*bits, (k+1)*bits)``."""
+    word = 0
+    mask = (1 << bits) - 1
+    for k, v in enumerate(values):
+        word |= (int(v) & mask) << (k * bits)
+    return word
+
+
+def lane(word: Value, index: int, bits: int) -> Value:
+    """Signed field ``index`` of ``bits`` bits of a packed word."""
+    return word[index * bits:(index + 1) * bits].as_signed()
+
+
+def lowest_set_bit(m: Module, mask: Value, name: str) -> Signal:
+    """Index of the lowest set bit of ``mask`` (0 when ``mask`` is 0), as a combinational signal."""
+    index = Signal(range(max(2, len(mask))), name=name)
+    for b in reversed(range(len(mask))):
+        with m.If(mask[b]):
+            m.d.comb += index.eq(b)
+    return index
+
+
+def saturate(value: Value, bits: int) -> Value:
+    """Clamp a signed value to the range of a ``bits``-bit two's-complement register."""
+    hi = Const((1 << (bits - 1)) - 1, signed(bits))
+    lo = Const(-(1 << (bits - 1)), signed(bits))
+    return Mux(value > hi, hi, Mux(value < lo, lo, value))
+
+
+def step_counter_next(step: Signal, timesteps: int) -> Value:
+    """``step + 1`` wrapping to 0 after ``timesteps - 1`` (compare and add, no modulo)."""
+    return Mux(step == timesteps - 1, 0, step + 1)

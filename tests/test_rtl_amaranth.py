@@ -1,0 +1,85 @@
+"""The Amaranth design in Amaranth's simulator, bit-exact against the integer reference.
+
+Every spike of every stage at every step, every score and every class must be equal;
+streams must lose, duplicate or reorder nothing under random gaps and back-pressure.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from snnfpga.errors import MappingError
+from snnfpga.model.synthetic import random_artifact, random_images
+from snnfpga.rtl.plan import make_plan
+from snnfpga.sim import amaranth_sim, reference
+from snnfpga.sim.scoreboard import compare
+
+
+def assert_bit_exact(art, images, **kwargs):
+    lanes = kwargs.pop("lanes", 4)
+    beat = kwargs.pop("pixels_per_beat", 4)
+    plan = make_plan(art, lanes=lanes, pixels_per_beat=beat)
+    run = amaranth_sim.simulate(plan, images, **kwargs)
+    mismatches = compare(reference.run(art, images), run.trace)
+    assert not mismatches, "\n".join(map(str, mismatches[:10]))
+    return run
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31), hidden=st.lists(st.integers(1, 11), min_size=0, max_size=2),
+       classes=st.integers(1, 5), lanes=st.integers(1, 6), beat=st.sampled_from([1, 2, 4, 8]),
+       shape=st.sampled_from([(3, 3), (4, 5), (2, 8)]), narrow=st.booleans(), extreme=st.booleans(),
+       stalls=st.booleans())
+def test_random_artifacts_are_bit_exact(seed, hidden, classes, lanes, beat, shape, narrow, extreme, stalls):
+    art = random_artifact(seed, input_shape=shape, hidden=tuple(hidden), n_classes=classes,
+                          membrane_bits=5 if narrow else None, extreme=extreme,
+                          threshold_scale=0.3)
+    images = random_images(art, 3, seed=seed)
+    assert_bit_exact(art, images, lanes=lanes, pixels_per_beat=beat, seed=seed,
+                     input_gaps=0.3 if stalls else 0.0, output_stall=0.5 if stalls else 0.0)
+
+
+@pytest.mark.parametrize("weight_bits", [2, 8])
+@pytest.mark.parametrize("leak_shift", [None, 1, 3])
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_contract_corners(weight_bits, leak_shift, reset):
+    """Both reset modes, leak on/off, the extreme weight widths, saturating membranes."""
+    art = random_artifact(weight_bits * 10 + (leak_shift or 0), input_shape=(4, 4), hidden=(7, 5),
+                          n_classes=3, weight_bits=weight_bits, leak_shift=leak_shift, reset=reset,
+                          extreme=True, membrane_bits=6, timesteps=5, threshold_scale=0.2)
+    assert art.saturates(0) or art.saturates(1)
+    assert_bit_exact(art, random_images(art, 3, seed=1), lanes=3)
+
+
+def test_streams_with_gaps_and_backpressure_lose_nothing():
+    """Back-to-back images under heavy random gaps and back-pressure arrive complete and in order."""
+    art = random_artifact(11, input_shape=(4, 4), hidden=(9,), n_classes=4, threshold_scale=0.2)
+    images = random_images(art, 8, seed=2)
+    run = assert_bit_exact(art, images, lanes=2, input_gaps=0.5, output_stall=0.7, seed=5)
+    assert len(run.trace.classes) == 8
+
+
+def test_soft_reset_in_the_middle_of_an_image_recovers():
+    art = random_artifact(12, input_shape=(4, 4), hidden=(6,), n_classes=3, threshold_scale=0.2)
+    images = random_images(art, 3, seed=3)
+    assert_bit_exact(art, images, lanes=4, pixels_per_beat=2, abandon_beats=5)
+
+
+def test_counters_report_cycles_and_spikes_per_layer():
+    art = random_artifact(13, input_shape=(4, 4), hidden=(8, 6), n_classes=3, threshold_scale=0.2)
+    images = random_images(art, 4, seed=4)
+    run = assert_bit_exact(art, images, lanes=3, serial=True)
+    ref = reference.run(art, images)
+    assert np.array_equal(run.counter_cycles, run.cycles)
+    expected_spikes = np.stack(ref.spike_counts(), axis=1)
+    assert np.array_equal(run.counter_spikes, expected_spikes)
+    assert (run.cycles > 0).all()
+
+
+def test_unmappable_parameters_are_rejected():
+    art = random_artifact(1)
+    with pytest.raises(MappingError, match="lanes"):
+        make_plan(art, lanes=0)
+    with pytest.raises(MappingError, match="pixels per beat"):
+        make_plan(art, pixels_per_beat=3)
