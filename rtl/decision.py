@@ -12,20 +12,21 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from snnfpga.rtl.plan import Plan
+from snnfpga.rtl.tokens import scores_layout
 
 
 def result_layout(plan: Plan) -> data.StructLayout:
     """Result payload: ``cls`` (class index) and ``scores`` (``n_classes`` signed scores)."""
     return data.StructLayout({
         "cls": plan.class_bits,
-        "scores": data.ArrayLayout(signed(plan.score_bits), plan.artifact.n_classes),
+        "scores": scores_layout(plan.score_bits, plan.artifact.n_classes),
     })
 
 
 class ArgmaxDecision(wiring.Component):
     """Members
     -------
-    scores : ``In(stream.Signature(ArrayLayout(signed(score_bits), n_classes)))``
+    scores : ``In(stream.Signature(scores_layout))``
     result : ``Out(stream.Signature(result_layout))``
     done : ``Out(1)``
         Strobes in the first cycle a result is valid.
@@ -35,7 +36,7 @@ class ArgmaxDecision(wiring.Component):
         self._plan = plan
         n, sb = plan.artifact.n_classes, plan.score_bits
         super().__init__({
-            "scores": In(stream.Signature(data.ArrayLayout(signed(sb), n))),
+            "scores": In(stream.Signature(scores_layout(sb, n))),
             "result": Out(stream.Signature(result_layout(plan))),
             "done": Out(1),
         })
@@ -51,12 +52,12 @@ class ArgmaxDecision(wiring.Component):
         with m.Switch(index):
             for j in range(n):
                 with m.Case(j):
-                    m.d.comb += candidate.eq(self.scores.payload[j])
+                    m.d.comb += candidate.eq(self.scores.payload[f"class{j}"])
         m.d.comb += [self.result.payload.cls.eq(best), self.result.payload.scores.eq(self.scores.payload)]
         with m.FSM(name="decision"):
             with m.State("IDLE"):
                 with m.If(self.scores.valid):
-                    m.d.sync += [index.eq(1), best.eq(0), best_score.eq(self.scores.payload[0])]
+                    m.d.sync += [index.eq(1), best.eq(0), best_score.eq(self.scores.payload.class0)]
                     m.next = "SCAN" if n > 1 else "DONE"
             with m.State("SCAN"):
                 with m.If(candidate > best_score):

@@ -37,7 +37,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from snnfpga.rtl.plan import LayerPlan, bits_for
-from snnfpga.rtl.tokens import (lane, lowest_set_bit, monitor_signature, pack, saturate,
+from snnfpga.rtl.tokens import (lane, lowest_set_bit, monitor_signature, pack, saturate, scores_layout,
                                 step_counter_next, token_layout)
 
 
@@ -53,9 +53,12 @@ def weight_words(lp: LayerPlan) -> list[int]:
 
 
 def _group_words(values, lp: LayerPlan, bits: int, pad: int = 0) -> list[int]:
+    """One word per group (``P`` lanes of ``bits``), padded to at least two words: Yosys turns a
+    one-word memory into registers with bracketed names that its ABC flows trip over."""
     P = lp.lanes
     padded = list(values) + [pad] * (lp.groups * P - len(values))
-    return [pack(padded[g * P:(g + 1) * P], bits) for g in range(lp.groups)]
+    words = [pack(padded[g * P:(g + 1) * P], bits) for g in range(lp.groups)]
+    return words + [0] * (2 - len(words))
 
 
 class LayerEngine(wiring.Component):
@@ -69,7 +72,7 @@ class LayerEngine(wiring.Component):
         Output spike tokens (ascending neuron index within a step), then end of step.
     monitor : ``Out(monitor_signature)`` (LIF layers)
         Every emitted spike with its step.
-    scores : ``Out(stream.Signature(ArrayLayout(signed(score_bits), n_out)))`` (output layer)
+    scores : ``Out(stream.Signature(scores_layout(score_bits, n_out)))`` (output layer)
         The scores after the last step, held until taken.
     """
 
@@ -78,8 +81,7 @@ class LayerEngine(wiring.Component):
         self._T = timesteps
         members = {"inp": In(stream.Signature(token_layout(lp.in_bits)))}
         if lp.is_output:
-            members["scores"] = Out(stream.Signature(
-                data.ArrayLayout(signed(lp.layer.score_bits), lp.layer.n_out)))
+            members["scores"] = Out(stream.Signature(scores_layout(lp.layer.score_bits, lp.layer.n_out)))
         else:
             members["out"] = Out(stream.Signature(token_layout(lp.out_bits)))
             members["monitor"] = Out(monitor_signature(lp.out_bits, bits_for(timesteps)))
@@ -96,12 +98,13 @@ class LayerEngine(wiring.Component):
         # Memories: weights (ROM), state u (1R1W, read transparent to write), bias/threshold (ROM).
         m.submodules.weights = wmem = Memory(shape=P * wb, depth=lp.weight_depth, init=weight_words(lp))
         bias_words = _group_words(layer.bias, lp, bb)
-        m.submodules.state = umem = Memory(shape=P * U, depth=G, init=_group_words(layer.bias, lp, U))
+        state_init = _group_words(layer.bias, lp, U)
+        m.submodules.state = umem = Memory(shape=P * U, depth=len(state_init), init=state_init)
         param_words = bias_words
         if lif:
             th_words = _group_words(layer.threshold, lp, tb, pad=1)
             param_words = [b | (t << (P * bb)) for b, t in zip(bias_words, th_words)]
-        m.submodules.params = pmem = Memory(shape=P * (bb + tb), depth=G, init=param_words)
+        m.submodules.params = pmem = Memory(shape=P * (bb + tb), depth=len(param_words), init=param_words)
         w_rd = wmem.read_port()
         u_wr = umem.write_port()
         u_rd = umem.read_port(transparent_for=(u_wr,))
@@ -284,7 +287,7 @@ class LayerEngine(wiring.Component):
                 for p in range(P):
                     j = g * P + p
                     if j < n:
-                        m.d.sync += self.scores.payload[j].eq(lane(u_rd.data, p, U))
+                        m.d.sync += self.scores.payload[f"class{j}"].eq(lane(u_rd.data, p, U))
         with m.If(firing & s2_last_step & s2_last_group):
             m.d.sync += pending.eq(1)
         with m.If(self.scores.valid & self.scores.ready):

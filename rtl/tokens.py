@@ -17,6 +17,18 @@ def token_layout(addr_bits: int) -> data.StructLayout:
     return data.StructLayout({"addr": addr_bits, "eos": 1})
 
 
+def scores_layout(score_bits: int, n_classes: int) -> data.StructLayout:
+    """Scores as named fields ``class0 .. class{n-1}`` (signed). A struct rather than an array
+    layout: Amaranth names array elements ``x[0]``, and such names collide with the per-bit names
+    that Yosys' ABC flows create (the "count_id(wire->name) == 0" assertion)."""
+    return data.StructLayout({f"class{j}": signed(score_bits) for j in range(n_classes)})
+
+
+def counters_layout(n_fields: int, bits: int, prefix: str) -> data.StructLayout:
+    """``n_fields`` unsigned counters named ``{prefix}0 ..`` (a struct, see :func:`scores_layout`)."""
+    return data.StructLayout({f"{prefix}{k}": bits for k in range(n_fields)})
+
+
 def monitor_signature(addr_bits: int, step_bits: int) -> wiring.Signature:
     """Debug view of the tokens one stage emits: ``valid`` strobes once per spike with the
     neuron ``addr`` and the time ``step``; ``eos`` strobes once per end-of-step token (so a

@@ -21,7 +21,7 @@ from snnfpga.rtl.decision import ArgmaxDecision, result_layout
 from snnfpga.rtl.encoder import InputEncoder
 from snnfpga.rtl.engine import LayerEngine
 from snnfpga.rtl.plan import Plan, bits_for
-from snnfpga.rtl.tokens import monitor_signature
+from snnfpga.rtl.tokens import counters_layout, monitor_signature
 
 COUNTER_BITS = 32
 # Images whose start time the cycle counter can hold at once (encoder, engines, result).
@@ -31,12 +31,12 @@ IMAGES_IN_FLIGHT = 4
 def counters_signature(plan: Plan) -> wiring.Signature:
     """Read-only counters: ``cycles`` (first beat accepted to result valid, last image),
     ``images`` (results delivered since reset), ``spikes`` (per spiking stage, last image:
-    index 0 the encoder, ``l`` hidden layer ``l``)."""
+    field ``stage0`` the encoder, ``stage{l}`` hidden layer ``l``)."""
     n_stages = len(plan.artifact.layers)
     return wiring.Signature({
         "cycles": Out(COUNTER_BITS),
         "images": Out(COUNTER_BITS),
-        "spikes": Out(data.ArrayLayout(COUNTER_BITS, n_stages)),
+        "spikes": Out(counters_layout(n_stages, COUNTER_BITS, "stage")),
     })
 
 
@@ -125,6 +125,6 @@ class Accelerator(wiring.Component):
         for stage, mon in enumerate(monitors):
             running = Signal(COUNTER_BITS, name=f"spikes_running{stage}")
             with m.If(mon.eos & (mon.step == T - 1)):
-                m.d.sync += [self.counters.spikes[stage].eq(running), running.eq(0)]
+                m.d.sync += [self.counters.spikes[f"stage{stage}"].eq(running), running.eq(0)]
             with m.Elif(mon.valid):
                 m.d.sync += running.eq(running + 1)

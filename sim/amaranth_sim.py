@@ -97,7 +97,7 @@ def simulate(plan: Plan, images: np.ndarray, *, input_gaps: float = 0.0, output_
     async def consumer(ctx):
         got, read_counters = 0, False
         ctx.set(dut.result.ready, 1)
-        counter_signals = [dut.counters.cycles] + [dut.counters.spikes[s] for s in range(len(sizes))]
+        counter_signals = [dut.counters.cycles] + [dut.counters.spikes[f"stage{s}"] for s in range(len(sizes))]
         async for _, _, valid, payload, ready, *counters in ctx.tick().sample(
                 dut.result.valid, dut.result.payload, dut.result.ready, *counter_signals):
             if read_counters:  # the counters update in the cycle after the result appeared
@@ -108,7 +108,7 @@ def simulate(plan: Plan, images: np.ndarray, *, input_gaps: float = 0.0, output_
                     return
             if valid and ready:
                 classes[got] = payload.cls
-                scores[got] = [payload.scores[j] for j in range(art.n_classes)]
+                scores[got] = [payload.scores[f"class{j}"] for j in range(art.n_classes)]
                 got += 1
                 read_counters = True
                 results["done"] = got

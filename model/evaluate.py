@@ -1,0 +1,74 @@
+"""Evaluate a model directory on a data set: float and integer accuracy, spikes, operations.
+
+Accuracies are in **percent** (0..100), rounded to 4 decimals; ``gap`` is float minus
+integer accuracy in percentage points. The integer figures come from the numpy reference
+(``snnfpga.sim.reference``) on the artifact, the float one from ``checkpoint.pt`` (``None``
+when the directory has none).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from snnfpga.errors import DataError
+from snnfpga.model.artifact import load_artifact, resolve_model_dir
+from snnfpga.model.data import Dataset
+from snnfpga.sim import reference
+
+BATCH = 1000
+CHECKPOINT = "checkpoint.pt"
+
+
+def evaluate(model: str, dataset: Dataset, batch: int = BATCH) -> dict:
+    """Figures of model directory ``model`` (or ``default``) on ``dataset`` (see the module docstring).
+
+    Keys: ``n``, ``accuracy_float``, ``accuracy_int``, ``gap``, ``spikes_per_neuron`` (mean
+    spikes per hidden neuron per image over ``T`` steps), ``synaptic_ops`` (mean accumulate
+    operations per image), ``input_spikes`` and ``hidden_spikes`` (mean per image, per layer),
+    ``timesteps``, ``sizes``, ``accuracy_unit``.
+    """
+    directory = resolve_model_dir(model)
+    art = load_artifact(directory)
+    shape = tuple(dataset.images.shape[1:])
+    if shape != art.input_shape:
+        raise DataError(f"{dataset.source}: images are {shape[0]}x{shape[1]} but the model expects "
+                        f"{art.input_shape[0]}x{art.input_shape[1]}")
+    n = len(dataset)
+    correct_int = 0
+    ops = 0
+    counts = None
+    spn = 0.0
+    for start in range(0, n, batch):
+        part = dataset.subset(slice(start, start + batch))
+        trace = reference.run(art, part.images, record=True)
+        correct_int += int((trace.classes == part.labels).sum())
+        ops += int(reference.synaptic_ops(art, trace).sum())
+        spn += float(reference.spikes_per_neuron(art, trace).sum())
+        c = [int(x.sum()) for x in trace.spike_counts()]
+        counts = c if counts is None else [a + b for a, b in zip(counts, c)]
+    acc_int = 100.0 * correct_int / n
+    acc_float = None
+    checkpoint = directory / CHECKPOINT
+    if checkpoint.exists():
+        import torch  # only here: the integer figures need no torch
+
+        from snnfpga.model.checkpoint import load_checkpoint
+        float_model, float_shape = load_checkpoint(checkpoint)
+        if float_shape != art.input_shape:
+            raise DataError(f"{checkpoint}: input shape {float_shape} differs from the artifact's {art.input_shape}")
+        classes = float_model.classify(torch.from_numpy(np.ascontiguousarray(dataset.images)), batch=batch)
+        acc_float = 100.0 * float((classes.numpy() == dataset.labels).mean())
+    return {
+        "n": n,
+        "accuracy_unit": "percent",
+        "accuracy_float": None if acc_float is None else round(acc_float, 4),
+        "accuracy_int": round(acc_int, 4),
+        "gap": None if acc_float is None else round(acc_float - acc_int, 4),
+        "spikes_per_neuron": round(spn / n, 4),
+        "synaptic_ops": round(ops / n, 2),
+        "input_spikes": round(counts[0] / n, 2),
+        "hidden_spikes": [round(x / n, 2) for x in counts[1:]],
+        "timesteps": art.timesteps,
+        "sizes": art.sizes,
+        "model": art.name,
+    }

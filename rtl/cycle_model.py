@@ -1,0 +1,76 @@
+"""Cycle model of the accelerator: cycles per image as a formula in spike counts and lanes.
+
+Notation: ``B`` pixels per beat, ``NW = ceil(n_0 / B)`` pixel words, ``G_l = ceil(n_l / P_l)``
+groups of layer ``l`` (``P_l = min(P, n_l)`` lanes), ``S_l(t)`` spikes of stage ``l`` at
+step ``t`` (``S_0`` = input spikes from the encoder), ``W_0(t)`` pixel words holding at
+least one input spike at step ``t``.
+
+Per step, each stage is busy for
+
+* encoder: ``E(t) = NW + S_0(t) - W_0(t) + 3`` (one word per cycle, one extra cycle per
+  additional spike in a word, pipeline and end-of-step token);
+* layer ``l``: ``L_l(t) = S_{l-1}(t) * G_l + G_l + 3`` (``G_l`` cycles per input spike:
+  event-driven, independent of ``n_{l-1}``; one end-of-step pass over the groups).
+
+The stages form a pipeline across steps (each FIFO decouples neighbours), so an image takes
+
+    cycles ~= NW + sum_t max(E(t), L_1(t), ..., L_L(t)) + sum_{l>=1} (G_l + 3) + n_classes + 2
+
+(load, the slowest stage of each step, the pass of the remaining layers after the last
+step, and the class decision). The *sequential bound* ``NW + sum_t (E(t) + sum_l L_l(t)) +
+n_classes + 2`` assumes no overlap at all. :func:`estimate` evaluates both from a reference
+trace; ``benchmarks/cycles.py`` compares them with cycles measured in simulation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from snnfpga.rtl.plan import Plan
+from snnfpga.sim.reference import Trace
+
+PIPELINE_OVERHEAD = 3
+DECISION_OVERHEAD = 2
+
+
+def stage_cycles(plan: Plan, trace: Trace) -> np.ndarray:
+    """Busy cycles per image, step and stage: ``int [N, T, 1 + L]`` (encoder first)."""
+    B = plan.pixels_per_beat
+    n_words = plan.beats_per_image
+    s0 = trace.spikes[0]
+    n, T, n_in = s0.shape
+    padded = np.zeros((n, T, n_words * B), dtype=bool)
+    padded[:, :, :n_in] = s0 > 0
+    words_with_spike = padded.reshape(n, T, n_words, B).any(axis=3).sum(axis=2)
+    counts = [s.sum(axis=2) for s in trace.spikes]  # [N, T] per stage
+    out = np.zeros((n, T, 1 + len(plan.layers)), dtype=np.int64)
+    out[:, :, 0] = n_words + counts[0] - words_with_spike + PIPELINE_OVERHEAD
+    for lp in plan.layers:
+        out[:, :, 1 + lp.index] = counts[lp.index] * lp.groups + lp.groups + PIPELINE_OVERHEAD
+    return out
+
+
+def estimate(plan: Plan, trace: Trace) -> dict[str, np.ndarray]:
+    """``{"pipelined": int [N], "sequential": int [N]}`` cycles per image (see module doc)."""
+    busy = stage_cycles(plan, trace)
+    tail = sum(lp.groups + PIPELINE_OVERHEAD for lp in plan.layers)
+    fixed = plan.beats_per_image + plan.artifact.n_classes + DECISION_OVERHEAD
+    return {
+        "pipelined": fixed + busy.max(axis=2).sum(axis=1) + tail,
+        "sequential": fixed + busy.sum(axis=(1, 2)),
+    }
+
+
+def describe(plan: Plan) -> dict:
+    """The formula and its constants, for the generated JSON description."""
+    return {
+        "formula": "NW + sum_t max(E(t), L_1(t), ..., L_L(t)) + sum_l (G_l + 3) + n_classes + 2",
+        "encoder_per_step": "E(t) = NW + S_0(t) - W_0(t) + 3",
+        "layer_per_step": "L_l(t) = S_{l-1}(t) * G_l + G_l + 3",
+        "sequential_bound": "NW + sum_t (E(t) + sum_l L_l(t)) + n_classes + 2",
+        "NW": plan.beats_per_image,
+        "groups": [lp.groups for lp in plan.layers],
+        "n_classes": plan.artifact.n_classes,
+        "notes": "S_l(t): spikes of stage l at step t (S_0: input spikes); W_0(t): pixel words with "
+                 "an input spike. Cycles grow with spike counts, not with n_in x n_out.",
+    }

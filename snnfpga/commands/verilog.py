@@ -1,0 +1,70 @@
+"""``snnfpga verilog MODEL --out DIR [--lanes P] [--top NAME]``: generate the accelerator."""
+
+from __future__ import annotations
+
+import argparse
+
+from snnfpga.commands.common import emit_json, positive_int
+from snnfpga.errors import ConfigError
+from snnfpga.model.artifact import load_artifact
+from snnfpga.rtl.generate import check_top_name, write_verilog
+from snnfpga.rtl.plan import make_plan
+
+DEFAULT_LANES = 32
+
+
+def top_name(text: str) -> str:
+    """argparse type: a Verilog identifier."""
+    try:
+        return check_top_name(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_hardware_options(parser, lanes_default=DEFAULT_LANES):
+    """Options shared by every command that generates hardware."""
+    parser.add_argument("--lanes", type=positive_int, default=lanes_default,
+                        help=f"parallel lanes P per layer (default {lanes_default})")
+    parser.add_argument("--pixels-per-beat", type=positive_int, default=4, choices=(1, 2, 4, 8),
+                        help="pixels per input stream beat (default 4: 32-bit beats)")
+    parser.add_argument("--fifo-depth", type=positive_int, default=16,
+                        help="depth of the spike-token FIFOs between stages (default 16)")
+
+
+def plan_from_args(args):
+    return make_plan(load_artifact(args.model), lanes=args.lanes, pixels_per_beat=args.pixels_per_beat,
+                     fifo_depth=args.fifo_depth)
+
+
+def add_parser(sub):
+    p = sub.add_parser("verilog", help="generate deterministic Verilog and its JSON description",
+                       description="Generate the multiplication-free accelerator for MODEL as Verilog "
+                                   "(memory contents inside) plus a JSON description of ports, "
+                                   "parameters, widths and the cycle model.")
+    p.add_argument("model", metavar="MODEL", help="model directory, or 'default'")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--top", default="snn_top", type=top_name, help="top module name (default snn_top)")
+    p.add_argument("--json", action="store_true", help="print one JSON summary line")
+    add_hardware_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    plan = plan_from_args(args)
+    description = write_verilog(plan, args.out, args.top)
+    summary = {
+        "top": args.top,
+        "files": [f"{args.out}/{f}" for f in description["files"]] + [f"{args.out}/{args.top}.json"],
+        "lanes": plan.lanes,
+        "groups": [lp.groups for lp in plan.layers],
+        "memory_bits": description["memory_bits"],
+    }
+    if args.json:
+        emit_json(summary)
+    else:
+        print(f"wrote {', '.join(summary['files'])}")
+        for entry in description["layers"]:
+            print(f"  layer {entry['index']} ({entry['kind']}): {entry['n_in']}->{entry['n_out']}, "
+                  f"{entry['lanes']} lanes x {entry['groups']} groups, state {entry['state_bits']} bits")
+        print(f"  memories: {description['memory_bits']} bits")
+    return 0
