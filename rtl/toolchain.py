@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from snnfpga.errors import ToolError
@@ -72,25 +73,29 @@ def cell_counts(stat_text: str) -> dict[str, int]:
     return counts
 
 
-def multiplier_report(verilog_file: Path, top: str, families=("ice40", "ecp5"), timeout=None) -> dict:
+def multiplier_report(verilog_file: Path, top: str, families=("ice40", "ecp5"), timeout=None,
+                      jobs: int = 2) -> dict:
     """Synthesize ``verilog_file`` and count multiplier-like cells.
 
     Generic coarse synthesis (up to, not including, fine-grain mapping: a ``*`` would show
     as ``$mul``/``$macc``) and ``synth_<family>`` for each family with DSP inference on (a
-    multiplier would be mapped to DSP blocks). Returns ``{"coarse": {cell: n}, "<family>": {cell: n}}`` with
-    only the offending cells (empty dicts when multiplier-free).
+    multiplier would be mapped to DSP blocks), ``jobs`` runs at a time. Returns
+    ``{"coarse": {cell: n}, "<family>": {cell: n}}`` with only the offending cells (empty
+    dicts when multiplier-free).
     """
     workdir = Path(verilog_file).parent
     src = Path(verilog_file).name
-    report = {}
-    yosys([f"read_verilog {src}", f"hierarchy -top {top}", "synth -flatten -run begin:fine",
-           "tee -o stat_coarse.txt stat"], workdir, "yosys_coarse", timeout)
-    counts = cell_counts((workdir / "stat_coarse.txt").read_text())
-    report["coarse"] = {c: n for c, n in counts.items() if c in MULTIPLIER_CELLS}
+    scripts = {"coarse": [f"read_verilog {src}", f"hierarchy -top {top}", "synth -flatten -run begin:fine",
+                          "tee -o stat_coarse.txt stat"]}
     for family in families:
-        yosys([f"read_verilog {src}", f"synth_{family} -top {top}{SYNTH_FLAGS[family]}",
-               f"tee -o stat_{family}.txt stat"],
-              workdir, f"yosys_{family}", timeout)
-        counts = cell_counts((workdir / f"stat_{family}.txt").read_text())
-        report[family] = {c: n for c, n in counts.items() if c in DSP_CELLS or c in MULTIPLIER_CELLS}
-    return report
+        scripts[family] = [f"read_verilog {src}", f"synth_{family} -top {top}{SYNTH_FLAGS[family]}",
+                           f"tee -o stat_{family}.txt stat"]
+
+    def run(name):
+        yosys(scripts[name], workdir, f"yosys_{name}", timeout)
+        counts = cell_counts((workdir / f"stat_{name}.txt").read_text())
+        bad = MULTIPLIER_CELLS if name == "coarse" else DSP_CELLS + MULTIPLIER_CELLS
+        return name, {c: n for c, n in counts.items() if c in bad}
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return dict(pool.map(run, scripts))
