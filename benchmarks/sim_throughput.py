@@ -1,0 +1,81 @@
+"""RTL simulation throughput: cold build time and images per second under cocotb.
+
+For each simulator: a cold build (an empty build cache, so Verilator also compiles its
+run-time library), then a regression over validation images through the cached build,
+checked bit for bit against the reference. Prints build seconds, images, simulation
+seconds, images per second, simulated cycles per second and mean cycles per image.
+
+    python benchmarks/sim_throughput.py [--model default] [--limit 1000] [--icarus-limit 20]
+                                        [--lanes 32] [--simulators verilator icarus]
+
+Until the shipped default model exists, ``--model default`` falls back to a random
+artifact of its size (784-256-10, T=4, 4-bit weights, rate encoder with phase 128).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+from pathlib import Path
+
+from snnfpga.errors import ArtifactError
+from snnfpga.model.artifact import Encoder, load_artifact
+from snnfpga.model.data import load_dataset
+from snnfpga.model.synthetic import random_artifact
+from snnfpga.rtl.plan import make_plan
+from snnfpga.sim import cocotb_sim, runner
+
+
+def artifact(model: str):
+    try:
+        return load_artifact(model)
+    except ArtifactError:
+        if model != "default":
+            raise
+        art = random_artifact(3, input_shape=(28, 28), hidden=(256,), n_classes=10, timesteps=4, weight_bits=4,
+                              threshold_scale=0.3)
+        print("(no shipped default model yet: a random artifact of its size)")
+        return dataclasses.replace(art, encoder=Encoder("rate", phase=128))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--data", default="default")
+    parser.add_argument("--limit", type=int, default=1000, help="validation images on Verilator (default 1000)")
+    parser.add_argument("--icarus-limit", type=int, default=20, help="validation images on Icarus (default 20)")
+    parser.add_argument("--lanes", type=int, default=32)
+    parser.add_argument("--gaps", type=float, default=0.1)
+    parser.add_argument("--stall", type=float, default=0.2)
+    parser.add_argument("--simulators", nargs="+", default=["verilator", "icarus"])
+    args = parser.parse_args()
+    art = artifact(args.model)
+    plan = make_plan(art, lanes=args.lanes)
+    val = load_dataset(args.data).split("val")
+    print(f"model {art.name}: {'-'.join(map(str, art.sizes))}, T={art.timesteps}, {args.lanes} lanes; "
+          f"gaps {args.gaps}, stall {args.stall}")
+    print(f"{'simulator':>9} {'cold build s':>12} {'images':>6} {'sim s':>7} {'images/s':>8} {'cycles/s':>9} "
+          f"{'cycles/image':>12} {'mismatches':>10}")
+    for simulator in args.simulators:
+        reason = runner.missing(simulator)
+        if reason:
+            print(f"{simulator:>9} skipped: {reason}")
+            continue
+        limit = args.limit if simulator == "verilator" else args.icarus_limit
+        images = val.limit(limit).images
+        with tempfile.TemporaryDirectory() as cache:
+            first = cocotb_sim.simulate(plan, images[:1], simulator=simulator, cache=Path(cache))
+            cold = first.build.build_s
+            run = cocotb_sim.simulate(plan, images, simulator=simulator, cache=Path(cache), gaps=args.gaps,
+                                      stall=args.stall)
+        assert run.build.cached
+        print(f"{simulator:>9} {cold:>12.1f} {run.n:>6} {run.sim_wall_s:>7.1f} {run.n / run.sim_wall_s:>8.1f} "
+              f"{run.total_cycles / run.sim_wall_s:>9.0f} {run.cycles.mean():>12.1f} "
+              f"{len(run.mismatched_images) + len(run.errors):>10}")
+        if not run.passed:
+            raise SystemExit(f"RTL differs from the reference: {run.first_problem()}")
+
+
+if __name__ == "__main__":
+    main()

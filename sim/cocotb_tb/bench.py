@@ -1,0 +1,146 @@
+"""cocotb bench of the generated accelerator: every image, spike, score and class against
+the integer reference.
+
+Built from a driver (pixel beats with random gaps), a consumer (results with random
+back-pressure), the spike-event log of the monitor ports (:class:`EventLog`), the model
+(:func:`snnfpga.sim.reference.run` on the same artifact) and an in-order scoreboard
+(:func:`snnfpga.sim.scoreboard.compare`, one image at a time as its result arrives).
+Started by :func:`snnfpga.sim.cocotb_sim.simulate` with a :class:`Job`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, SimTimeoutError, with_timeout
+
+from snnfpga.model.artifact import load_artifact
+from snnfpga.sim import reference
+from snnfpga.sim.cocotb_tb.driver import StreamDriver, pixel_beats
+from snnfpga.sim.cocotb_tb.job import Job
+from snnfpga.sim.cocotb_tb.monitor import EventLog, StreamConsumer
+from snnfpga.sim.scoreboard import compare
+
+RESET_CYCLES = 3
+DRIVEN = {"clk", "rst", "soft_reset", "pixels__payload", "pixels__valid", "result__ready"}
+MAX_REPORTED = 20
+
+
+def decode_result(word: int, layout: dict) -> tuple[int, list[int]]:
+    """Class and signed scores from the result payload (``result_payload`` of the description)."""
+    cls = (word >> layout["cls"]["lsb"]) & ((1 << layout["cls"]["width"]) - 1)
+    scores = []
+    for field in layout["scores"]:
+        w = field["width"]
+        v = (word >> field["lsb"]) & ((1 << w) - 1)
+        scores.append(v - (1 << w) if v >> (w - 1) else v)
+    return cls, scores
+
+
+def image_trace(log: EventLog, k: int, classes, scores) -> reference.Trace:
+    return reference.Trace(spikes=[s[k:k + 1] for s in log.spikes], scores=scores[k:k + 1],
+                           classes=classes[k:k + 1])
+
+
+def expected_image(model: reference.Trace, k: int) -> reference.Trace:
+    return reference.Trace(spikes=[s[k:k + 1] for s in model.spikes], scores=model.scores[k:k + 1],
+                           classes=model.classes[k:k + 1])
+
+
+@cocotb.test()
+async def images_match_the_reference(dut):
+    """Stream the job's images through the accelerator; compare everything in order."""
+    started = time.time()
+    job = Job.load()
+    description = json.loads(Path(job.description).read_text())
+    params = description["parameters"]
+    art = load_artifact(job.artifact)
+    with np.load(job.images) as archive:
+        images = archive["images"]
+    pixels = reference.flatten_images(art, images)
+    n = len(pixels)
+    model = reference.run(art, images)
+    rng = random.Random(job.seed)
+    per_beat, nw, T = params["pixels_per_beat"], params["beats_per_image"], art.timesteps
+
+    dut.rst.value = 1
+    dut.soft_reset.value = 0
+    for port in description["ports"]:  # inputs this bench does not drive (none today) stay idle
+        if port["direction"] == "input" and port["name"] not in DRIVEN:
+            getattr(dut, port["name"]).value = 0
+    driver = StreamDriver(dut.clk, dut.pixels__payload, dut.pixels__valid, dut.pixels__ready,
+                          gaps=job.gaps, rng=random.Random(rng.random()))
+    consumer = StreamConsumer(dut.clk, dut.result__payload, dut.result__valid, dut.result__ready,
+                              stall=job.stall, rng=random.Random(rng.random()))
+    Clock(dut.clk, job.clock_ns, unit="ns").start()
+    await ClockCycles(dut.clk, RESET_CYCLES, rising=False)
+    dut.rst.value = 0
+    log = EventLog(job.log, art.sizes[:-1], T, n, job.first_image)
+
+    if job.abandon_beats:  # a throw-away partial image, abandoned by a soft reset
+        await driver.send(pixel_beats(pixels[0], per_beat)[:job.abandon_beats])
+        await ClockCycles(dut.clk, 3, rising=False)
+        dut.soft_reset.value = 1
+        await FallingEdge(dut.clk)
+        dut.soft_reset.value = 0
+
+    def beats():
+        for image in pixels:
+            yield from pixel_beats(image, per_beat)
+
+    cocotb.start_soon(driver.send(beats()))
+    classes = np.zeros(n, dtype=np.int64)
+    scores = np.zeros((n, art.n_classes), dtype=np.int64)
+    counter_cycles = np.zeros(n, dtype=np.int64)
+    mismatched: list[int] = []
+    reports: list[str] = []
+    errors: list[str] = []
+    done = 0
+    with open(job.progress, "w") as progress:
+        for k in range(n):
+            try:
+                word = await with_timeout(consumer.receive(), job.max_cycles_per_image * job.clock_ns, "ns")
+            except SimTimeoutError:
+                errors.append(f"no result for image {job.first_image + k} within {job.max_cycles_per_image} cycles "
+                              f"(deadlock?); {driver.sent} beats accepted")
+                break
+            classes[k], scores[k] = decode_result(word, description["result_payload"])
+            counter_cycles[k] = dut.counters__cycles.value.to_unsigned()
+            images_counter = dut.counters__images.value.to_unsigned()
+            if images_counter != k + 1:
+                errors.append(f"image {job.first_image + k}: counters__images reads {images_counter}, "
+                              f"expected {k + 1}")
+            log.drain()
+            found = compare(expected_image(model, k), image_trace(log, k, classes, scores),
+                            image_offset=job.first_image + k)
+            if found:
+                mismatched.append(job.first_image + k)
+                reports += [str(m) for m in found[:max(0, MAX_REPORTED - len(reports))]]
+            done = k + 1
+            progress.write(f"{done}\n")
+            progress.flush()
+    log.drain()
+    log.close()
+    errors += log.errors
+
+    starts = np.array(log.beat_cycles[::nw][:done], dtype=np.int64)
+    valid = np.array(log.valid_cycles[:done], dtype=np.int64)
+    cycles = valid - starts if len(starts) == len(valid) else np.zeros(done, dtype=np.int64)
+    for k in np.nonzero(cycles != counter_cycles[:done])[0][:5]:
+        errors.append(f"image {job.first_image + k}: counters__cycles reads {counter_cycles[k]}, "
+                      f"the bench measured {cycles[k]}")
+    job.finish(n=done, mismatched=mismatched, mismatches=reports, errors=errors,
+               cycles_mean=float(cycles.mean()) if done else None,
+               total_cycles=int(log.done_cycles[-1]) if log.done_cycles else 0,
+               sim_wall_s=time.time() - started,
+               arrays=dict(classes=classes[:done], scores=scores[:done], cycles=cycles,
+                           counter_cycles=counter_cycles[:done],
+                           **{f"spikes{s}": log.spikes[s][:done] for s in range(len(log.spikes))}))
+    assert not errors, errors[0]
+    assert not mismatched, reports[0]

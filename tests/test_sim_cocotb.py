@@ -1,0 +1,256 @@
+"""The generated Verilog under cocotb on Verilator and Icarus, bit-exact against the reference.
+
+Each test runs on both simulators. Locally a missing simulator is a skip with its reason;
+in CI (``CI=true``) it is a failure. Builds are cached (``snnfpga.sim.runner.cache_root``),
+so a second run only simulates. The full validation split is behind ``-m slow``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from snnfpga.model.artifact import Encoder, load_artifact, save_artifact
+from snnfpga.model.data import load_dataset
+from snnfpga.model.synthetic import random_artifact, random_images
+from snnfpga.rtl.plan import make_plan
+from snnfpga.sim import amaranth_sim, cocotb_sim, reference, runner
+from snnfpga.sim.cocotb_tb.driver import pixel_beats
+from snnfpga.sim.cocotb_tb.wrapper import accelerator_shell
+from snnfpga.sim.scoreboard import compare
+
+SIMULATORS = ("verilator", "icarus")
+
+
+def require(simulator: str) -> None:
+    """Skip (locally) or fail (CI=true) when ``simulator`` cannot run here."""
+    reason = runner.missing(simulator)
+    if reason is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{simulator} is required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(params=SIMULATORS)
+def simulator(request):
+    require(request.param)
+    return request.param
+
+
+def default_size_artifact():
+    """The shipped default model, or a random artifact of its size until it exists."""
+    try:
+        return load_artifact("default")
+    except Exception:
+        art = random_artifact(3, input_shape=(28, 28), hidden=(256,), n_classes=10, timesteps=4, weight_bits=4,
+                              threshold_scale=0.3)
+        return dataclasses.replace(art, encoder=Encoder("rate", phase=128))
+
+
+def engine_case(seed: int):
+    """A random engine configuration: artifact, layer index, lanes, images."""
+    rng = np.random.default_rng(seed)
+    hidden = tuple(int(h) for h in rng.integers(1, 24, size=int(rng.integers(1, 3))))
+    art = random_artifact(seed, input_shape=(4, 5), hidden=hidden, n_classes=int(rng.integers(2, 6)),
+                          membrane_bits=6 if rng.random() < 0.5 else None, extreme=bool(rng.random() < 0.3),
+                          threshold_scale=0.3)
+    index = int(rng.integers(0, len(art.layers)))
+    return art, index, int(rng.integers(1, 9)), random_images(art, 5, seed=seed)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 7])
+def test_layer_engine_alone_is_bit_exact(simulator, seed):
+    art, index, lanes, images = engine_case(seed)
+    run = cocotb_sim.simulate_engine(art, index, images, lanes=lanes, simulator=simulator, seed=seed)
+    assert run.passed, run.first_problem()
+    assert run.n == len(images)
+
+
+def test_output_engine_alone_is_bit_exact(simulator):
+    art = random_artifact(4, input_shape=(3, 3), hidden=(10,), n_classes=5, threshold_scale=0.2)
+    run = cocotb_sim.simulate_engine(art, 1, random_images(art, 6, seed=4), lanes=2, simulator=simulator)
+    assert run.passed, run.first_problem()
+
+
+@pytest.mark.parametrize("case", [
+    dict(seed=11, shape=(4, 4), hidden=(9,), lanes=2, beat=4, gaps=0.5, stall=0.7),
+    dict(seed=13, shape=(4, 5), hidden=(8, 6), lanes=3, beat=8, gaps=0.2, stall=0.3, narrow=True),
+    dict(seed=12, shape=(3, 3), hidden=(6,), lanes=4, beat=2, gaps=0.3, stall=0.5, abandon=3),
+])
+def test_random_accelerators_are_bit_exact(simulator, case):
+    """Spikes of every stage, scores, classes and the cycle counter, under random gaps and
+    back-pressure, with a soft reset in the middle of a throw-away image in one case."""
+    art = random_artifact(case["seed"], input_shape=case["shape"], hidden=case["hidden"], n_classes=4,
+                          membrane_bits=5 if case.get("narrow") else None, threshold_scale=0.2)
+    images = random_images(art, 6, seed=case["seed"])
+    plan = make_plan(art, lanes=case["lanes"], pixels_per_beat=case["beat"])
+    run = cocotb_sim.simulate(plan, images, simulator=simulator, gaps=case["gaps"], stall=case["stall"],
+                              seed=case["seed"], abandon_beats=case.get("abandon", 0))
+    assert run.passed, run.first_problem()
+    assert not compare(reference.run(art, images), run.trace)
+    assert np.array_equal(run.cycles, run.counter_cycles) and (run.cycles > 0).all()
+
+
+def test_default_size_model_on_mnist_images(simulator):
+    art = default_size_artifact()
+    n = 6 if simulator == "verilator" else 2
+    images = load_dataset("default").split("val").limit(n).images
+    run = cocotb_sim.simulate(make_plan(art, lanes=32), images, simulator=simulator, seed=1)
+    assert run.passed, run.first_problem()
+    assert run.n == n and run.cycles.mean() > 100
+
+
+def test_a_mismatch_is_reported_with_image_step_layer_and_neuron(simulator):
+    """The checks can fail: the bench's model runs another encoder phase than the RTL."""
+    art = random_artifact(21, input_shape=(4, 4), hidden=(7,), n_classes=3, encoder=Encoder("rate", phase=0),
+                          threshold_scale=0.2)
+    images = random_images(art, 3, seed=21)
+    other = dataclasses.replace(art, encoder=Encoder("rate", phase=200))
+    run = cocotb_sim.simulate(make_plan(art, lanes=3), images, simulator=simulator, model=other)
+    assert not run.passed and run.mismatched_images
+    expected = compare(reference.run(other, images), reference.run(art, images))
+    assert run.mismatches[0] == str(expected[0])
+    assert run.mismatches[0].startswith(f"mismatch: image {expected[0].image}, step {expected[0].step}, layer 0, ")
+
+
+@pytest.mark.parametrize("beat", [1, 2, 4, 8])
+def test_pixel_beats_are_those_of_the_amaranth_bench(beat):
+    plan = make_plan(random_artifact(5, input_shape=(3, 5)), pixels_per_beat=beat)
+    pixels = np.random.default_rng(beat).integers(0, 256, size=15)
+    assert pixel_beats(pixels, beat) == amaranth_sim.pack_beats(plan, pixels)
+
+
+def test_the_shell_logs_every_monitor_of_the_description(tmp_path):
+    from snnfpga.rtl.generate import write_verilog
+
+    art = random_artifact(6, input_shape=(3, 3), hidden=(4, 3), n_classes=2)
+    text = accelerator_shell(write_verilog(make_plan(art, lanes=2), tmp_path))
+    for stage in range(3):
+        assert f"if (mon{stage}__valid) $fwrite(log_fd, \"S {stage} " in text
+        assert f"if (mon{stage}__eos) $fwrite(log_fd, \"E {stage} " in text
+    assert "mon3" not in text and "snn_top dut (" in text
+
+
+def test_ci_turns_a_missing_simulator_into_a_failure(monkeypatch):
+    monkeypatch.setattr(runner, "missing", lambda name: f"{name} is not installed")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="required in CI"):
+        require("icarus")
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="not installed"):
+        require("icarus")
+
+
+def test_a_missing_simulator_is_a_tool_error(monkeypatch):
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    if runner.missing("icarus") is None:
+        pytest.skip("iverilog is inside the virtual environment")
+    with pytest.raises(runner.SimulatorMissing, match="iverilog"):
+        runner.configure("icarus")
+
+
+# ---- the command line -------------------------------------------------------------------------
+
+def cli(*args, env=None, cwd=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "snnfpga.cli", "sim", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sim-cli")
+    art = random_artifact(31, input_shape=(28, 28), hidden=(12,), n_classes=10, weight_bits=3,
+                          encoder=Encoder("rate", phase=128), threshold_scale=0.2)
+    d = load_dataset("default")
+    np.savez(tmp / "sample.npz", images=d.images[:8], labels=d.labels[:8])
+    np.savez(tmp / "small.npz", images=np.zeros((2, 8, 8), np.uint8), labels=np.zeros(2, np.uint8))
+    return save_artifact(art, tmp / "model"), tmp
+
+
+def test_cli_reports_a_bit_exact_run(simulator, small_model, tmp_path):
+    model, data = small_model
+    done = cli(model, "--data", data / "sample.npz", "--limit", 4, "--simulator", simulator, "--lanes", 4,
+               "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr + done.stdout
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["n"] == 4 and summary["mismatches"] == 0 and summary["simulator"] == simulator
+    assert summary["accuracy_rtl"] == summary["accuracy_ref"]
+    for key in ("cycles_per_image", "wall_s", "build_s", "images_per_s"):
+        assert summary[key] is not None, key
+    assert list(tmp_path.iterdir()) == []  # nothing written into the working directory
+
+
+def test_cli_writes_waves_only_on_request(small_model, tmp_path):
+    require("icarus")
+    model, data = small_model
+    out = tmp_path / "out"
+    done = cli(model, "--data", data / "sample.npz", "--limit", 1, "--simulator", "icarus", "--lanes", 4,
+               "--out", out, "--waves", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (out / "waves.fst").stat().st_size > 0
+    assert json.loads(done.stdout.strip().splitlines()[-1])["waves"] == [str((out / "waves.fst").resolve())]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert not list(out.glob("run/**/*.fst")) and not list(out.glob("run/**/*.vcd"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "missing.npz"], "not found"),
+    (["--data", "{data}/small.npz"], "model expects 28x28"),
+    (["--waves"], "--waves needs --out"),
+    (["--lanes", "0"], "positive integer"),
+    (["--gaps", "1.5"], "probability"),
+])
+def test_cli_rejects_bad_input_in_one_line(small_model, tmp_path, args, message):
+    model, data = small_model
+    args = [a.format(data=data) for a in args]
+    if "--data" not in args:
+        args += ["--data", data / "sample.npz"]
+    done = cli(model, *args, cwd=tmp_path)
+    assert done.returncode != 0
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_rejects_a_corrupt_model_and_a_missing_simulator(small_model, tmp_path):
+    model, data = small_model
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "manifest.json").write_text("{\n")
+    done = cli(tmp_path / "broken", "--data", data / "sample.npz")
+    assert done.returncode != 0 and "Traceback" not in done.stderr and done.stderr.startswith("error:")
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent))
+    if runner.missing("icarus") is not None or "iverilog" in os.listdir(Path(sys.executable).parent):
+        pytest.skip("cannot hide iverilog")
+    done = cli(model, "--data", data / "sample.npz", "--simulator", "icarus", env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: Icarus Verilog is not installed")
+
+
+# ---- long regressions (-m slow) -----------------------------------------------------------------
+
+@pytest.mark.slow
+def test_whole_validation_split_is_bit_exact(simulator):
+    """Every validation image (1,000) of the default-size model, on both simulators."""
+    art = default_size_artifact()
+    dataset = load_dataset("default").split("val")
+    run = cocotb_sim.simulate(make_plan(art, lanes=32), dataset.images, simulator=simulator, seed=5,
+                              jobs=2 if simulator == "icarus" else 1)
+    assert run.passed, run.first_problem()
+    assert run.n == len(dataset)
+
+
+@pytest.mark.slow
+def test_verilator_waves(tmp_path):
+    require("verilator")
+    art = random_artifact(11, input_shape=(4, 4), hidden=(9,), n_classes=4, threshold_scale=0.2)
+    run = cocotb_sim.simulate(make_plan(art, lanes=2), random_images(art, 2, seed=2), simulator="verilator",
+                              waves_dir=tmp_path / "w")
+    expected = tmp_path / "w" / f"waves.{runner.waves_format('verilator')}"
+    assert run.passed and run.waves == [expected]
+    assert expected.stat().st_size > 0
