@@ -6,10 +6,11 @@
     DIR/checkpoint.pt                   the float QAT model (see snnfpga.model.checkpoint)
     DIR/training.json                   config, seed, data digest, history, accuracies
 
-Determinism: a fixed torch thread count (``config.threads``), ``torch.use_deterministic_
-algorithms(True)``, ``torch.manual_seed(seed)`` for the initial weights and one explicit
-generator for batch order and augmentation. The same config and data give the same bytes in
-every file (no timestamps, no wall-clock figures in any file).
+Determinism: a fixed torch thread count (``config.threads``; 1 by default, because on a
+shared 2-core machine two intra-op threads stall each other behind a busy core, up to 10x
+slower), ``torch.use_deterministic_algorithms(True)``, ``torch.manual_seed(seed)`` for the
+initial weights and one explicit generator for batch order and augmentation. The same
+config and data give the same bytes in every file (no timestamps, no wall-clock figures).
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def train(config: TrainConfig, dataset: Dataset, out_dir: str | Path, progress: 
     provenance = {"preset": config.name, "seed": config.seed, "data": data_label or dataset.source,
                   "data_sha256": data_digest(dataset),
                   "command": f"snnfpga train --data {data_label or 'FILE'} --out DIR --preset {config.name}"
-                             f" --epochs {config.epochs} --seed {config.seed}"}
+                             f" --epochs {config.epochs} --finetune-epochs {config.finetune_epochs} --seed {config.seed}"}
     art = fold_mod.export(net, provenance=provenance)
     out_dir = Path(out_dir)
     save_artifact(art, out_dir)

@@ -22,8 +22,9 @@ def small():
 
 
 def _config(**changes):
-    return preset("default").replace(name="test", hidden=(24,), epochs=1, finetune_epochs=1, batch_size=64,
-                                     **changes)
+    base = {"name": "test", "hidden": (24,), "epochs": 1, "finetune_epochs": 1, "batch_size": 64,
+            "schedule": "constant", "lr": 0.01}
+    return preset("default").replace(**{**base, **changes})
 
 
 @pytest.fixture(scope="module")
