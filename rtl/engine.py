@@ -38,7 +38,7 @@ from amaranth.lib.wiring import In, Out
 
 from snnfpga.rtl.plan import LayerPlan, bits_for
 from snnfpga.rtl.tokens import (lane, lowest_set_bit, monitor_signature, pack, saturate, scores_layout,
-                                step_counter_next, token_layout)
+                                step_counter_next, token_layout, weight_load_layout)
 
 
 def weight_words(lp: LayerPlan) -> list[int]:
@@ -72,14 +72,20 @@ class LayerEngine(wiring.Component):
         Output spike tokens (ascending neuron index within a step), then end of step.
     monitor : ``Out(monitor_signature)`` (LIF layers)
         Every emitted spike with its step.
+    load : ``In(stream.Signature(weight_load_layout, always_ready=True))`` (weight storage ``ram``)
+        Writes one weight word per cycle; only while no image is in flight.
     scores : ``Out(stream.Signature(scores_layout(score_bits, n_out)))`` (output layer)
         The scores after the last step, held until taken.
     """
 
-    def __init__(self, lp: LayerPlan, timesteps: int):
+    def __init__(self, lp: LayerPlan, timesteps: int, weight_storage: str = "rom"):
         self._lp = lp
         self._T = timesteps
+        self._ram = weight_storage == "ram"
         members = {"inp": In(stream.Signature(token_layout(lp.in_bits)))}
+        if self._ram:
+            members["load"] = In(stream.Signature(weight_load_layout(bits_for(lp.weight_depth),
+                                                                     lp.weight_word_bits), always_ready=True))
         if lp.is_output:
             members["scores"] = Out(stream.Signature(scores_layout(lp.layer.score_bits, lp.layer.n_out)))
         else:
@@ -96,7 +102,10 @@ class LayerEngine(wiring.Component):
         m = Module()
 
         # Memories: weights (ROM), state u (1R1W, read transparent to write), bias/threshold (ROM).
-        m.submodules.weights = wmem = Memory(shape=P * wb, depth=lp.weight_depth, init=weight_words(lp))
+        # ROM: contents in the bitstream. RAM: one shared address for reads and run-time writes,
+        # reads disabled while writing (single-port, "no change" on write: maps to iCE40 SPRAM).
+        m.submodules.weights = wmem = Memory(shape=P * wb, depth=lp.weight_depth,
+                                             init=[] if self._ram else weight_words(lp))
         bias_words = _group_words(layer.bias, lp, bb)
         state_init = _group_words(layer.bias, lp, U)
         m.submodules.state = umem = Memory(shape=P * U, depth=len(state_init), init=state_init)
@@ -127,8 +136,19 @@ class LayerEngine(wiring.Component):
         s2_last_group = Signal()
         s2_last_step = Signal()
 
+        engine_addr = Cat(g, cur_i) if lp.group_bits else cur_i
+        if self._ram:
+            w_wr = wmem.write_port()
+            writing = self.load.valid
+            shared_addr = Signal.like(w_rd.addr)  # one signal for both ports: Yosys sees a single port
+            m.d.comb += [
+                shared_addr.eq(Mux(writing, self.load.payload.addr, engine_addr)),
+                w_wr.en.eq(writing), w_wr.data.eq(self.load.payload.data), w_rd.en.eq(~writing),
+                w_wr.addr.eq(shared_addr), w_rd.addr.eq(shared_addr),
+            ]
+        else:
+            m.d.comb += w_rd.addr.eq(engine_addr)
         m.d.comb += [
-            w_rd.addr.eq(Cat(g, cur_i) if lp.group_bits else cur_i),
             u_rd.addr.eq(g),
             p_rd.addr.eq(g),
         ]

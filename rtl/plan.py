@@ -14,6 +14,10 @@ Layout conventions
   group in the low ``gbits = ceil(log2 G_l)`` bits): no multiplier forms the address. Its
   word holds the ``P_l`` weights of group ``g`` for input ``i``, lane ``p`` at bits
   ``[p*b, (p+1)*b)``. Depth ``n_in * 2**gbits`` (rows beyond ``G_l`` are zero).
+* Weight storage: ``rom`` (contents in the bitstream, the default) or ``ram`` (no initial
+  contents; written at run time through the accelerator's ``weights`` port, one word per
+  cycle, while no image is in flight). ``ram`` lets Yosys map the big weight memories to
+  the iCE40 UP5K's SPRAM, which cannot be initialised by the bitstream.
 * The pixel memory holds ``B`` pixels per word (``B`` = pixels per input beat, a power of
   two), pixel ``k`` at word ``k // B``, byte ``k % B``.
 """
@@ -27,6 +31,7 @@ from snnfpga.model.artifact import Artifact, Layer
 
 MAX_LANES = 256
 PIXELS_PER_BEAT = (1, 2, 4, 8)
+WEIGHT_STORAGE = ("rom", "ram")
 
 
 def bits_for(n: int) -> int:
@@ -74,6 +79,7 @@ class Plan:
     pixels_per_beat: int
     fifo_depth: int
     layers: tuple[LayerPlan, ...]
+    weight_storage: str = "rom"
 
     @property
     def beats_per_image(self) -> int:
@@ -87,9 +93,22 @@ class Plan:
     def score_bits(self) -> int:
         return self.artifact.layers[-1].score_bits
 
+    @property
+    def weight_addr_bits(self) -> int:
+        """Address width of the ``weights`` load port (the deepest weight memory)."""
+        return max(bits_for(lp.weight_depth) for lp in self.layers)
 
-def make_plan(art: Artifact, lanes: int = 8, pixels_per_beat: int = 4, fifo_depth: int = 16) -> Plan:
+    @property
+    def weight_data_bits(self) -> int:
+        """Data width of the ``weights`` load port (the widest weight word)."""
+        return max(lp.weight_word_bits for lp in self.layers)
+
+
+def make_plan(art: Artifact, lanes: int = 8, pixels_per_beat: int = 4, fifo_depth: int = 16,
+              weight_storage: str = "rom") -> Plan:
     """Check that the artifact maps onto the generator and derive all parameters."""
+    if weight_storage not in WEIGHT_STORAGE:
+        raise MappingError(f"weight storage must be one of {', '.join(WEIGHT_STORAGE)}, got {weight_storage!r}")
     if not isinstance(lanes, int) or not 1 <= lanes <= MAX_LANES:
         raise MappingError(f"lanes must be an integer in 1..{MAX_LANES}, got {lanes!r}")
     if pixels_per_beat not in PIXELS_PER_BEAT:
@@ -113,4 +132,4 @@ def make_plan(art: Artifact, lanes: int = 8, pixels_per_beat: int = 4, fifo_dept
                                in_bits=bits_for(layer.n_in), out_bits=bits_for(layer.n_out),
                                state_bits=state))
     return Plan(artifact=art, lanes=lanes, pixels_per_beat=pixels_per_beat, fifo_depth=fifo_depth,
-                layers=tuple(plans))
+                layers=tuple(plans), weight_storage=weight_storage)

@@ -17,6 +17,14 @@ def token_layout(addr_bits: int) -> data.StructLayout:
     return data.StructLayout({"addr": addr_bits, "eos": 1})
 
 
+def weight_load_layout(addr_bits: int, data_bits: int, layer_bits: int = 0) -> data.StructLayout:
+    """One weight-memory write: ``addr``, ``data`` (and ``layer`` at the top level)."""
+    fields = {"addr": addr_bits, "data": data_bits}
+    if layer_bits:
+        fields["layer"] = layer_bits
+    return data.StructLayout(fields)
+
+
 def scores_layout(score_bits: int, n_classes: int) -> data.StructLayout:
     """Scores as named fields ``class0 .. class{n-1}`` (signed). A struct rather than an array
     layout: Amaranth names array elements ``x[0]``, and such names collide with the per-bit names

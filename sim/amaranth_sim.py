@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.sim import Simulator
 
+from snnfpga.rtl.engine import weight_words
 from snnfpga.rtl.plan import Plan
 from snnfpga.rtl.top import Accelerator
 from snnfpga.sim.reference import Trace, flatten_images
@@ -44,6 +45,13 @@ def pack_beats(plan: Plan, pixels: np.ndarray) -> list[int]:
     return beats
 
 
+def weight_load_words(plan: Plan):
+    """``(layer, addr, word)`` writes that fill the weight RAMs (weight storage ``ram``)."""
+    for lp in plan.layers:
+        for addr, word in enumerate(weight_words(lp)):
+            yield lp.index, addr, word
+
+
 def simulate(plan: Plan, images: np.ndarray, *, input_gaps: float = 0.0, output_stall: float = 0.0,
              seed: int = 0, abandon_beats: int = 0, serial: bool = False,
              max_cycles_per_image: int = 200_000) -> RtlRun:
@@ -71,6 +79,14 @@ def simulate(plan: Plan, images: np.ndarray, *, input_gaps: float = 0.0, output_
     results = {"done": 0}
 
     async def driver(ctx):
+        if plan.weight_storage == "ram":
+            for layer, addr, word in weight_load_words(plan):
+                ctx.set(dut.weights.payload.layer, layer)
+                ctx.set(dut.weights.payload.addr, addr)
+                ctx.set(dut.weights.payload.data, word)
+                ctx.set(dut.weights.valid, 1)
+                await ctx.tick()
+            ctx.set(dut.weights.valid, 0)
         if abandon_beats:
             for beat in pack_beats(plan, pixels[0])[:abandon_beats]:
                 ctx.set(dut.pixels.payload, beat)

@@ -19,7 +19,8 @@ from snnfpga.sim.scoreboard import compare
 def assert_bit_exact(art, images, **kwargs):
     lanes = kwargs.pop("lanes", 4)
     beat = kwargs.pop("pixels_per_beat", 4)
-    plan = make_plan(art, lanes=lanes, pixels_per_beat=beat)
+    storage = kwargs.pop("weight_storage", "rom")
+    plan = make_plan(art, lanes=lanes, pixels_per_beat=beat, weight_storage=storage)
     run = amaranth_sim.simulate(plan, images, **kwargs)
     mismatches = compare(reference.run(art, images), run.trace)
     assert not mismatches, "\n".join(map(str, mismatches[:10]))
@@ -77,9 +78,18 @@ def test_counters_report_cycles_and_spikes_per_layer():
     assert (run.cycles > 0).all()
 
 
+@pytest.mark.parametrize("lanes", [1, 3, 16])
+def test_weights_loaded_at_run_time_are_bit_exact(lanes):
+    """Weight storage ``ram``: the memories start empty and are written through the weights port."""
+    art = random_artifact(14 + lanes, input_shape=(4, 4), hidden=(9,), n_classes=3, threshold_scale=0.2)
+    assert_bit_exact(art, random_images(art, 3, seed=6), lanes=lanes, weight_storage="ram", output_stall=0.3)
+
+
 def test_unmappable_parameters_are_rejected():
     art = random_artifact(1)
     with pytest.raises(MappingError, match="lanes"):
         make_plan(art, lanes=0)
     with pytest.raises(MappingError, match="pixels per beat"):
         make_plan(art, pixels_per_beat=3)
+    with pytest.raises(MappingError, match="weight storage"):
+        make_plan(art, weight_storage="flash")
