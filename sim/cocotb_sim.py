@@ -255,7 +255,7 @@ def simulate_engine(art: Artifact, index: int, images: np.ndarray, *, lanes: int
         run_dir = Path(tmp).resolve()
         artifact, images_file = _save_inputs(run_dir, art, images)
         job = Job(run_dir=str(run_dir), artifact=artifact, images=images_file, layer=index, gaps=gaps,
-                  stall=stall, seed=seed, extra=extra)
+                  stall=stall, seed=seed, extra=extra, max_cycles_per_image=50_000)
         result = _run(job, built, ENGINE_BENCH)
     return CocotbRun(simulator=simulator, n=result["n"], trace=None, cycles=np.zeros(0, np.int64),
                      counter_cycles=np.zeros(0, np.int64), mismatched_images=result["mismatched_images"],

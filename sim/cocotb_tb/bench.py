@@ -21,6 +21,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, SimTimeoutError, with_timeout
 
 from snnfpga.model.artifact import load_artifact
+from snnfpga.rtl import cycle_model
+from snnfpga.rtl.plan import make_plan
 from snnfpga.sim import reference
 from snnfpga.sim.cocotb_tb.driver import StreamDriver, pixel_beats
 from snnfpga.sim.cocotb_tb.job import Job
@@ -68,6 +70,10 @@ async def images_match_the_reference(dut):
     model = reference.run(art, images)
     rng = random.Random(job.seed)
     per_beat, nw, T = params["pixels_per_beat"], params["beats_per_image"], art.timesteps
+    plan = make_plan(art, lanes=params["lanes"], pixels_per_beat=per_beat, fifo_depth=params["fifo_depth"])
+    # A deadlock shows as no result within a generous multiple of the no-overlap cycle bound.
+    limits = np.minimum(4 * cycle_model.estimate(plan, model)["sequential"] + 16 * nw + 10_000,
+                        job.max_cycles_per_image)
 
     dut.rst.value = 1
     dut.soft_reset.value = 0
@@ -105,9 +111,9 @@ async def images_match_the_reference(dut):
     with open(job.progress, "w") as progress:
         for k in range(n):
             try:
-                word = await with_timeout(consumer.receive(), job.max_cycles_per_image * job.clock_ns, "ns")
+                word = await with_timeout(consumer.receive(), int(limits[k]) * job.clock_ns, "ns")
             except SimTimeoutError:
-                errors.append(f"no result for image {job.first_image + k} within {job.max_cycles_per_image} cycles "
+                errors.append(f"no result for image {job.first_image + k} within {limits[k]} cycles "
                               f"(deadlock?); {driver.sent} beats accepted")
                 break
             classes[k], scores[k] = decode_result(word, description["result_payload"])

@@ -6,8 +6,9 @@ and the integer reference, and compare every spike, score and class.
                 [--jobs J] [--out DIR] [--waves] [--json]
 
 Accuracies are in percent (as ``snnfpga eval``); ``mismatches`` counts the images whose RTL
-output differs from the reference in any integer (spike, score or class). The exit status
-is 1 on any mismatch, with the first one printed in full. Waveforms only with ``--waves``,
+output differs from the reference in any integer (spike, score or class), ``errors`` the
+protocol or counter violations. The exit status is 1 on any mismatch or error, with the
+first one printed in full. Waveforms only with ``--waves``,
 into ``--out``.
 """
 
@@ -128,12 +129,15 @@ def run(args) -> int:
         "gaps": args.gaps,
         "stall": args.stall,
         "seed": args.seed,
+        "errors": len(rtl.errors),
         "first_mismatch": first,
         "out": str(Path(args.out).resolve()) if args.out else None,
         "waves": [str(w) for w in rtl.waves] or None,
     }
-    print(f"RTL ({args.simulator}) vs reference on {n} images: "
-          + ("bit-exact" if not bad else f"{len(bad)} image(s) differ"))
+    verdict = "bit-exact" if not bad else f"{len(bad)} image(s) differ"
+    if rtl.errors:
+        verdict += f"; {len(rtl.errors)} protocol/counter error(s)"
+    print(f"RTL ({args.simulator}) vs reference on {n} images: {verdict}")
     print(f"  accuracy RTL       {acc_rtl:.2f}%")
     print(f"  accuracy reference {acc_ref:.2f}%")
     if done:
@@ -147,4 +151,4 @@ def run(args) -> int:
         print(f"first {first if first.startswith('mismatch') else 'problem: ' + first}")
     if args.json:
         emit_json(summary)
-    return 1 if bad else 0
+    return 1 if bad or rtl.errors else 0
