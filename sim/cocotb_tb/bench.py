@@ -24,7 +24,7 @@ from snnfpga.model.artifact import load_artifact
 from snnfpga.rtl import cycle_model
 from snnfpga.rtl.plan import make_plan
 from snnfpga.sim import reference
-from snnfpga.sim.cocotb_tb.driver import StreamDriver, pixel_beats
+from snnfpga.sim.cocotb_tb.driver import StreamDriver, pixel_beats, weight_load_beats
 from snnfpga.sim.cocotb_tb.job import Job
 from snnfpga.sim.cocotb_tb.monitor import EventLog, StreamConsumer
 from snnfpga.sim.scoreboard import compare
@@ -70,14 +70,17 @@ async def images_match_the_reference(dut):
     model = reference.run(art, images)
     rng = random.Random(job.seed)
     per_beat, nw, T = params["pixels_per_beat"], params["beats_per_image"], art.timesteps
-    plan = make_plan(art, lanes=params["lanes"], pixels_per_beat=per_beat, fifo_depth=params["fifo_depth"])
+    names = {port["name"] for port in description["ports"]}
+    ram = "weights__valid" in names  # weight storage "ram": the memories are loaded first
+    plan = make_plan(art, lanes=params["lanes"], pixels_per_beat=per_beat, fifo_depth=params["fifo_depth"],
+                     weight_storage="ram" if ram else "rom")
     # A deadlock shows as no result within a generous multiple of the no-overlap cycle bound.
     limits = np.minimum(4 * cycle_model.estimate(plan, model)["sequential"] + 16 * nw + 10_000,
                         job.max_cycles_per_image)
 
     dut.rst.value = 1
     dut.soft_reset.value = 0
-    for port in description["ports"]:  # inputs this bench does not drive (none today) stay idle
+    for port in description["ports"]:  # inputs this bench does not drive stay idle
         if port["direction"] == "input" and port["name"] not in DRIVEN:
             getattr(dut, port["name"]).value = 0
     driver = StreamDriver(dut.clk, dut.pixels__payload, dut.pixels__valid, dut.pixels__ready,
@@ -88,6 +91,10 @@ async def images_match_the_reference(dut):
     await ClockCycles(dut.clk, RESET_CYCLES, rising=False)
     dut.rst.value = 0
     log = EventLog(job.log, art.sizes[:-1], T, n, job.first_image)
+    if ram:
+        loader = StreamDriver(dut.clk, dut.weights__payload, dut.weights__valid, dut.weights__ready,
+                              gaps=job.gaps, rng=random.Random(rng.random()))
+        await loader.send(weight_load_beats(plan))
 
     if job.abandon_beats:  # a throw-away partial image, abandoned by a soft reset
         await driver.send(pixel_beats(pixels[0], per_beat)[:job.abandon_beats])

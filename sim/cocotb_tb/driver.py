@@ -59,3 +59,16 @@ def pixel_beats(pixels, per_beat: int) -> list[int]:
     padded[:len(flat)] = flat
     shifts = (np.arange(per_beat, dtype=np.uint64) * np.uint64(8))
     return [int(w) for w in (padded.reshape(-1, per_beat) << shifts).sum(axis=1, dtype=np.uint64)]
+
+
+def weight_load_beats(plan) -> list[int]:
+    """Words of the ``weights`` load stream that fill every weight RAM (weight storage
+    ``ram``): ``{layer, addr, data}`` packed as :func:`snnfpga.rtl.tokens.weight_load_layout`."""
+    from snnfpga.rtl.engine import weight_words
+    from snnfpga.rtl.plan import bits_for
+    from snnfpga.rtl.tokens import weight_load_layout
+
+    layout = weight_load_layout(plan.weight_addr_bits, plan.weight_data_bits, bits_for(len(plan.layers)))
+    addr, data, layer = (layout[name].offset for name in ("addr", "data", "layer"))
+    return [(a << addr) | (word << data) | (lp.index << layer)
+            for lp in plan.layers for a, word in enumerate(weight_words(lp))]
