@@ -18,7 +18,8 @@ import re
 from importlib.metadata import version
 from pathlib import Path
 
-from amaranth.back import verilog
+from amaranth._toolchain.yosys import find_yosys  # the Yosys that Amaranth's own convert() uses
+from amaranth.back import rtlil, verilog
 from amaranth.hdl import Value
 from amaranth.lib import wiring
 
@@ -56,9 +57,21 @@ def check_top_name(name: str) -> str:
 
 
 def to_verilog(dut: Accelerator, top: str = "snn_top") -> str:
-    """The Verilog text of the accelerator."""
+    """The Verilog text of the accelerator.
+
+    ROM weights: exactly ``amaranth.back.verilog.convert``. RAM weights (loaded at run time):
+    the same Yosys steps with the weight memories' initial contents dropped before
+    ``memory_collect``, so that the Verilog declares them without an ``initial`` block (their
+    contents are undefined until loaded, and synthesis may map them to SPRAM).
+    """
     check_top_name(top)
-    return verilog.convert(dut, name=top, emit_src=False)
+    if dut.plan.weight_storage == "rom":
+        return verilog.convert(dut, name=top, emit_src=False)
+    rtlil_text = rtlil.convert(dut, name=top, emit_src=False)
+    script = [f"read_rtlil <<rtlil\n{rtlil_text}\nrtlil", "proc -nomux -norom",
+              r"delete t:$meminit_v2 r:MEMID=\weights %i", "memory_collect", "write_verilog -norename"]
+    yosys = find_yosys(lambda ver: ver >= (0, 40))
+    return yosys.run(["-q", "-"], "\n".join(script), ignore_warnings=True)
 
 
 def ports(dut: Accelerator) -> list[dict]:

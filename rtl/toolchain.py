@@ -26,6 +26,16 @@ DSP_CELLS = ("SB_MAC16", "MULT18X18D", "MULT9X9D", "ALU54B", "ALU24B")
 SYNTH_FLAGS = {"ice40": " -dsp", "ecp5": ""}
 
 
+def synth_commands(family: str, src: str, top: str, runtime_weights: bool = False) -> list[str]:
+    """Yosys commands that read ``src`` and map it to ``family`` (``ice40`` or ``ecp5``).
+
+    ``runtime_weights``: the design was generated with weight storage ``ram`` (its weight
+    memories have no initial contents), so on iCE40 they may go to SPRAM (``-spram``).
+    """
+    flags = SYNTH_FLAGS[family] + (" -spram" if runtime_weights and family == "ice40" else "")
+    return [f"read_verilog {src}", f"synth_{family} -top {top}{flags}"]
+
+
 def find_tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
@@ -74,22 +84,23 @@ def cell_counts(stat_text: str) -> dict[str, int]:
 
 
 def multiplier_report(verilog_file: Path, top: str, families=("ice40", "ecp5"), timeout=None,
-                      jobs: int = 2) -> dict:
+                      jobs: int = 2, runtime_weights: bool = False, coarse: bool = True) -> dict:
     """Synthesize ``verilog_file`` and count multiplier-like cells.
 
     Generic coarse synthesis (up to, not including, fine-grain mapping: a ``*`` would show
     as ``$mul``/``$macc``) and ``synth_<family>`` for each family with DSP inference on (a
     multiplier would be mapped to DSP blocks), ``jobs`` runs at a time. Returns
     ``{"coarse": {cell: n}, "<family>": {cell: n}}`` with only the offending cells (empty
-    dicts when multiplier-free).
+    dicts when multiplier-free); ``coarse=False`` skips the generic run.
     """
     workdir = Path(verilog_file).parent
     src = Path(verilog_file).name
-    scripts = {"coarse": [f"read_verilog {src}", f"hierarchy -top {top}", "synth -flatten -run begin:fine",
-                          "tee -o stat_coarse.txt stat"]}
+    scripts = {}
+    if coarse:
+        scripts["coarse"] = [f"read_verilog {src}", f"hierarchy -top {top}", "synth -flatten -run begin:fine",
+                             "tee -o stat_coarse.txt stat"]
     for family in families:
-        scripts[family] = [f"read_verilog {src}", f"synth_{family} -top {top}{SYNTH_FLAGS[family]}",
-                           f"tee -o stat_{family}.txt stat"]
+        scripts[family] = synth_commands(family, src, top, runtime_weights) + [f"tee -o stat_{family}.txt stat"]
 
     def run(name):
         yosys(scripts[name], workdir, f"yosys_{name}", timeout)

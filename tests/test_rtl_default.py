@@ -1,0 +1,42 @@
+"""The shipped default model through the generator: bit-exact in Amaranth's simulator on 50
+validation images, and multiplier-free after synthesis for both FPGA families."""
+
+import pytest
+
+from snnfpga.model.artifact import load_artifact
+from snnfpga.model.data import load_dataset
+from snnfpga.rtl.generate import write_verilog
+from snnfpga.rtl.plan import make_plan
+from snnfpga.rtl.toolchain import multiplier_report
+from snnfpga.sim import amaranth_sim, reference
+from snnfpga.sim.scoreboard import compare
+
+ECP5_LANES = 64  # the lane count benchmarks/cycles.py reports for the ECP5 target
+UP5K_LANES = 4   # one 16-bit SPRAM word = 4 lanes of 4-bit weights
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    return load_artifact("default")
+
+
+@pytest.mark.parametrize("first", [0, 25])
+def test_default_model_is_bit_exact_on_validation_images(default_model, first):
+    """Images first..first+24 of the validation split (two halves: 50 images in all)."""
+    images = load_dataset("default").split("val").images[first:first + 25]
+    run = amaranth_sim.simulate(make_plan(default_model, lanes=ECP5_LANES), images)
+    mismatches = compare(reference.run(default_model, images), run.trace, image_offset=first)
+    assert not mismatches, "\n".join(map(str, mismatches[:10]))
+    assert (run.counter_cycles > 0).all()
+
+
+def test_default_model_synthesizes_without_multipliers(default_model, tmp_path):
+    """Generic coarse synthesis and synth_ecp5 of the ECP5 build (weights in ROM), synth_ice40
+    -dsp -spram of the UP5K build (weights loaded at run time): no $mul/$macc, no DSP cell."""
+    write_verilog(make_plan(default_model, lanes=ECP5_LANES), tmp_path / "ecp5", top="snn_top")
+    write_verilog(make_plan(default_model, lanes=UP5K_LANES, pixels_per_beat=1, weight_storage="ram"),
+                  tmp_path / "ice40", top="snn_top")
+    ecp5 = multiplier_report(tmp_path / "ecp5" / "snn_top.v", "snn_top", families=("ecp5",))
+    ice40 = multiplier_report(tmp_path / "ice40" / "snn_top.v", "snn_top", families=("ice40",),
+                              runtime_weights=True, coarse=False)
+    assert ecp5 == {"coarse": {}, "ecp5": {}} and ice40 == {"ice40": {}}
