@@ -29,6 +29,7 @@ from snnfpga.model.artifact import Artifact, arrays_bytes
 from snnfpga.rtl import cycle_model
 from snnfpga.rtl.decision import result_layout
 from snnfpga.rtl.plan import Plan
+from snnfpga.rtl.system import AcceleratorSystem
 from snnfpga.rtl.top import Accelerator
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -47,6 +48,10 @@ PORT_MEANINGS = {
     "counters__cycles": "cycles of the last image: first beat accepted to result valid",
     "counters__images": "results delivered since reset",
     "counters__spikes": "spikes of the last image per stage, 32 bits each (stage 0 = encoder)",
+    "irq": "result available and interrupt enabled (STATUS.DONE & IRQ_ENABLE)",
+    "weights__payload": "weight word write: data, then addr, then layer (see the layout below)",
+    "weights__valid": "write the weight word (only while no image is in flight)",
+    "weights__ready": "always 1",
 }
 
 
@@ -56,7 +61,20 @@ def check_top_name(name: str) -> str:
     return name
 
 
-def to_verilog(dut: Accelerator, top: str = "snn_top") -> str:
+INTERFACES = ("stream", "wishbone")
+
+
+def make_top(plan: Plan, interface: str = "stream"):
+    """The top-level component: the streaming :class:`Accelerator` or the Wishbone
+    :class:`~snnfpga.rtl.system.AcceleratorSystem` (register block + accelerator)."""
+    if interface == "stream":
+        return Accelerator(plan)
+    if interface == "wishbone":
+        return AcceleratorSystem(plan)
+    raise ConfigError(f"interface must be one of {', '.join(INTERFACES)}, got {interface!r}")
+
+
+def to_verilog(dut, top: str = "snn_top") -> str:
     """The Verilog text of the accelerator.
 
     ROM weights: exactly ``amaranth.back.verilog.convert``. RAM weights (loaded at run time):
@@ -74,7 +92,7 @@ def to_verilog(dut: Accelerator, top: str = "snn_top") -> str:
     return yosys.run(["-q", "-"], "\n".join(script), ignore_warnings=True)
 
 
-def ports(dut: Accelerator) -> list[dict]:
+def ports(dut) -> list[dict]:
     """Top-level ports in a stable order: clock and reset first, then the signature's members."""
     rows = [{"name": "clk", "direction": "input", "width": 1, "meaning": PORT_MEANINGS["clk"]},
             {"name": "rst", "direction": "input", "width": 1, "meaning": PORT_MEANINGS["rst"]}]
@@ -82,6 +100,8 @@ def ports(dut: Accelerator) -> list[dict]:
         name = "__".join(str(p) for p in path)
         direction = "input" if member.flow == wiring.In else "output"
         meaning = PORT_MEANINGS.get(name)
+        if meaning is None and name.startswith("bus__"):
+            meaning = f"Wishbone B4 classic slave: {name[5:]} (see docs/registers.md)"
         if meaning is None and name.startswith("mon"):
             stage = int(name[3:name.index("__")])
             what = "encoder" if stage == 0 else f"hidden layer {stage}"
@@ -90,7 +110,7 @@ def ports(dut: Accelerator) -> list[dict]:
     return rows
 
 
-def describe(dut: Accelerator, top: str, verilog_sha256: str) -> dict:
+def describe(dut, top: str, verilog_sha256: str) -> dict:
     """The JSON description written beside the Verilog."""
     plan = dut.plan
     art = plan.artifact
@@ -110,7 +130,8 @@ def describe(dut: Accelerator, top: str, verilog_sha256: str) -> dict:
             entry["score_bits"] = layer.score_bits
         param_bits = layer.bias_bits + (layer.threshold_bits if layer.kind == "lif" else 0)
         entry["memories"] = {
-            "weights": {"depth": lp.weight_depth, "width": lp.weight_word_bits, "kind": "rom",
+            "weights": {"depth": lp.weight_depth, "width": lp.weight_word_bits,
+                        "kind": "rom" if plan.weight_storage == "rom" else "ram, single port, loaded at run time",
                         "address": "{input index, group}" if lp.group_bits else "input index"},
             "state": {"depth": lp.groups, "width": lp.lanes * lp.state_bits, "kind": "ram 1R1W"},
             "params": {"depth": lp.groups, "width": lp.lanes * param_bits, "kind": "rom"},
@@ -126,7 +147,9 @@ def describe(dut: Accelerator, top: str, verilog_sha256: str) -> dict:
         "verilog_sha256": verilog_sha256,
         "generator": {"snnfpga": __version__, "amaranth": version("amaranth")},
         "artifact": {"name": art.name, "arrays_sha256": hashlib.sha256(arrays_bytes(art)).hexdigest()},
+        "interface": "wishbone" if isinstance(dut, AcceleratorSystem) else "stream",
         "parameters": {"lanes": plan.lanes, "pixels_per_beat": plan.pixels_per_beat,
+                       "weight_storage": plan.weight_storage,
                        "fifo_depth": plan.fifo_depth, "timesteps": art.timesteps,
                        "encoder": art.encoder.to_json(), "n_inputs": art.n_inputs,
                        "n_classes": art.n_classes, "beats_per_image": plan.beats_per_image},
@@ -137,16 +160,17 @@ def describe(dut: Accelerator, top: str, verilog_sha256: str) -> dict:
             "scores": [{"class": j, "lsb": scores_offset + j * plan.score_bits, "width": plan.score_bits,
                         "signed": True} for j in range(art.n_classes)],
         },
-        "memory_contents": "inside the Verilog as initial blocks (no $readmemh files)",
+        "memory_contents": "inside the Verilog as initial blocks (no $readmemh files)" + (
+            "; weight memories have none: they are written at run time" if plan.weight_storage == "ram" else ""),
         "memory_bits": mem_bits,
         "layers": layers,
         "cycle_model": cycle_model.describe(plan),
     }
 
 
-def write_verilog(plan: Plan, out_dir: str | Path, top: str = "snn_top") -> dict:
+def write_verilog(plan: Plan, out_dir: str | Path, top: str = "snn_top", interface: str = "stream") -> dict:
     """Write ``<top>.v`` and ``<top>.json`` into ``out_dir``; return the description."""
-    dut = Accelerator(plan)
+    dut = make_top(plan, interface)
     text = to_verilog(dut, top)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

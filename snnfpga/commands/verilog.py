@@ -29,11 +29,14 @@ def add_hardware_options(parser, lanes_default=DEFAULT_LANES):
                         help="pixels per input stream beat (default 4: 32-bit beats)")
     parser.add_argument("--fifo-depth", type=positive_int, default=16,
                         help="depth of the spike-token FIFOs between stages (default 16)")
+    parser.add_argument("--weights", choices=("rom", "ram"), default="rom",
+                        help="weight storage: rom (contents in the bitstream, default) or ram "
+                             "(written at run time; lets iCE40 use SPRAM)")
 
 
 def plan_from_args(args):
     return make_plan(load_artifact(args.model), lanes=args.lanes, pixels_per_beat=args.pixels_per_beat,
-                     fifo_depth=args.fifo_depth)
+                     fifo_depth=args.fifo_depth, weight_storage=args.weights)
 
 
 def add_parser(sub):
@@ -44,6 +47,9 @@ def add_parser(sub):
     p.add_argument("model", metavar="MODEL", help="model directory, or 'default'")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--top", default="snn_top", type=top_name, help="top module name (default snn_top)")
+    p.add_argument("--interface", choices=("stream", "wishbone"), default="stream",
+                   help="top level: stream (valid/ready pixel and result streams, spike monitors; default) "
+                        "or wishbone (register block + accelerator, see docs/registers.md)")
     p.add_argument("--json", action="store_true", help="print one JSON summary line")
     add_hardware_options(p)
     p.set_defaults(func=run)
@@ -51,10 +57,11 @@ def add_parser(sub):
 
 def run(args) -> int:
     plan = plan_from_args(args)
-    description = write_verilog(plan, args.out, args.top)
+    description = write_verilog(plan, args.out, args.top, args.interface)
     summary = {
         "top": args.top,
         "files": [f"{args.out}/{f}" for f in description["files"]] + [f"{args.out}/{args.top}.json"],
+        "interface": args.interface,
         "lanes": plan.lanes,
         "groups": [lp.groups for lp in plan.layers],
         "memory_bits": description["memory_bits"],
