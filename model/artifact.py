@@ -336,14 +336,26 @@ def save_artifact(art: Artifact, directory: str | Path) -> Path:
     return directory
 
 
+# Models shipped inside the package (model/<name>/), usable by name wherever a model
+# directory is expected: ``default`` (the accuracy preset) and ``tiny`` (iCE40 UP5K).
+SHIPPED_MODELS = ("default", "tiny")
+
+
+def shipped_model_dir(name: str) -> Path:
+    """Directory of a shipped model (``model/<name>``)."""
+    return Path(str(resources.files("snnfpga.model") / name))
+
+
 def default_model_dir() -> Path:
     """The shipped default model directory (``model/default``)."""
-    return Path(str(resources.files("snnfpga.model") / "default"))
+    return shipped_model_dir("default")
 
 
 def resolve_model_dir(model: str | Path) -> Path:
-    """Map the name ``default`` to the shipped model; check that a directory exists."""
-    path = default_model_dir() if str(model) == "default" else Path(model)
+    """A model directory: an existing path, else a shipped model name (``default``, ``tiny``)."""
+    path = Path(model)
+    if not path.exists() and str(model) in SHIPPED_MODELS:
+        path = shipped_model_dir(str(model))
     if not path.exists():
         raise ArtifactError(f"model directory not found: {model}")
     if not path.is_dir():
