@@ -34,8 +34,11 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
+# The YoWASP tools map /tmp to a private directory, so the acceptance script's temporary
+# files must live elsewhere for its synthesis check to see them.
 acceptance: setup
-	PATH=$(abspath $(BIN)):$$PATH bash ../shared/acceptance.sh
+	mkdir -p out/acceptance-tmp
+	PATH=$(abspath $(BIN)):$$PATH TMPDIR=$(abspath out/acceptance-tmp) bash ../shared/acceptance.sh
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -10,7 +10,7 @@ from snnfpga.model.artifact import load_artifact
 from snnfpga.rtl.generate import check_top_name, write_verilog
 from snnfpga.rtl.plan import make_plan
 
-DEFAULT_LANES = 32
+DEFAULT_LANES = 64  # the ECP5 configuration: <= 5,000 cycles per image for the default model
 
 
 def top_name(text: str) -> str:
