@@ -116,6 +116,8 @@ def validate(images: np.ndarray, labels: np.ndarray, source: str = "<arrays>") -
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not a readable .npz file (not a zip archive) and not an MNIST IDX file")
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [k for k in ("images", "labels") if k not in archive.files]
