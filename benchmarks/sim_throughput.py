@@ -6,7 +6,7 @@ checked bit for bit against the reference. Prints build seconds, images, simulat
 seconds, images per second, simulated cycles per second and mean cycles per image.
 
     python benchmarks/sim_throughput.py [--model default] [--limit 1000] [--icarus-limit 20]
-                                        [--lanes 32] [--simulators verilator icarus]
+                                        [--lanes P] [--weights rom|ram] [--simulators verilator icarus]
 
 Until the shipped default model exists, ``--model default`` falls back to a random
 artifact of its size (784-256-10, T=4, 4-bit weights, rate encoder with phase 128).
@@ -19,6 +19,7 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
+from snnfpga.commands.verilog import DEFAULT_LANES
 from snnfpga.errors import ArtifactError
 from snnfpga.model.artifact import Encoder, load_artifact
 from snnfpga.model.data import load_dataset
@@ -45,16 +46,17 @@ def main():
     parser.add_argument("--data", default="default")
     parser.add_argument("--limit", type=int, default=1000, help="validation images on Verilator (default 1000)")
     parser.add_argument("--icarus-limit", type=int, default=20, help="validation images on Icarus (default 20)")
-    parser.add_argument("--lanes", type=int, default=32)
+    parser.add_argument("--lanes", type=int, default=DEFAULT_LANES)
+    parser.add_argument("--weights", choices=("rom", "ram"), default="rom")
     parser.add_argument("--gaps", type=float, default=0.1)
     parser.add_argument("--stall", type=float, default=0.2)
     parser.add_argument("--simulators", nargs="+", default=["verilator", "icarus"])
     args = parser.parse_args()
     art = artifact(args.model)
-    plan = make_plan(art, lanes=args.lanes)
+    plan = make_plan(art, lanes=args.lanes, weight_storage=args.weights)
     val = load_dataset(args.data).split("val")
-    print(f"model {art.name}: {'-'.join(map(str, art.sizes))}, T={art.timesteps}, {args.lanes} lanes; "
-          f"gaps {args.gaps}, stall {args.stall}")
+    print(f"model {art.name}: {'-'.join(map(str, art.sizes))}, T={art.timesteps}, {args.lanes} lanes, "
+          f"{args.weights} weights; gaps {args.gaps}, stall {args.stall}")
     print(f"{'simulator':>9} {'cold build s':>12} {'images':>6} {'sim s':>7} {'images/s':>8} {'cycles/s':>9} "
           f"{'cycles/image':>12} {'mismatches':>10}")
     for simulator in args.simulators:

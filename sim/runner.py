@@ -50,7 +50,7 @@ BUILD_STAMP = "BUILT"
 # Verilator's run-time library objects do not depend on the design: compiled once per tool
 # chain and option set, then copied into each new build (make sees them up to date).
 RUNTIME_OBJECTS = ("verilated", "verilated_vpi", "verilated_threads", "verilated_dpi")
-KEEP_BUILDS = 24  # the cache keeps this many most recently used builds
+KEEP_BUILDS = 64  # the cache keeps this many most recently used builds (a few MB each)
 
 
 class SimulatorMissing(ToolError):

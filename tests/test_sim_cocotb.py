@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from snnfpga.commands.verilog import DEFAULT_LANES
+from snnfpga.errors import ArtifactError
 from snnfpga.model.artifact import Encoder, load_artifact, save_artifact
 from snnfpga.model.data import load_dataset
 from snnfpga.model.synthetic import random_artifact, random_images
@@ -49,7 +51,7 @@ def default_size_artifact():
     """The shipped default model, or a random artifact of its size until it exists."""
     try:
         return load_artifact("default")
-    except Exception:
+    except ArtifactError:
         art = random_artifact(3, input_shape=(28, 28), hidden=(256,), n_classes=10, timesteps=4, weight_bits=4,
                               threshold_scale=0.3)
         return dataclasses.replace(art, encoder=Encoder("rate", phase=128))
@@ -106,7 +108,7 @@ def test_default_size_model_on_mnist_images(simulator):
     art = default_size_artifact()
     n = 6 if simulator == "verilator" else 1
     images = load_dataset("default").split("val").limit(n).images
-    run = cocotb_sim.simulate(make_plan(art, lanes=32), images, simulator=simulator, seed=1)
+    run = cocotb_sim.simulate(make_plan(art, lanes=DEFAULT_LANES), images, simulator=simulator, seed=1)
     assert run.passed, run.first_problem()
     assert run.n == n and run.cycles.mean() > 100
 
@@ -249,7 +251,7 @@ def test_whole_validation_split_is_bit_exact(simulator):
     """Every validation image (1,000) of the default-size model, on both simulators."""
     art = default_size_artifact()
     dataset = load_dataset("default").split("val")
-    run = cocotb_sim.simulate(make_plan(art, lanes=32), dataset.images, simulator=simulator, seed=5,
+    run = cocotb_sim.simulate(make_plan(art, lanes=DEFAULT_LANES), dataset.images, simulator=simulator, seed=5,
                               jobs=2 if simulator == "icarus" else 1)
     assert run.passed, run.first_problem()
     assert run.n == len(dataset)

@@ -2,7 +2,7 @@
 and the integer reference, and compare every spike, score and class.
 
     snnfpga sim MODEL --data FILE [--split all|train|val] [--limit N]
-                [--simulator verilator|icarus] [--lanes P] [--seed S] [--gaps P] [--stall P]
+                [--simulator verilator|icarus] [--lanes P] [--weights rom|ram] [--seed S] [--gaps P] [--stall P]
                 [--jobs J] [--out DIR] [--waves] [--json]
 
 Accuracies are in percent (as ``snnfpga eval``); ``mismatches`` counts the images whose RTL
@@ -121,6 +121,7 @@ def run(args) -> int:
         "simulator": args.simulator,
         "simulator_version": runner.simulator_version(args.simulator),
         "lanes": plan.lanes,
+        "weights": plan.weight_storage,
         "wall_s": round(rtl.wall_s, 2),
         "build_s": round(rtl.build.build_s, 2),
         "build_cached": rtl.build.cached,
