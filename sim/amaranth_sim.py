@@ -3,7 +3,7 @@
 Driver (pixel stream with optional random gaps), result consumer (optional random
 back-pressure), spike monitors on every stage (encoder and hidden layers) and the
 counters, as async testbenches. Used by the fast bit-exactness tests of the generator;
-the Verilog is checked with cocotb (:mod:`snnfpga.sim.cocotb_bench`).
+the Verilog is checked with cocotb (:mod:`snnfpga.sim.cocotb_sim`).
 """
 
 from __future__ import annotations
