@@ -1,0 +1,110 @@
+"""Firmware in the loop: the real C driver on the Verilated system equals the reference.
+
+Harness builds are cached on disk (snnfpga.sim.runner.cache_root), so a second run only
+simulates. Cold, the builds of this module take about a minute on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from snnfpga import cli
+from snnfpga.firmware import fil
+from snnfpga.model.artifact import save_artifact
+from snnfpga.sim import reference
+from tests.firmware_common import (default_artifact, default_plan, harness, small_artifact, small_images,
+                                   small_plan, validation_images)
+
+
+def check(art, images, outcome):
+    comparison = fil.compare(art, images, outcome)
+    assert not comparison.mismatches, str(comparison.mismatches[0])
+    assert len(outcome.images) == len(images)
+    assert all(r["cycles"] > 0 and r["bus_cycles"] > r["cycles"] for r in outcome.images)
+
+
+@pytest.mark.parametrize("storage, name, beat", [("rom", "one-hidden", 4), ("ram", "one-hidden", 4),
+                                                 ("ram", "two-hidden", 2)])
+def test_small_model_matches_reference(storage, name, beat):
+    plan = small_plan(storage, name, beat)
+    images = small_images(5, name)
+    outcome = fil.run_images(harness(plan), images)
+    check(plan.artifact, images, outcome)
+    assert ("weights" in outcome.events) == (storage == "ram")
+    if storage == "ram":  # one write per chunk, two cycles per access
+        chunks = sum(len(words) for words in fil.codegen.weight_image(plan).layers)
+        assert outcome.events["weights"]["cycles"] - outcome.events["init"]["cycles"] >= 2 * chunks
+
+
+@pytest.mark.parametrize("storage", ["ram", "rom"])
+def test_default_model_matches_reference(storage):
+    plan = default_plan(storage)
+    images = validation_images(3)
+    outcome = fil.run_images(harness(plan), images)
+    check(default_artifact(), images, outcome)
+    assert len(set(r["class"] for r in outcome.images)) > 1
+
+
+def test_driver_timeout_and_bad_weights_on_the_rtl():
+    plan = small_plan("ram")
+    built = harness(plan)
+    images = small_images(2)
+    outcome = fil.run_images(built, images, timeout_polls=2)
+    assert outcome.images[0]["error"] == "timed out waiting for the accelerator"
+    assert outcome.images[1]["error"] == "the accelerator is busy"
+    assert fil.compare(plan.artifact, images, outcome).mismatches[0].what == "status"
+    blob = bytearray(fil.codegen.weights_blob(plan))
+    blob[-1] ^= 0xFF
+    with pytest.raises(fil.FirmwareRunError, match="weights: weight image malformed"):
+        fil.run_images(built, images, weights_blob=bytes(blob))
+
+
+def test_cli_runs_firmware_in_the_loop(tmp_path, capsys):
+    plan = small_plan("rom")
+    harness(plan)  # the command reuses this build
+    model = save_artifact(small_artifact(), tmp_path / "model")
+    data = tmp_path / "data.npz"
+    images = small_images(6)
+    np.savez(data, images=images, labels=np.arange(6, dtype=np.uint8) % 4)
+    args = ["firmware", str(model), "--out", str(tmp_path / "fw"), "--lanes", "5", "--run", "6", "--data", str(data),
+            "--split", "all", "--json"]
+    assert cli.main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["n"] == 6 and summary["matches"] == 6 and summary["mismatches"] == 0
+    assert summary["accuracy_firmware"] == summary["accuracy_ref"]
+    assert summary["cycles_per_image"] > 0 and summary["first_mismatch"] is None
+    assert {p.split("/")[-1] for p in summary["files"]} >= {"snn_regmap.h", "registers.md", "snn_driver.c", "Makefile"}
+
+
+def test_cli_user_errors_are_one_line(tmp_path, capsys):
+    assert cli.main(["firmware", "default", "--out", str(tmp_path), "--weights-blob"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --weights-blob and --weights-c need --weights ram (ROM weights are in the bitstream)")
+    assert cli.main(["firmware", "default", "--out", str(tmp_path), "--pixels-per-beat", "8"]) == 2
+    assert "cannot map onto the register block" in capsys.readouterr().err
+
+
+def test_cli_reports_the_first_mismatch(tmp_path, capsys, monkeypatch):
+    plan = small_plan("rom")
+    harness(plan)
+    model = save_artifact(small_artifact(), tmp_path / "model")
+    data = tmp_path / "data.npz"
+    np.savez(data, images=small_images(3), labels=np.zeros(3, dtype=np.uint8))
+    real = reference.run
+
+    def wrong(art, images, record=True):  # the "reference" disagrees on image 1's class
+        trace = real(art, images, record)
+        trace.classes = trace.classes.copy()
+        trace.classes[1] = (trace.classes[1] + 1) % art.n_classes
+        return trace
+
+    monkeypatch.setattr(reference, "run", wrong)
+    args = ["firmware", str(model), "--out", str(tmp_path / "fw"), "--lanes", "5", "--run", "3", "--data", str(data),
+            "--split", "all"]
+    assert cli.main(args) == 1
+    out = capsys.readouterr().out
+    assert "1 image(s) differ" in out
+    assert "first mismatch: image 1, class: expected" in out
