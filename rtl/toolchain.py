@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def synth_commands(family: str, src: str, top: str, runtime_weights: bool = Fals
 
 
 def find_tool(name: str) -> str:
-    path = shutil.which(name)
+    """The executable ``name``: on PATH, else beside the running Python (an unactivated venv,
+    as ``.venv/bin/python -m pytest`` runs)."""
+    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if path is None:
         raise ToolError(f"{name} not found on PATH (install the project with its dependencies: make setup)")
     return path
