@@ -7,12 +7,15 @@ the result stays in the accelerator's result registers (``STATUS.DONE``) until t
 ``START`` or ``CTRL.CLEAR``; the counters are the accelerator's own. With weight storage
 ``ram`` the weight words are written through ``WEIGHT_ADDR``/``WEIGHT_DATA``.
 
-Bus timing: every access is acknowledged one cycle after ``cyc & stb`` (see
-:mod:`snnfpga.rtl.wishbone`). One image at a time: the block runs the next image only after
-``START``.
+Bus timing: a write is acknowledged one cycle after ``cyc & stb``, a read two cycles after
+(registered address decode; see :mod:`snnfpga.rtl.wishbone`). One image at a time: the
+block runs the next image only after ``START``.
 """
 
 from __future__ import annotations
+
+import functools
+import operator
 
 from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import stream, wiring
@@ -85,9 +88,9 @@ class RegisterBlock(wiring.Component):
         error_code = Signal(4)
         irq_enable = Signal()
         loading = Signal()
-        drop_result = Signal()  # one-cycle ready pulse that discards the held result
+        drop_result = Signal()  # one-cycle ready pulse that discards the held result (registered)
         reset_pending = Signal()
-        start = Signal()
+        start = Signal()  # one cycle after the START write (registered: keeps the bus decode short)
         done = self.result.valid
         m.d.comb += [self.irq.eq(done & irq_enable), self.result.ready.eq(drop_result),
                      self.soft_reset.eq(reset_pending)]
@@ -104,58 +107,81 @@ class RegisterBlock(wiring.Component):
         self._streamer(m, buf_r, n_words, start, loading)
 
         # ---- bus ------------------------------------------------------------------------
+        # Writes are acknowledged one cycle after ``cyc & stb``; reads two cycles after: the
+        # address decode is registered one-hot (``hits``), then the selected value goes to
+        # ``dat_r`` (an AND-OR of few levels: the read path does not limit the clock).
         bus = self.bus
         ack = Signal()
-        access = bus.cyc & bus.stb & ~ack
-        m.d.sync += ack.eq(access)
+        reading = Signal()
+        access = bus.cyc & bus.stb & ~ack & ~reading
+        m.d.sync += [ack.eq((access & bus.we) | reading), reading.eq(access & ~bus.we)]
         m.d.comb += bus.ack.eq(ack)
         word = bus.adr  # word address
         status = R.BY_NAME["STATUS"]
 
-        read_value = Signal(32)
+        # Writes act one cycle after the access, from registered copies of the request: the
+        # address decode (``hit``) is registered, so no bus path reaches the enables directly.
+        # The acknowledge still comes one cycle after ``cyc & stb``; the write has taken effect
+        # before the master's next access.
+        wr = Signal()
+        wr_data = Signal(32)
+        m.d.sync += [wr.eq(access & bus.we), wr_data.eq(bus.dat_w)]
+
+        def hit(offset: int) -> Signal:
+            flag = Signal(name=f"wr_hit_{offset:03x}")
+            m.d.sync += flag.eq(word == offset >> 2)
+            return flag
+
         if plan.weight_storage == "ram":
-            weight_addr = self._weight_loader(m, access & bus.we, word, set_error, busy)
-        with m.Switch(word):
-            for name in ("ID", "VERSION", "MODEL_HASH", "SHAPE", "GEOMETRY", "WIDTHS"):
-                with m.Case(R.BY_NAME[name].offset >> 2):
-                    m.d.comb += read_value.eq(consts[name])
-            for layer, size in enumerate(consts["LAYER_SIZE"]):
-                with m.Case(R.BY_NAME["LAYER_SIZE"].address(layer) >> 2):
-                    m.d.comb += read_value.eq(size)
-            with m.Case(status.offset >> 2):
-                m.d.comb += read_value.eq(Cat(
-                    busy & ~done, done, error_code != R.ERROR_NONE, loading, irq_enable,
-                    Const(0, status.field("ERROR_CODE").lsb - 5), error_code))
-            with m.Case(R.BY_NAME["RESULT"].offset >> 2):
-                m.d.comb += read_value.eq(self.result.payload.cls)
-            with m.Case(R.BY_NAME["CYCLES"].offset >> 2):
-                m.d.comb += read_value.eq(self.counters.cycles)
-            with m.Case(R.BY_NAME["IMAGES"].offset >> 2):
-                m.d.comb += read_value.eq(self.counters.images)
-            for stage in range(len(art.layers)):
-                with m.Case(R.BY_NAME["SPIKES"].address(stage) >> 2):
-                    m.d.comb += read_value.eq(self.counters.spikes[f"stage{stage}"])
-            for j in range(art.n_classes):
-                with m.Case(R.BY_NAME["SCORE"].address(j) >> 2):
-                    m.d.comb += read_value.eq(self.result.payload.scores[f"class{j}"].as_signed())
-            if plan.weight_storage == "ram":
-                with m.Case(R.BY_NAME["WEIGHT_ADDR"].offset >> 2):
-                    m.d.comb += read_value.eq(weight_addr)
+            weight_addr = self._weight_loader(m, wr, hit, wr_data, set_error, busy)
+        sources = []  # (byte offset, value)
+        for name in ("ID", "VERSION", "MODEL_HASH", "SHAPE", "GEOMETRY", "WIDTHS"):
+            sources.append((R.BY_NAME[name].offset, Const(consts[name], 32)))
+        for layer, size in enumerate(consts["LAYER_SIZE"]):
+            sources.append((R.BY_NAME["LAYER_SIZE"].address(layer), Const(size, 32)))
+        sources.append((status.offset, Cat(busy & ~done, done, error_code != R.ERROR_NONE, loading, irq_enable,
+                                           Const(0, status.field("ERROR_CODE").lsb - 5), error_code)))
+        sources.append((R.BY_NAME["RESULT"].offset, self.result.payload.cls))
+        sources.append((R.BY_NAME["CYCLES"].offset, self.counters.cycles))
+        sources.append((R.BY_NAME["IMAGES"].offset, self.counters.images))
+        for stage in range(len(art.layers)):
+            sources.append((R.BY_NAME["SPIKES"].address(stage), self.counters.spikes[f"stage{stage}"]))
+        for j in range(art.n_classes):
+            sources.append((R.BY_NAME["SCORE"].address(j), self.result.payload.scores[f"class{j}"].as_signed()))
+        if plan.weight_storage == "ram":
+            sources.append((R.BY_NAME["WEIGHT_ADDR"].offset, weight_addr))
+        hits = Signal(len(sources))
         with m.If(access & ~bus.we):
+            m.d.sync += hits.eq(Cat(word == offset >> 2 for offset, _ in sources))
+        words = []
+        for k, (_, value) in enumerate(sources):
+            word32 = Signal(32, name=f"read_source{k}")
+            m.d.comb += word32.eq(value)  # sign-extends the signed scores
+            words.append(Mux(hits[k], word32, 0))
+        read_value = Signal(32)
+        m.d.comb += read_value.eq(functools.reduce(operator.or_, words))
+        with m.If(reading):
             m.d.sync += bus.dat_r.eq(read_value)
 
         ctrl = R.BY_NAME["CTRL"]
-        with m.If(access & bus.we):
-            with m.If(word == ctrl.offset >> 2):
-                data = bus.dat_w
+        m.d.sync += [start.eq(0), drop_result.eq(0)]
+        pixel_base = R.PIXEL_WINDOW >> 2
+        in_window = Signal()
+        pixel_word = Signal(range(max(2, n_words)))
+        m.d.sync += [in_window.eq((word >= pixel_base) & (word < pixel_base + n_words)),
+                     pixel_word.eq(word - pixel_base)]
+        ctrl_hit = hit(ctrl.offset)
+        with m.If(wr):
+            with m.If(ctrl_hit):
+                data = wr_data
                 with m.If(data[ctrl.field("START").lsb]):
                     with m.If(busy & ~done):
                         set_error(R.ERROR_START_WHILE_BUSY)
                     with m.Else():
-                        m.d.comb += [start.eq(1), drop_result.eq(done)]
+                        m.d.sync += [start.eq(1), drop_result.eq(done)]
                         m.d.sync += busy.eq(1)
                 with m.If(data[ctrl.field("CLEAR").lsb]):
-                    m.d.comb += drop_result.eq(1)
+                    m.d.sync += drop_result.eq(1)
                     m.d.sync += error_code.eq(R.ERROR_NONE)
                 with m.If(data[ctrl.field("IRQ_ENABLE").lsb]):
                     m.d.sync += irq_enable.eq(1)
@@ -163,12 +189,11 @@ class RegisterBlock(wiring.Component):
                     m.d.sync += irq_enable.eq(0)
                 with m.If(data[ctrl.field("SOFT_RESET").lsb]):
                     m.d.sync += reset_pending.eq(1)
-            pixel_base = R.PIXEL_WINDOW >> 2
-            with m.If((word >= pixel_base) & (word < pixel_base + n_words)):
+            with m.If(in_window):
                 with m.If(loading):
                     set_error(R.ERROR_PIXELS_WHILE_LOADING)
                 with m.Else():
-                    m.d.comb += [buf_w.en.eq(1), buf_w.addr.eq(word - pixel_base), buf_w.data.eq(bus.dat_w)]
+                    m.d.comb += [buf_w.en.eq(1), buf_w.addr.eq(pixel_word), buf_w.data.eq(wr_data)]
 
         # Soft reset: one cycle to the accelerator, and every register of this block (including
         # reset_pending itself) back to its initial value; the pixel buffer keeps its contents.
@@ -207,7 +232,7 @@ class RegisterBlock(wiring.Component):
         with m.If(start):
             m.d.sync += [loading.eq(1), issue.eq(0), have.eq(0), piece.eq(0), remaining.eq(beats)]
 
-    def _weight_loader(self, m, write, word, set_error, busy):
+    def _weight_loader(self, m, write, hit, data, set_error, busy):
         """``WEIGHT_ADDR`` register and ``WEIGHT_DATA`` chunks; chunk 0 commits the word."""
         plan = self._plan
         chunks = R.weight_chunks(plan)
@@ -216,18 +241,21 @@ class RegisterBlock(wiring.Component):
         addr = Signal(24)
         staged = [Signal(32, name=f"weight_chunk{k}") for k in range(1, chunks)]
         data_base = R.BY_NAME["WEIGHT_DATA"].offset >> 2
-        with m.If(write & (word == addr_reg.offset >> 2)):
-            m.d.sync += [addr.eq(self.bus.dat_w[:24]), layer.eq(self.bus.dat_w[24:32])]
+        with m.If(write & hit(addr_reg.offset)):
+            m.d.sync += [addr.eq(data[:24]), layer.eq(data[24:32])]
         for k, reg in enumerate(staged, start=1):
-            with m.If(write & (word == data_base + k)):
-                m.d.sync += reg.eq(self.bus.dat_w)
-        commit = write & (word == data_base)
+            with m.If(write & hit(4 * (data_base + k))):
+                m.d.sync += reg.eq(data)
+        commit = write & hit(4 * data_base)
+        m.d.sync += self.weights.valid.eq(0)
         with m.If(commit):
             with m.If(busy):
                 set_error(R.ERROR_WEIGHTS_WHILE_BUSY)
             with m.Else():
-                m.d.comb += [self.weights.valid.eq(1), self.weights.payload.layer.eq(layer),
+                # Registered: the weight memories see the write one cycle later (a short path
+                # from the bus decode to the SPRAM address).
+                m.d.sync += [self.weights.valid.eq(1), self.weights.payload.layer.eq(layer),
                              self.weights.payload.addr.eq(addr),
-                             self.weights.payload.data.eq(Cat(self.bus.dat_w, *staged))]
+                             self.weights.payload.data.eq(Cat(data, *staged))]
                 m.d.sync += addr.eq(addr + 1)
         return Cat(addr, layer)

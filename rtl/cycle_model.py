@@ -7,19 +7,24 @@ least one input spike at step ``t``.
 
 Per step, each stage is busy for
 
-* encoder: ``E(t) = NW + S_0(t) - W_0(t) + 3`` (one word per cycle, one extra cycle per
+* encoder: ``E(t) = NW + S_0(t) - W_0(t) + 4`` (one word per cycle, one extra cycle per
   additional spike in a word, pipeline and end-of-step token);
 * layer ``l``: ``L_l(t) = S_{l-1}(t) * G_l + G_l + 3`` (``G_l`` cycles per input spike:
   event-driven, independent of ``n_{l-1}``; one end-of-step pass over the groups).
 
 The stages form a pipeline across steps (each FIFO decouples neighbours), so an image takes
 
-    cycles ~= NW + sum_t max(E(t), L_1(t), ..., L_L(t)) + sum_{l>=1} (G_l + 3) + n_classes + 2
+    cycles ~= NW + sum_t max(E(t), L_1(t), ..., L_L(t))
+              + sum_{l>=2} S_{l-1}(T-1) * G_l + sum_{l>=1} (G_l + 3) + 3 * n_classes
 
-(load, the slowest stage of each step, the pass of the remaining layers after the last
-step, and the class decision). The *sequential bound* ``NW + sum_t (E(t) + sum_l L_l(t)) +
-n_classes + 2`` assumes no overlap at all. :func:`estimate` evaluates both from a reference
-trace; ``benchmarks/cycles.py`` compares them with cycles measured in simulation.
+(load, the slowest stage of each step, the drain after the last step: the deeper layers
+integrate the last step's spikes, then every layer's end-of-step pass, and the class
+decision, three cycles per class). The *sequential bound* ``NW + sum_t (E(t) + sum_l
+L_l(t)) + 3 * n_classes`` assumes no overlap at all. Both are the latency of one image
+entering an idle accelerator; images streamed back to back overlap (the encoder loads the
+next image while the layers finish the last one), so each then waits for its predecessor
+and the interval between results is shorter than its latency. :func:`estimate` evaluates
+both from a reference trace; ``benchmarks/cycles.py`` compares them with simulation.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ import numpy as np
 from snnfpga.rtl.plan import Plan
 from snnfpga.sim.reference import Trace
 
+ENCODER_OVERHEAD = 4
 PIPELINE_OVERHEAD = 3
-DECISION_OVERHEAD = 2
+DECISION_CYCLES_PER_CLASS = 3
 
 
 def stage_cycles(plan: Plan, trace: Trace) -> np.ndarray:
@@ -44,7 +50,7 @@ def stage_cycles(plan: Plan, trace: Trace) -> np.ndarray:
     words_with_spike = padded.reshape(n, T, n_words, B).any(axis=3).sum(axis=2)
     counts = [s.sum(axis=2) for s in trace.spikes]  # [N, T] per stage
     out = np.zeros((n, T, 1 + len(plan.layers)), dtype=np.int64)
-    out[:, :, 0] = n_words + counts[0] - words_with_spike + PIPELINE_OVERHEAD
+    out[:, :, 0] = n_words + counts[0] - words_with_spike + ENCODER_OVERHEAD
     for lp in plan.layers:
         out[:, :, 1 + lp.index] = counts[lp.index] * lp.groups + lp.groups + PIPELINE_OVERHEAD
     return out
@@ -53,10 +59,11 @@ def stage_cycles(plan: Plan, trace: Trace) -> np.ndarray:
 def estimate(plan: Plan, trace: Trace) -> dict[str, np.ndarray]:
     """``{"pipelined": int [N], "sequential": int [N]}`` cycles per image (see module doc)."""
     busy = stage_cycles(plan, trace)
+    drain = sum(trace.spikes[lp.index][:, -1].sum(axis=1).astype(np.int64) * lp.groups for lp in plan.layers[1:])
     tail = sum(lp.groups + PIPELINE_OVERHEAD for lp in plan.layers)
-    fixed = plan.beats_per_image + plan.artifact.n_classes + DECISION_OVERHEAD
+    fixed = plan.beats_per_image + DECISION_CYCLES_PER_CLASS * plan.artifact.n_classes
     return {
-        "pipelined": fixed + busy.max(axis=2).sum(axis=1) + tail,
+        "pipelined": fixed + busy.max(axis=2).sum(axis=1) + drain + tail,
         "sequential": fixed + busy.sum(axis=(1, 2)),
     }
 
@@ -64,13 +71,15 @@ def estimate(plan: Plan, trace: Trace) -> dict[str, np.ndarray]:
 def describe(plan: Plan) -> dict:
     """The formula and its constants, for the generated JSON description."""
     return {
-        "formula": "NW + sum_t max(E(t), L_1(t), ..., L_L(t)) + sum_l (G_l + 3) + n_classes + 2",
-        "encoder_per_step": "E(t) = NW + S_0(t) - W_0(t) + 3",
+        "formula": "NW + sum_t max(E(t), L_1(t), ..., L_L(t)) + sum_{l>=2} S_{l-1}(T-1) * G_l "
+                   "+ sum_l (G_l + 3) + 3 * n_classes",
+        "encoder_per_step": "E(t) = NW + S_0(t) - W_0(t) + 4",
         "layer_per_step": "L_l(t) = S_{l-1}(t) * G_l + G_l + 3",
-        "sequential_bound": "NW + sum_t (E(t) + sum_l L_l(t)) + n_classes + 2",
+        "sequential_bound": "NW + sum_t (E(t) + sum_l L_l(t)) + 3 * n_classes",
         "NW": plan.beats_per_image,
         "groups": [lp.groups for lp in plan.layers],
         "n_classes": plan.artifact.n_classes,
         "notes": "S_l(t): spikes of stage l at step t (S_0: input spikes); W_0(t): pixel words with "
-                 "an input spike. Cycles grow with spike counts, not with n_in x n_out.",
+                 "an input spike. Cycles grow with spike counts, not with n_in x n_out. Latency of one "
+                 "image entering an idle accelerator; back-to-back images overlap.",
     }

@@ -1,7 +1,9 @@
 """Class decision: argmax of the scores, lowest index on ties (contract section 3).
 
 Scans the classes one per cycle with a strict ``>`` comparison, so the first (lowest)
-index of the maximum wins. Latency ``n_classes`` cycles from scores valid to result valid.
+index of the maximum wins. The scan is pipelined for the clock (fetch a score into a
+register, compare, update: three cycles per class). Latency ``3 (n_classes - 1) + 1``
+cycles from scores valid to result valid.
 The scores stay in the output engine's registers until the result is taken.
 """
 
@@ -45,32 +47,46 @@ class ArgmaxDecision(wiring.Component):
         plan = self._plan
         n = plan.artifact.n_classes
         m = Module()
-        index = Signal(range(n + 1))
+        index = Signal(range(n))  # the class being scanned
         best = Signal(range(n))
         best_score = Signal(signed(plan.score_bits))
         candidate = Signal(signed(plan.score_bits))
+        # Pipelined for the clock, three cycles per class: fetch the score into a register,
+        # compare it (registered), update the best.
+        cand = Signal(signed(plan.score_bits))
+        greater = Signal()
         with m.Switch(index):
             for j in range(n):
                 with m.Case(j):
                     m.d.comb += candidate.eq(self.scores.payload[f"class{j}"])
         m.d.comb += [self.result.payload.cls.eq(best), self.result.payload.scores.eq(self.scores.payload)]
+        # ``done`` is a register set on the way into DONE (no logic in front of its users).
+        m.d.sync += self.done.eq(0)
         with m.FSM(name="decision"):
             with m.State("IDLE"):
                 with m.If(self.scores.valid):
-                    m.d.sync += [index.eq(1), best.eq(0), best_score.eq(self.scores.payload.class0)]
-                    m.next = "SCAN" if n > 1 else "DONE"
-            with m.State("SCAN"):
-                with m.If(candidate > best_score):
-                    m.d.sync += [best.eq(index), best_score.eq(candidate)]
-                m.d.sync += index.eq(index + 1)
+                    m.d.sync += [index.eq(1 if n > 1 else 0), best.eq(0), best_score.eq(self.scores.payload.class0)]
+                    m.next = "FETCH" if n > 1 else "DONE"
+                    if n == 1:
+                        m.d.sync += self.done.eq(1)
+            with m.State("FETCH"):
+                m.d.sync += cand.eq(candidate)
+                m.next = "COMPARE"
+            with m.State("COMPARE"):
+                m.d.sync += greater.eq(cand > best_score)
+                m.next = "UPDATE"
+            with m.State("UPDATE"):
+                with m.If(greater):
+                    m.d.sync += [best.eq(index), best_score.eq(cand)]
                 with m.If(index == n - 1):
                     m.next = "DONE"
+                    m.d.sync += self.done.eq(1)
+                with m.Else():
+                    m.d.sync += index.eq(index + 1)
+                    m.next = "FETCH"
             with m.State("DONE"):
                 m.d.comb += self.result.valid.eq(1)
                 with m.If(self.result.ready):
                     m.d.comb += self.scores.ready.eq(1)
                     m.next = "IDLE"
-        done_prev = Signal()
-        m.d.sync += done_prev.eq(self.result.valid)
-        m.d.comb += self.done.eq(self.result.valid & ~done_prev)
         return m

@@ -5,10 +5,11 @@ Loads one image (``B`` pixels per beat, row-major, pixel ``k`` in byte ``k % B``
 pixels) per cycle, updates the rate-coding accumulators (``acc += x``; spike and
 ``acc -= 256`` on ``acc >= 256``, i.e. bit 8 of the 9-bit sum) or compares with the
 threshold level, and emits the addresses of the spiking pixels, one per cycle, followed
-by an end-of-step token.
+by an end-of-step token. Pipeline per word: A issue the reads, B memory data, R the data
+registered (block RAM outputs drive no logic: they are slow), C emit its spikes.
 
 Latency/throughput: ``ceil(n/B)`` cycles to load an image; per step about
-``ceil(n/B) + (spikes - words with a spike) + 3`` cycles when the output is never
+``ceil(n/B) + (spikes - words with a spike) + 4`` cycles when the output is never
 stalled. The next image is accepted once the last step has been scanned.
 """
 
@@ -75,21 +76,25 @@ class InputEncoder(wiring.Component):
         w_issue = Signal(range(n_words + 1))  # next word to read
         b_valid = Signal()  # read data of word b_word is on the memory outputs
         b_word = Signal(range(n_words))
+        r_valid = Signal()  # ... and registered (r_pix, r_acc) as word r_word
+        r_word = Signal(range(n_words))
+        r_pix = Signal(8 * B)
+        r_acc = Signal(8 * B)
         c_mask = Signal(B)  # spikes of word c_word not yet emitted
         c_word = Signal(range(n_words))
 
-        # Stage B: spikes of the word on the read ports.
-        spikes_b = Signal(B)
+        # Stage R: spikes of the registered word.
+        spikes_r = Signal(B)
         new_acc = Signal(8 * B)
         for b in range(B):
-            x = pix_r.data[8 * b:8 * b + 8]
+            x = r_pix[8 * b:8 * b + 8]
             if rate:
                 total = Signal(9, name=f"total{b}")
-                m.d.comb += [total.eq(acc_r.data[8 * b:8 * b + 8] + x),
-                             spikes_b[b].eq(total[8]),
+                m.d.comb += [total.eq(r_acc[8 * b:8 * b + 8] + x),
+                             spikes_r[b].eq(total[8]),
                              new_acc[8 * b:8 * b + 8].eq(total[:8])]
             else:
-                m.d.comb += spikes_b[b].eq(x >= enc.level)
+                m.d.comb += spikes_r[b].eq(x >= enc.level)
 
         # Stage C: emit the lowest pending spike of c_mask each cycle.
         low = lowest_set_bit(m, c_mask, "low")
@@ -98,12 +103,16 @@ class InputEncoder(wiring.Component):
         has_spike = c_mask != 0
         emit = Signal()
         c_ready = Signal()
+        r_fire = Signal()
+        r_ready = Signal()
         b_fire = Signal()
         b_ready = Signal()
         m.d.comb += [
             emit.eq(has_spike & self.spikes.ready),
             c_ready.eq(~has_spike | (emit & (rest == 0))),
-            b_fire.eq(b_valid & c_ready),
+            r_fire.eq(r_valid & c_ready),
+            r_ready.eq(~r_valid | r_fire),
+            b_fire.eq(b_valid & r_ready),
             b_ready.eq(~b_valid | b_fire),
         ]
         addr = c_word if B == 1 else Cat(low[:(B - 1).bit_length()], c_word)
@@ -128,7 +137,8 @@ class InputEncoder(wiring.Component):
                         m.d.comb += [acc_w.en.eq(1), acc_w.addr.eq(w_load),
                                      acc_w.data.eq(Const(enc.phase, 8).replicate(B))]
                     with m.If(w_load == n_words - 1):
-                        m.d.sync += [w_load.eq(0), step.eq(0), w_issue.eq(0), b_valid.eq(0), c_mask.eq(0)]
+                        m.d.sync += [w_load.eq(0), step.eq(0), w_issue.eq(0), b_valid.eq(0), r_valid.eq(0),
+                                     c_mask.eq(0)]
                         m.next = "SCAN"
                     with m.Else():
                         m.d.sync += w_load.eq(w_load + 1)
@@ -147,13 +157,20 @@ class InputEncoder(wiring.Component):
                     m.d.comb += [self.spikes.valid.eq(1), self.spikes.payload.addr.eq(addr)]
                 with m.If(emit):
                     m.d.sync += c_mask.eq(rest)
-                # Stage B -> C.
+                # Stage B -> R.
+                with m.If(r_ready):
+                    m.d.sync += r_valid.eq(b_valid)
                 with m.If(b_fire):
-                    m.d.sync += [c_mask.eq(spikes_b), c_word.eq(b_word)]
+                    m.d.sync += [r_word.eq(b_word), r_pix.eq(pix_r.data)]
                     if rate:
-                        m.d.comb += [acc_w.en.eq(1), acc_w.addr.eq(b_word), acc_w.data.eq(new_acc)]
+                        m.d.sync += r_acc.eq(acc_r.data)
+                # Stage R -> C.
+                with m.If(r_fire):
+                    m.d.sync += [c_mask.eq(spikes_r), c_word.eq(r_word)]
+                    if rate:
+                        m.d.comb += [acc_w.en.eq(1), acc_w.addr.eq(r_word), acc_w.data.eq(new_acc)]
                 # End of step: every word read, decided and emitted.
-                with m.If((w_issue == n_words) & ~b_valid & ~has_spike):
+                with m.If((w_issue == n_words) & ~b_valid & ~r_valid & ~has_spike):
                     m.d.comb += [self.spikes.valid.eq(1), self.spikes.payload.eos.eq(1)]
                     with m.If(self.spikes.ready):
                         m.d.sync += [step.eq(step_counter_next(step, T)), w_issue.eq(0)]

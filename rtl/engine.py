@@ -30,7 +30,10 @@ The only arithmetic is add, subtract, compare and constant shifts.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+import functools
+import operator
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -101,11 +104,8 @@ class LayerEngine(wiring.Component):
         tb = layer.threshold_bits if lif else 0
         m = Module()
 
-        # Memories: weights (ROM), state u (1R1W, read transparent to write), bias/threshold (ROM).
-        # ROM: contents in the bitstream. RAM: one shared address for reads and run-time writes,
-        # reads disabled while writing (single-port, "no change" on write: maps to iCE40 SPRAM).
-        m.submodules.weights = wmem = Memory(shape=P * wb, depth=lp.weight_depth,
-                                             init=[] if self._ram else weight_words(lp))
+        # Memories: weights (see _weights), state u (1R1W, read transparent to write),
+        # bias/threshold (ROM).
         bias_words = _group_words(layer.bias, lp, bb)
         state_init = _group_words(layer.bias, lp, U)
         m.submodules.state = umem = Memory(shape=P * U, depth=len(state_init), init=state_init)
@@ -114,7 +114,6 @@ class LayerEngine(wiring.Component):
             th_words = _group_words(layer.threshold, lp, tb, pad=1)
             param_words = [b | (t << (P * bb)) for b, t in zip(bias_words, th_words)]
         m.submodules.params = pmem = Memory(shape=P * (bb + tb), depth=len(param_words), init=param_words)
-        w_rd = wmem.read_port()
         u_wr = umem.write_port()
         u_rd = umem.read_port(transparent_for=(u_wr,))
         p_rd = pmem.read_port()
@@ -128,7 +127,7 @@ class LayerEngine(wiring.Component):
         step = Signal(range(T))
         base = Signal(range(G * P + 1))  # g * P, kept as a running sum
         started = Signal()  # an end-of-step pass is under way
-        last_group = g == G - 1
+        last_group = Signal(init=int(G == 1))  # g == G - 1, kept as a register (short paths)
 
         s2_op = Signal(2)
         s2_g = Signal(range(G))
@@ -136,18 +135,7 @@ class LayerEngine(wiring.Component):
         s2_last_group = Signal()
         s2_last_step = Signal()
 
-        engine_addr = Cat(g, cur_i) if lp.group_bits else cur_i
-        if self._ram:
-            w_wr = wmem.write_port()
-            writing = self.load.valid
-            shared_addr = Signal.like(w_rd.addr)  # one signal for both ports: Yosys sees a single port
-            m.d.comb += [
-                shared_addr.eq(Mux(writing, self.load.payload.addr, engine_addr)),
-                w_wr.en.eq(writing), w_wr.data.eq(self.load.payload.data), w_rd.en.eq(~writing),
-                w_wr.addr.eq(shared_addr), w_rd.addr.eq(shared_addr),
-            ]
-        else:
-            m.d.comb += w_rd.addr.eq(engine_addr)
+        s3_weights = self._weights(m, Cat(g, cur_i) if lp.group_bits else cur_i)
         m.d.comb += [
             u_rd.addr.eq(g),
             p_rd.addr.eq(g),
@@ -157,17 +145,22 @@ class LayerEngine(wiring.Component):
 
         if lif:
             mask_layout = data.StructLayout({"base": len(base), "mask": P, "eos": 1})
-            m.submodules.masks = masks = SyncFIFOBuffered(width=mask_layout.size, depth=G + 1)
-            can_fire = masks.w_level == 0
+            # An end-of-step pass starts when the FIFO looked empty in the previous cycle (a
+            # register: the level compare stays off the control path). Up to two masks of the
+            # previous pass may still be on their way then (pushed in stage 3), so the FIFO
+            # holds a whole pass plus two.
+            m.submodules.masks = masks = SyncFIFOBuffered(width=mask_layout.size, depth=G + 2)
+            can_fire = Signal()
+            m.d.sync += can_fire.eq(masks.w_level == 0)
         else:
             scores_pending = Signal()
             can_fire = (step != T - 1) | ~scores_pending
 
         def next_group():
-            m.d.sync += [g.eq(g + 1), base.eq(base + P)]
+            m.d.sync += [g.eq(g + 1), base.eq(base + P), last_group.eq(g == G - 2)]
 
         def restart_groups():
-            m.d.sync += [g.eq(0), base.eq(0)]
+            m.d.sync += [g.eq(0), base.eq(0), last_group.eq(G == 1)]
 
         def take_token():
             """Accept the next input token (if any); a spike restarts the group loop."""
@@ -200,7 +193,8 @@ class LayerEngine(wiring.Component):
                 with m.Else():
                     take_token()
             with m.State("STEP"):
-                with m.If(started | can_fire):
+                # The pass starts once the last INTEG has left stage 2 (see the hazards below).
+                with m.If(started | (can_fire & (s2_op != INTEG))):
                     m.d.comb += op.eq(FIRE)
                     m.d.sync += started.eq(1)
                     with m.If(last_group):
@@ -210,48 +204,133 @@ class LayerEngine(wiring.Component):
                     with m.Else():
                         next_group()
 
-        # ---- stage 2: read data on the ports; compute and write back ---------------------
+        # ---- stage 2: memory data; operands registered -----------------------------------
+        # ---- stage 3: one addition per lane; write back ---------------------------------
+        # Every operation writes back in stage 3: ``a + b`` with ``a, b = (u, w)`` for INTEG
+        # and ``(leak(v), B)`` for FIRE (LIF, reset to zero: ``leak(v) = u - (u >> k)``), or,
+        # for CLEAR and the fired, saturated and last-step cases of FIRE, a value chosen from
+        # registers (``B`` or ``B + leak(lo)``). Stage 2 holds the memory reads, the
+        # comparisons and one subtractor beside them, each registered; stage 3 one adder and
+        # the final choice. (No negation: Yosys would map ``-x`` to a ``$macc`` cell.)
+        # Hazards (one write port, state read in stage 1): an INTEG right after an operation
+        # on the same group (G == 1) takes that operation's stage-3 result (forwarding); an
+        # end-of-step pass starts only when no INTEG is in stage 2; other operations on one
+        # group are at least two cycles apart, which the state port's transparency covers.
+        s3_op = Signal(2)
+        s3_g = Signal(range(G))
+        s3_base = Signal(range(G * P + 1))
+        s3_last_group = Signal()
+        s2_fwd = Signal()
+        m.d.sync += [s3_op.eq(s2_op), s3_g.eq(s2_g), s3_base.eq(s2_base), s3_last_group.eq(s2_last_group),
+                     s2_fwd.eq((op == INTEG) & (s2_op != 0) & (s2_g == g))]
+        s3_integ = Signal()
+        m.d.sync += s3_integ.eq(s2_op == INTEG)
         new_words = []
         spike_bits = []
+        s3_last_step = Signal()
+        m.d.sync += s3_last_step.eq(s2_last_step)
+        s3_fire = s3_op == FIRE
         for p in range(P):
             u = lane(u_rd.data, p, U)
-            w = lane(w_rd.data, p, wb)
             bias = lane(p_rd.data, p, bb)
             new = Signal(signed(U), name=f"u_new{p}")
+            s3_u = Signal(signed(U), name=f"s3_u{p}")  # INTEG operands
+            s3_a = Signal(signed(U), name=f"s3_a{p}")  # FIRE operands: a + B
+            s3_b = Signal(signed(bb), name=f"s3_b{p}")  # B, also the value of CLEAR
+            s3_w = lane(s3_weights, p, wb)
+            m.d.sync += [s3_u.eq(Mux(s2_fwd, new, u)), s3_b.eq(bias)]
+            fire_use = Signal(name=f"fire_use_sum{p}")  # stage 3: FIRE writes a + B (else alt)
+            fire_alt = Signal(signed(U), name=f"fire_alt{p}")
             if lif:
+                mb = layer.membrane_bits
+                k = layer.leak_shift
                 theta = p_rd.data[P * bb + p * tb:P * bb + (p + 1) * tb].as_signed()
-                vsat = Signal(signed(layer.membrane_bits), name=f"v_sat{p}")
-                fired = Signal(name=f"fired{p}")
-                v_after = Signal(signed(layer.membrane_bits), name=f"v_after{p}")
-                leaked = Signal(signed(layer.membrane_bits), name=f"v_leak{p}")
-                m.d.comb += [vsat.eq(saturate(u, layer.membrane_bits)), fired.eq(vsat >= theta)]
-                reset_value = 0 if layer.reset == "zero" else vsat - theta
-                m.d.comb += v_after.eq(Mux(fired, reset_value, vsat))
-                if layer.leak_shift is None:
-                    m.d.comb += leaked.eq(v_after)
+                hi, lo = (1 << (mb - 1)) - 1, -(1 << (mb - 1))
+                # sat(u) >= theta  <=>  u >= theta, since 0 <= theta <= max(membrane).
+                s3_fired = Signal(name=f"s3_fired{p}")
+                m.d.sync += s3_fired.eq(u >= theta)
+                spike_bits.append(s3_fired)
+                if layer.reset == "zero":
+                    # Not fired, not saturated: leak(u) + B = (u - (u >> k)) + B. Fired (which
+                    # u > max(membrane) implies): leak(0) + B = B. Below the range: leak(lo) + B.
+                    s3_under = Signal(name=f"s3_under{p}")
+                    s3_b_lo = Signal(signed(U), name=f"s3_b_lo{p}")
+                    m.d.sync += [s3_a.eq(u if k is None else u - (u >> k)), s3_under.eq(u < lo),
+                                 s3_b_lo.eq(bias + (lo if k is None else lo - (lo >> k)))]
+                    m.d.comb += [fire_use.eq(~(s3_fired | s3_under | s3_last_step)),
+                                 fire_alt.eq(Mux(s3_fired | s3_last_step, s3_b, s3_b_lo))]
                 else:
-                    m.d.comb += leaked.eq(v_after - (v_after >> layer.leak_shift))
-                end_value = Mux(s2_last_step, bias, leaked + bias)
-                spike_bits.append(fired)
+                    # Reset by subtraction: v = fired ? sat(u) - theta : sat(u), then
+                    # leak(v) + B = (v - (v >> k)) + B (one more subtractor in stage 2).
+                    v_after = Signal(signed(mb), name=f"v_after{p}")
+                    reset_value = Mux(u > hi, hi - theta, u - theta)  # sat(u) - theta when fired
+                    m.d.comb += v_after.eq(Mux(u >= theta, reset_value, saturate(u, mb)))
+                    m.d.sync += s3_a.eq(v_after if k is None else v_after - (v_after >> k))
+                    m.d.comb += [fire_use.eq(~s3_last_step), fire_alt.eq(s3_b)]
             else:
-                end_value = Mux(s2_last_step, bias, u + bias)
-            with m.Switch(s2_op):
-                with m.Case(INTEG):
-                    m.d.comb += new.eq(u + w)
-                with m.Case(FIRE):
-                    m.d.comb += new.eq(end_value)
-                with m.Case(CLEAR):
-                    m.d.comb += new.eq(bias)
+                m.d.sync += s3_a.eq(u)
+                m.d.comb += [fire_use.eq(~s3_last_step), fire_alt.eq(s3_b)]
+            # Stage 3: INTEG u + w; FIRE a + B or alt; CLEAR B.
+            total = Mux(s3_integ, s3_u, s3_a) + Mux(s3_integ, s3_w, s3_b)
+            m.d.comb += new.eq(Mux(s3_integ | (s3_fire & fire_use), total, Mux(s3_fire, fire_alt, s3_b)))
             new_words.append(new)
-        m.d.comb += [u_wr.en.eq(s2_op != 0), u_wr.addr.eq(s2_g), u_wr.data.eq(Cat(*new_words))]
+        m.d.comb += [u_wr.en.eq(s3_op != 0), u_wr.addr.eq(s3_g), u_wr.data.eq(Cat(*new_words))]
 
         if lif:
-            self._serializer(m, masks, mask_layout, spike_bits, s2_op == FIRE, s2_base,
-                             s2_last_group)
+            # The spike masks enter the mask FIFO in stage 3 (see can_fire above).
+            self._serializer(m, masks, mask_layout, spike_bits, s3_op == FIRE, s3_base,
+                             s3_last_group)
         else:
             self._latch_scores(m, u_rd, s2_op == FIRE, s2_g, s2_last_step, s2_last_group,
                                scores_pending)
         return m
+
+    def _weights(self, m, addr) -> Signal:
+        """The weight memory, read at ``addr`` (stage 1); returns the word of the operation in
+        stage 3, from registers loaded in stage 2.
+
+        ROM: contents in the bitstream, ``weight_banks`` banks by address (rtl/plan.py); each
+        bank's output is registered (zero unless it is the operation's bank) and the word is
+        the OR of the registers, so block RAM outputs drive no logic. RAM: one memory with one
+        shared address for reads and run-time writes, reads disabled while writing (single
+        port, "no change" on write: maps to iCE40 SPRAM)."""
+        lp = self._lp
+        word = lp.weight_word_bits
+        if self._ram:
+            m.submodules.weights = wmem = Memory(shape=word, depth=lp.weight_depth, init=[])
+            w_rd, w_wr = wmem.read_port(), wmem.write_port()
+            writing = self.load.valid
+            shared_addr = Signal.like(w_rd.addr)  # one signal for both ports: Yosys sees a single port
+            m.d.comb += [
+                shared_addr.eq(Mux(writing, self.load.payload.addr, addr)),
+                w_wr.en.eq(writing), w_wr.data.eq(self.load.payload.data), w_rd.en.eq(~writing),
+                w_wr.addr.eq(shared_addr), w_rd.addr.eq(shared_addr),
+            ]
+            outputs = [w_rd.data]
+        else:
+            words = weight_words(lp)
+            depth = lp.weight_bank_depth or lp.weight_depth
+            outputs = []
+            for b in range(lp.weight_banks):
+                mem = Memory(shape=word, depth=min(depth, lp.weight_depth - b * depth),
+                             init=words[b * depth:(b + 1) * depth])
+                m.submodules[f"weights{b}" if lp.weight_banks > 1 else "weights"] = mem
+                port = mem.read_port()
+                m.d.comb += port.addr.eq(addr[:bits_for(depth)] if lp.weight_banks > 1 else addr)
+                outputs.append(port.data)
+        registered = [Signal(word, name=f"s3_weights{b}") for b in range(len(outputs))]
+        if len(registered) == 1:
+            m.d.sync += registered[0].eq(outputs[0])
+            return registered[0]
+        # Banked: every bank register but the operation's bank loads zero (a synchronous reset
+        # of the flip-flops, no logic behind the block RAMs), so the word is their OR (no
+        # select signal fanning out to every bit).
+        select = Signal(range(len(registered)))  # the bank of the operation in stage 2
+        m.d.sync += select.eq(addr[bits_for(lp.weight_bank_depth):])
+        m.d.sync += [r.eq(Mux(select == b, d, 0)) for b, (r, d) in enumerate(zip(registered, outputs))]
+        chosen = Signal(word, name="s3_weight_word")
+        m.d.comb += chosen.eq(functools.reduce(operator.or_, registered))
+        return chosen
 
     def _serializer(self, m, masks, mask_layout, spike_bits, firing, s2_base, s2_last_group):
         """Push each group's spike mask (non-empty, or the last with eos) and serialize them."""
@@ -273,28 +352,42 @@ class LayerEngine(wiring.Component):
         out_step = Signal(range(T))
         m.d.comb += [remaining.eq(head.mask & ~consumed), rest.eq(remaining & (remaining - 1))]
         low = lowest_set_bit(m, remaining, "low")
-        addr = Signal(lp.out_bits)
-        m.d.comb += addr.eq(head.base + low)
-        with m.If(masks.r_rdy):
+        # The tokens leave through a one-entry output register (the priority encoder and the
+        # address adder stay off the path into the next stage): ``take`` when it is empty or
+        # being emptied this cycle. Throughput one token per cycle.
+        o_valid = Signal()
+        o_addr = Signal(lp.out_bits)
+        o_eos = Signal()
+        take = ~o_valid | self.out.ready
+        with m.If(self.out.ready):
+            m.d.sync += o_valid.eq(0)
+
+        def emit(addr, eos):
+            m.d.sync += [o_valid.eq(1), o_addr.eq(addr), o_eos.eq(eos)]
+
+        with m.If(masks.r_rdy & take):
             with m.If(remaining != 0):
-                m.d.comb += [self.out.valid.eq(1), self.out.payload.addr.eq(addr)]
-                with m.If(self.out.ready):
-                    m.d.sync += consumed.eq(consumed | (remaining ^ rest))
-                    with m.If((rest == 0) & ~head.eos):
-                        m.d.comb += masks.r_en.eq(1)
-                        m.d.sync += consumed.eq(0)
+                # Group bases are multiples of P: with P a power of two the sum is an OR.
+                emit(head.base | low if P & (P - 1) == 0 else head.base + low, 0)
+                m.d.sync += consumed.eq(consumed | (remaining ^ rest))
             with m.Elif(head.eos):
-                m.d.comb += [self.out.valid.eq(1), self.out.payload.eos.eq(1)]
-                with m.If(self.out.ready):
-                    m.d.comb += masks.r_en.eq(1)
-                    m.d.sync += [consumed.eq(0), out_step.eq(step_counter_next(out_step, T))]
-            with m.Else():
+                emit(0, 1)
                 m.d.comb += masks.r_en.eq(1)
                 m.d.sync += consumed.eq(0)
+        # A group's mask leaves the FIFO the cycle after its last spike (one cycle per group
+        # with spikes; deciding it with that spike would put the ``remaining - 1`` carry chain
+        # in front of the FIFO's level logic).
+        with m.If(masks.r_rdy & (remaining == 0) & ~head.eos):
+            m.d.comb += masks.r_en.eq(1)
+            m.d.sync += consumed.eq(0)
+        transfer = self.out.valid & self.out.ready
+        with m.If(transfer & o_eos):
+            m.d.sync += out_step.eq(step_counter_next(out_step, T))
         m.d.comb += [
-            self.monitor.valid.eq(self.out.valid & self.out.ready & ~self.out.payload.eos),
-            self.monitor.eos.eq(self.out.valid & self.out.ready & self.out.payload.eos),
-            self.monitor.addr.eq(addr),
+            self.out.valid.eq(o_valid), self.out.payload.addr.eq(o_addr), self.out.payload.eos.eq(o_eos),
+            self.monitor.valid.eq(transfer & ~o_eos),
+            self.monitor.eos.eq(transfer & o_eos),
+            self.monitor.addr.eq(o_addr),
             self.monitor.step.eq(out_step),
         ]
 

@@ -132,7 +132,8 @@ def describe(dut, top: str, verilog_sha256: str) -> dict:
         entry["memories"] = {
             "weights": {"depth": lp.weight_depth, "width": lp.weight_word_bits,
                         "kind": "rom" if plan.weight_storage == "rom" else "ram, single port, loaded at run time",
-                        "address": "{input index, group}" if lp.group_bits else "input index"},
+                        "address": "{input index, group}" if lp.group_bits else "input index",
+                        "banks": lp.weight_banks},
             "state": {"depth": lp.groups, "width": lp.lanes * lp.state_bits, "kind": "ram 1R1W"},
             "params": {"depth": lp.groups, "width": lp.lanes * param_bits, "kind": "rom"},
         }

@@ -18,6 +18,12 @@ Layout conventions
   contents; written at run time through the accelerator's ``weights`` port, one word per
   cycle, while no image is in flight). ``ram`` lets Yosys map the big weight memories to
   the iCE40 UP5K's SPRAM, which cannot be initialised by the bitstream.
+* Weight banks (``rom`` only, optional): with ``rom_bank_depth`` (a power of two, from the
+  target: the depth at which one block RAM column needs no output multiplexer, e.g. 2048
+  for the ECP5's DP16KD in 2K x 9), a deeper weight memory is split by address into banks
+  of that depth (``weight_bank_depth``; 0 = one memory). Each bank's output is registered
+  before the bank is chosen (see rtl/engine.py): the multiplexer Yosys would put behind
+  depth-cascaded block RAMs is otherwise the longest path of the design.
 * The pixel memory holds ``B`` pixels per word (``B`` = pixels per input beat, a power of
   two), pixel ``k`` at word ``k // B``, byte ``k % B``.
 """
@@ -56,6 +62,7 @@ class LayerPlan:
     in_bits: int  # bits of an input spike address (0 .. n_in - 1)
     out_bits: int  # bits of an output neuron index (0 .. n_out - 1)
     state_bits: int  # width of the per-neuron state register u (see engine.py)
+    weight_bank_depth: int = 0  # weight memory split into banks of this depth (0: one memory)
 
     @property
     def is_output(self) -> bool:
@@ -68,6 +75,11 @@ class LayerPlan:
     @property
     def weight_word_bits(self) -> int:
         return self.lanes * self.layer.weight_bits
+
+    @property
+    def weight_banks(self) -> int:
+        """Number of weight memory banks (1: one memory)."""
+        return -(-self.weight_depth // self.weight_bank_depth) if self.weight_bank_depth else 1
 
 
 @dataclass(frozen=True)
@@ -105,14 +117,18 @@ class Plan:
 
 
 def make_plan(art: Artifact, lanes: int = 8, pixels_per_beat: int = 4, fifo_depth: int = 16,
-              weight_storage: str = "rom") -> Plan:
-    """Check that the artifact maps onto the generator and derive all parameters."""
+              weight_storage: str = "rom", rom_bank_depth: int | None = None) -> Plan:
+    """Check that the artifact maps onto the generator and derive all parameters.
+
+    ``rom_bank_depth``: the target's weight ROM bank depth (see the module doc), or None."""
     if weight_storage not in WEIGHT_STORAGE:
         raise MappingError(f"weight storage must be one of {', '.join(WEIGHT_STORAGE)}, got {weight_storage!r}")
     if not isinstance(lanes, int) or not 1 <= lanes <= MAX_LANES:
         raise MappingError(f"lanes must be an integer in 1..{MAX_LANES}, got {lanes!r}")
     if pixels_per_beat not in PIXELS_PER_BEAT:
         raise MappingError(f"pixels per beat must be one of {PIXELS_PER_BEAT}, got {pixels_per_beat!r}")
+    if rom_bank_depth is not None and (rom_bank_depth < 2 or rom_bank_depth & (rom_bank_depth - 1)):
+        raise MappingError(f"ROM bank depth must be a power of two >= 2, got {rom_bank_depth}")
     if fifo_depth < 2:
         raise MappingError(f"FIFO depth must be at least 2, got {fifo_depth}")
     plans = []
@@ -128,8 +144,11 @@ def make_plan(art: Artifact, lanes: int = 8, pixels_per_beat: int = 4, fifo_dept
             # Every prefix of the score (bias of the step pre-added) lies inside the proven score
             # range, see engine.py, so the score width suffices.
             state = layer.score_bits
-        plans.append(LayerPlan(index=index, layer=layer, lanes=p, groups=g, group_bits=ceil_log2(g),
+        group_bits = ceil_log2(g)
+        depth = layer.n_in << group_bits
+        banked = weight_storage == "rom" and rom_bank_depth is not None and depth > rom_bank_depth
+        plans.append(LayerPlan(index=index, layer=layer, lanes=p, groups=g, group_bits=group_bits,
                                in_bits=bits_for(layer.n_in), out_bits=bits_for(layer.n_out),
-                               state_bits=state))
+                               state_bits=state, weight_bank_depth=rom_bank_depth if banked else 0))
     return Plan(artifact=art, lanes=lanes, pixels_per_beat=pixels_per_beat, fifo_depth=fifo_depth,
                 layers=tuple(plans), weight_storage=weight_storage)

@@ -7,7 +7,7 @@ image, so image boundaries need no separate marker.
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import Out
 
@@ -60,12 +60,28 @@ def lane(word: Value, index: int, bits: int) -> Value:
 
 
 def lowest_set_bit(m: Module, mask: Value, name: str) -> Signal:
-    """Index of the lowest set bit of ``mask`` (0 when ``mask`` is 0), as a combinational signal."""
+    """Index of the lowest set bit of ``mask`` (0 when ``mask`` is 0), as a combinational signal.
+
+    A balanced tree of ``ceil(log2(n))`` two-way choices (the lower half wins when it has a
+    set bit), not a chain of ``n`` priority muxes: the depth grows with ``log n``."""
     index = Signal(range(max(2, len(mask))), name=name)
-    for b in reversed(range(len(mask))):
-        with m.If(mask[b]):
-            m.d.comb += index.eq(b)
+    m.d.comb += index.eq(_lowest_set_bit_tree([mask[b] for b in range(len(mask))])[1])
     return index
+
+
+def _lowest_set_bit_tree(bits: list[Value]) -> tuple[Value, Value]:
+    """``(any bit set, index of the lowest set bit)`` of ``bits``; the index is
+    ``ceil(log2(len(bits)))`` bits wide and 0 when no bit is set."""
+    if len(bits) == 1:
+        return bits[0], Const(0, 0)
+    width = (len(bits) - 1).bit_length()
+    half = 1 << (width - 1)
+    any_lo, index_lo = _lowest_set_bit_tree(bits[:half])
+    any_hi, index_hi = _lowest_set_bit_tree(bits[half:])
+    pad = width - 1
+    index = Mux(any_lo | ~any_hi, Cat(index_lo, Const(0, pad - len(index_lo) + 1)),
+                Cat(index_hi, Const(0, pad - len(index_hi)), Const(1, 1)))
+    return any_lo | any_hi, index
 
 
 def saturate(value: Value, bits: int) -> Value:

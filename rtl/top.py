@@ -13,7 +13,7 @@ loads the next image once it has scanned the last step of the current one.
 from __future__ import annotations
 
 from amaranth.hdl import Module, ResetInserter, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
@@ -128,8 +128,13 @@ class Accelerator(wiring.Component):
         m.d.sync += now.eq(now + 1)
         starts = SyncFIFOBuffered(width=COUNTER_BITS, depth=IMAGES_IN_FLIGHT)
         m.submodules.start_times = starts
+        # The start time enters the FIFO one cycle later (registered: keeps the pixel handshake
+        # off the FIFO's enables); image starts are many cycles apart, so ``hold`` stays exact.
+        start_seen = Signal()
+        start_time = Signal(COUNTER_BITS)
+        m.d.sync += [start_seen.eq(encoder.image_start), start_time.eq(now)]
         m.d.comb += [
-            starts.w_data.eq(now), starts.w_en.eq(encoder.image_start),
+            starts.w_data.eq(start_time), starts.w_en.eq(start_seen),
             encoder.hold.eq(~starts.w_rdy),
             starts.r_en.eq(decision.done),
         ]
@@ -138,7 +143,12 @@ class Accelerator(wiring.Component):
                          self.counters.images.eq(self.counters.images + 1)]
         for stage, mon in enumerate(monitors):
             running = Signal(COUNTER_BITS, name=f"spikes_running{stage}")
-            with m.If(mon.eos & (mon.step == T - 1)):
+            # Count from registered strobes (one cycle late): keeps the counters' enables off
+            # the token handshakes.
+            spike_seen = Signal(name=f"spike_seen{stage}")
+            image_end = Signal(name=f"image_end{stage}")
+            m.d.sync += [spike_seen.eq(mon.valid), image_end.eq(mon.eos & (mon.step == T - 1))]
+            with m.If(image_end):
                 m.d.sync += [self.counters.spikes[f"stage{stage}"].eq(running), running.eq(0)]
-            with m.Elif(mon.valid):
+            with m.Elif(spike_seen):
                 m.d.sync += running.eq(running + 1)

@@ -6,9 +6,10 @@ native bus of the open soft cores and SoC builders (VexRiscv, PicoRV32 wrappers,
 Amaranth SoC); AXI4-Lite masters reach it through a standard bridge.
 
 32-bit data, word addresses (``adr`` = byte offset >> 2), only whole-word accesses
-(``sel`` is accepted and ignored). The slave acknowledges every access exactly one cycle
-after it sees ``cyc & stb`` (one wait state), reads and writes alike; it never stalls longer
-and never answers with an error.
+(``sel`` is accepted and ignored). The slave acknowledges a write exactly one cycle after it
+sees ``cyc & stb`` (one wait state) and a read two cycles after (two wait states: the address
+decode is registered so that the read path does not limit the clock); it never stalls
+longer and never answers with an error.
 """
 
 from __future__ import annotations
