@@ -13,8 +13,8 @@ Presets (:func:`preset`):
 * ``seed`` -- the neuron of the seed paper (Li, Leng, Cheng et al.): ``tau = 2``
   (``leak_shift = 1``), hard reset to zero, ``T = 4``, threshold 1 before folding,
   sigmoid surrogate with ``alpha = 4``.
-* ``tiny`` -- a small net for the Lattice iCE40 UP5K: 64 hidden neurons whose 4-bit
-  weights (784 x 64 x 4 = 200 kbit) fit the UP5K's single-port RAM.
+* ``tiny`` -- a small net for the Lattice iCE40 UP5K: 128 hidden neurons whose 4-bit
+  weights (784 x 128 x 4 = 401 kbit) fit two of the UP5K's four single-port RAMs.
 """
 
 from __future__ import annotations
@@ -184,8 +184,8 @@ PRESETS: dict[str, TrainConfig] = {
     # The seed paper's neuron and a plain recipe (shift augmentation only, 30 epochs).
     "seed": TrainConfig(name="seed", hidden=(512,), weight_bits=4, timesteps=4, leak_shift=1,
                         reset="zero", surrogate_alpha=4.0, epochs=30),
-    # 784-64-10 for the iCE40 UP5K (4-bit weights: 200 kbit, fits its SPRAM).
-    "tiny": TrainConfig(name="tiny", hidden=(64,), epochs=100, augment_rotate=10.0, augment_scale=0.1),
+    # 784-128-10 for the iCE40 UP5K (4-bit weights: 401 kbit, two of its four SPRAMs).
+    "tiny": TrainConfig(name="tiny", hidden=(128,), epochs=100, augment_rotate=10.0, augment_scale=0.1),
 }
 
 

@@ -1,24 +1,12 @@
 """``snnfpga train`` and ``snnfpga eval`` as a user runs them (subprocesses: exit codes, streams)."""
 
-import json
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 from snnfpga.model.data import load_dataset
+from tests.cli_common import cli, last_json
 
 EVAL_KEYS = ("n", "accuracy_float", "accuracy_int", "spikes_per_neuron", "synaptic_ops")
-
-
-def cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "snnfpga.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def last_json(stdout: str) -> dict:
-    return json.loads(stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")

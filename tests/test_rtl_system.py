@@ -1,6 +1,5 @@
 """The accelerator behind its Wishbone register block, driven as firmware would drive it."""
 
-import numpy as np
 import pytest
 from amaranth.sim import Simulator
 

@@ -2,8 +2,6 @@
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -13,6 +11,7 @@ from snnfpga.rtl.decision import result_layout
 from snnfpga.rtl.generate import write_verilog
 from snnfpga.rtl.plan import make_plan
 from snnfpga.rtl.toolchain import multiplier_report
+from tests.cli_common import cli, last_json
 
 
 @pytest.fixture(scope="module")
@@ -66,15 +65,11 @@ def test_multiplier_check_can_fail(tmp_path):
     assert report["coarse"] and report["ice40"] and report["ecp5"]
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "snnfpga.cli", *args], capture_output=True, text=True)
-
-
 def test_cli_writes_verilog_and_rejects_bad_input(tmp_path, small_artifact):
     model = save_artifact(small_artifact, tmp_path / "model")
     done = cli("verilog", str(model), "--out", str(tmp_path / "v"), "--lanes", "5", "--json")
     assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    summary = last_json(done.stdout)
     assert summary["lanes"] == 5 and (tmp_path / "v" / "snn_top.v").exists()
     for args, message in [(["--lanes", "0"], "positive integer"), (["--top", "1x"], "Verilog identifier"),
                           (["--pixels-per-beat", "3"], "invalid choice")]:

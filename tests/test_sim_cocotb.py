@@ -8,9 +8,7 @@ so a second run only simulates. The full validation split is behind ``-m slow``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from snnfpga.sim import amaranth_sim, cocotb_sim, reference, runner
 from snnfpga.sim.cocotb_tb.driver import pixel_beats
 from snnfpga.sim.cocotb_tb.wrapper import accelerator_shell
 from snnfpga.sim.scoreboard import compare
+from tests.cli_common import cli, last_json
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -171,9 +170,8 @@ def test_a_missing_simulator_is_a_tool_error(monkeypatch):
 
 # ---- the command line -------------------------------------------------------------------------
 
-def cli(*args, env=None, cwd=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "snnfpga.cli", "sim", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env=env, cwd=cwd)
+def sim_cli(*args, env=None, cwd=None, timeout=600):
+    return cli("sim", *args, env=env, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -189,10 +187,10 @@ def small_model(tmp_path_factory):
 
 def test_cli_reports_a_bit_exact_run(simulator, small_model, tmp_path):
     model, data = small_model
-    done = cli(model, "--data", data / "sample.npz", "--limit", 4, "--simulator", simulator, "--lanes", 4,
+    done = sim_cli(model, "--data", data / "sample.npz", "--limit", 4, "--simulator", simulator, "--lanes", 4,
                "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr + done.stdout
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    summary = last_json(done.stdout)
     assert summary["n"] == 4 and summary["mismatches"] == 0 and summary["simulator"] == simulator
     assert summary["accuracy_rtl"] == summary["accuracy_ref"]
     for key in ("cycles_per_image", "wall_s", "build_s", "images_per_s"):
@@ -204,11 +202,11 @@ def test_cli_writes_waves_only_on_request(small_model, tmp_path):
     require("icarus")
     model, data = small_model
     out = tmp_path / "out"
-    done = cli(model, "--data", data / "sample.npz", "--limit", 1, "--simulator", "icarus", "--lanes", 4,
+    done = sim_cli(model, "--data", data / "sample.npz", "--limit", 1, "--simulator", "icarus", "--lanes", 4,
                "--out", out, "--waves", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (out / "waves.fst").stat().st_size > 0
-    assert json.loads(done.stdout.strip().splitlines()[-1])["waves"] == [str((out / "waves.fst").resolve())]
+    assert last_json(done.stdout)["waves"] == [str((out / "waves.fst").resolve())]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert not list(out.glob("run/**/*.fst")) and not list(out.glob("run/**/*.vcd"))
 
@@ -225,7 +223,7 @@ def test_cli_rejects_bad_input_in_one_line(small_model, tmp_path, args, message)
     args = [a.format(data=data) for a in args]
     if "--data" not in args:
         args += ["--data", data / "sample.npz"]
-    done = cli(model, *args, cwd=tmp_path)
+    done = sim_cli(model, *args, cwd=tmp_path)
     assert done.returncode != 0
     assert message in done.stderr and "Traceback" not in done.stderr
 
@@ -234,12 +232,12 @@ def test_cli_rejects_a_corrupt_model_and_a_missing_simulator(small_model, tmp_pa
     model, data = small_model
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "manifest.json").write_text("{\n")
-    done = cli(tmp_path / "broken", "--data", data / "sample.npz")
+    done = sim_cli(tmp_path / "broken", "--data", data / "sample.npz")
     assert done.returncode != 0 and "Traceback" not in done.stderr and done.stderr.startswith("error:")
     env = dict(os.environ, PATH=str(Path(sys.executable).parent))
     if runner.missing("icarus") is not None or "iverilog" in os.listdir(Path(sys.executable).parent):
         pytest.skip("cannot hide iverilog")
-    done = cli(model, "--data", data / "sample.npz", "--simulator", "icarus", env=env)
+    done = sim_cli(model, "--data", data / "sample.npz", "--simulator", "icarus", env=env)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("error: Icarus Verilog is not installed")
 

@@ -1,0 +1,76 @@
+"""``snnfpga sweep``: design-space sweep over lanes and weight bits for one FPGA target.
+
+    snnfpga sweep MODEL --target ice40-up5k|ecp5-85k [--lanes 8,16,32,64] [--weight-bits 2,4,8]
+                  [--data FILE] [--images N] [--synth-only] [--out DIR] [--json]
+
+Per point: integer accuracy (weights re-quantized after training where the width is not
+the model's own), cycles per image (cycle model), LUTs / logic cells, flip-flops, block
+RAMs, DSPs, Fmax and latency at Fmax. Writes ``DIR/sweep.md``, ``DIR/sweep.html`` (table
+and plot) and ``DIR/sweep.json`` (default ``out/sweep``); each point's tool files go to
+``DIR/<target>/w<bits>_p<lanes>/`` and are reused when nothing changed. Every point is
+a Yosys and nextpnr run (minutes each); ``--synth-only`` skips place and route (no Fmax).
+"""
+
+from __future__ import annotations
+
+from snnfpga.commands.common import emit_json
+
+DEFAULT_OUT = "out/sweep"
+DEFAULT_LANES = (8, 16, 32, 64)
+DESCRIPTION = __doc__.split("\n\n")[0]
+
+
+def int_list(low: int, high: int):
+    """argparse type: comma-separated integers in ``low..high``."""
+    import argparse
+
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        if not values or any(not low <= v <= high for v in values):
+            raise argparse.ArgumentTypeError(f"expected integers in {low}..{high}, got {text!r}")
+        return sorted(set(values))
+
+    return parse
+
+
+def add_parser(subparsers) -> None:
+    from snnfpga.commands.common import positive_int
+    from snnfpga.model.requantize import MAX_BITS, MIN_BITS
+    from snnfpga.rtl.plan import MAX_LANES
+    from snnfpga.rtl.targets import TARGETS
+
+    p = subparsers.add_parser("sweep", description=DESCRIPTION,
+                              help="design-space sweep over lanes and weight bits: cycles, resources, Fmax, latency")
+    p.add_argument("model", metavar="MODEL", help="model directory, or 'default' / 'tiny'")
+    p.add_argument("--target", required=True, choices=tuple(TARGETS), metavar="NAME",
+                   help="FPGA target: " + ", ".join(TARGETS))
+    p.add_argument("--lanes", type=int_list(1, MAX_LANES), default=list(DEFAULT_LANES), metavar="P,...",
+                   help=f"lane counts (default {','.join(map(str, DEFAULT_LANES))})")
+    p.add_argument("--weight-bits", type=int_list(MIN_BITS, MAX_BITS), metavar="B,...",
+                   help="weight widths (default: the model's own); others are re-quantized after training")
+    p.add_argument("--data", default="default", metavar="FILE",
+                   help="images for accuracy and the cycle model (validation split; default the bundled data)")
+    p.add_argument("--images", type=positive_int, default=1000, metavar="N",
+                   help="validation images for accuracy and cycles (default 1000)")
+    p.add_argument("--synth-only", action="store_true", help="synthesis only: resources, no place and route or Fmax")
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output directory (default {DEFAULT_OUT})")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from snnfpga.rtl.implement import Progress
+    from snnfpga.rtl.targets import get_target
+    from snnfpga.sweep import sweep, text_table
+
+    result = sweep(args.model, get_target(args.target), args.lanes, args.weight_bits, args.out, data=args.data,
+                   images=args.images, place_and_route=not args.synth_only, progress=Progress("sweep"))
+    print(f"sweep of {result['artifact']} on {result['target']} ({result['device']}), {result['images']} images")
+    print(text_table(result["rows"]))
+    print(f"files: {result['files']['markdown']}, {result['files']['html']}")
+    if args.json:
+        emit_json(result)
+    return 0

@@ -1,0 +1,164 @@
+"""``snnfpga synth``: synthesize, place and route the accelerator for an FPGA target.
+
+    snnfpga synth MODEL --target ice40-up5k|ecp5-85k [--lanes P] [--weights rom|ram]
+                  [--pixels-per-beat B] [--clock MHZ] [--data FILE] [--out DIR] [--force] [--json]
+
+The design is the SPI board shell (docs/implementation.md) around the accelerator system;
+Yosys and nextpnr come from PyPI (YoWASP). Prints logic cells or LUTs, flip-flops, block
+RAMs by kind, DSPs, multiplier cells, Fmax (MHz) and whether the design fits; with the
+cycle model on the data's validation images, also cycles per image and the latency at
+Fmax (microseconds). Files go to ``DIR/<target>/`` (default ``out/synth``); a previous
+identical run there is reused unless ``--force``. Progress goes to standard error.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from snnfpga.commands.common import emit_json, positive_int
+
+DEFAULT_OUT = "out/synth"
+DESCRIPTION = __doc__.split("\n\n")[0]
+
+
+def positive_float(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0 < value <= 1000:
+        raise argparse.ArgumentTypeError(f"expected a clock in (0, 1000] MHz, got {value}")
+    return value
+
+
+def add_target_options(p, *, required: bool = True) -> None:
+    """Target and per-target hardware overrides (defaults in rtl/targets.py)."""
+    from snnfpga.rtl.targets import TARGETS
+
+    p.add_argument("--target", required=required, metavar="NAME", choices=tuple(TARGETS),
+                   help="FPGA target: " + ", ".join(f"{t.name} ({t.device})" for t in TARGETS.values()))
+    p.add_argument("--lanes", type=positive_int, metavar="P", help="parallel lanes (default: the target's)")
+    p.add_argument("--weights", choices=("rom", "ram"), help="weight storage (default: the target's)")
+    p.add_argument("--pixels-per-beat", type=positive_int, choices=(1, 2, 4),
+                   help="pixels per accelerator input beat (default: the target's)")
+    p.add_argument("--clock", type=positive_float, metavar="MHZ",
+                   help="clock constraint for nextpnr in MHz (default: the target's)")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("synth", description=DESCRIPTION,
+                              help="synthesis, place and route (Yosys, nextpnr): resources, Fmax, fit")
+    p.add_argument("model", metavar="MODEL", help="model directory, or 'default' / 'tiny'")
+    add_target_options(p)
+    p.add_argument("--data", default="default", metavar="FILE",
+                   help="images for the cycle model (validation split; default: the bundled data)")
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output directory (default {DEFAULT_OUT})")
+    p.add_argument("--force", action="store_true", help="run the tools even if an identical result is there")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+    p.set_defaults(func=run)
+
+
+def plan_for_target(model: str, target, lanes=None, weights=None, pixels_per_beat=None):
+    """The generation plan of ``model`` with the target's defaults unless overridden."""
+    from snnfpga.model.artifact import load_artifact
+    from snnfpga.rtl.plan import make_plan
+
+    return make_plan(load_artifact(model), lanes=lanes or target.lanes,
+                     pixels_per_beat=pixels_per_beat or target.pixels_per_beat,
+                     weight_storage=weights or target.weight_storage, rom_bank_depth=target.rom_bank_depth)
+
+
+def cycles_estimate(plan, data: str | None, limit: int = 1000) -> dict | None:
+    """Mean cycles per image from the cycle model on the data's validation split (None when the
+    data does not match the model's input shape)."""
+    from snnfpga.errors import DataError
+    from snnfpga.model.data import load_dataset
+    from snnfpga.rtl import cycle_model
+    from snnfpga.sim import reference
+
+    if data is None:
+        return None
+    try:
+        images = load_dataset(data).split("val").limit(limit).images
+    except DataError:
+        raise
+    if tuple(images.shape[1:]) != plan.artifact.input_shape:
+        return None
+    est = cycle_model.estimate(plan, reference.run(plan.artifact, images))
+    return {"cycles_per_image": round(float(est["pipelined"].mean()), 1), "cycles_max": int(est["pipelined"].max()),
+            "cycles_source": f"cycle model, {len(images)} validation images"}
+
+
+def synthesize(model: str, target_name: str, out: str | Path, *, lanes=None, weights=None, pixels_per_beat=None,
+               clock=None, data="default", force=False, quiet=False) -> dict:
+    """Run the flow (see :func:`snnfpga.rtl.implement.implement`) and add the cycle model's
+    latency at Fmax. Returns the result dict (log paths absolute)."""
+    from snnfpga.rtl.implement import Progress, implement
+    from snnfpga.rtl.targets import get_target
+
+    target = get_target(target_name)
+    plan = plan_for_target(model, target, lanes, weights, pixels_per_beat)
+    directory = Path(out) / target.name
+    progress = Progress("synth " + target.name, enabled=not quiet)
+    result = implement(plan, target, directory, clock_mhz=clock, progress=progress, reuse=not force)
+    cycles = cycles_estimate(plan, data)
+    if cycles:
+        result.update(cycles)
+        if result.get("fmax_mhz"):
+            result["latency_us"] = round(cycles["cycles_per_image"] / result["fmax_mhz"], 2)
+            result["images_per_s"] = round(1e6 / result["latency_us"], 1)
+    result["out"] = str(directory.resolve())
+    result["yosys_log"] = str((directory / "yosys.log").resolve())
+    if result.get("pnr_log"):
+        result["pnr_log"] = str((directory / "pnr.log").resolve())
+    return result
+
+
+def format_result(r: dict) -> list[str]:
+    """Human-readable lines for one result."""
+    cap = r.get("capacity", {})
+
+    def of(key, used):
+        return f"{used:,}" + (f" / {cap[key]:,}" if key in cap else "")
+
+    lines = [f"{r['target']} ({r['device']}, package {r['package']}, speed {r['speed']}): "
+             f"{r['model']} {'-'.join(map(str, r['sizes']))}, {r['lanes']} lanes, weights {r['weight_storage']}"
+             + (" (cached)" if r.get("cached") else "")]
+    if r["target"].startswith("ice40"):
+        lines.append(f"  logic cells      {of('logic_cells', r['logic_cells'])}"
+                     f"   (LUT4 {r['luts']:,}, flip-flops {r['ffs']:,})")
+        lines.append(f"  block RAM        EBR {of('ebr', r['ebr'])}, SPRAM {of('spram', r['spram'])}")
+    else:
+        lines.append(f"  LUT4             {of('luts', r['luts'])}   (flip-flops {r['ffs']:,})")
+        lines.append(f"  block RAM        DP16KD {of('dp16kd', r['dp16kd'])}")
+    lines.append(f"  DSPs             {r['dsps']}    multiplier cells {r['multipliers']}")
+    if r["fits"]:
+        meets = "meets" if r.get("meets_clock") else "misses"
+        lines.append(f"  Fmax             {r['fmax_mhz']:.1f} MHz ({meets} the {r['clock_mhz']:g} MHz constraint)")
+        cp = r.get("critical_path")
+        if cp:
+            lines.append(f"  critical path    {cp['delay_ns']:.2f} ns ({cp['logic_levels']} logic levels, "
+                         f"{cp['routing_ns']:.2f} ns routing): {cp['from']} -> {cp['to']}")
+    else:
+        lines.append("  fits             NO: " + "; ".join(r["fit_problems"]) + f" (resources from {r['resources_from']})")
+    if r.get("cycles_per_image"):
+        lat = f", {r['latency_us']:.1f} us per image at Fmax, {r['images_per_s']:,.0f} images/s" \
+            if r.get("latency_us") else ""
+        lines.append(f"  cycles/image     {r['cycles_per_image']:,.0f} ({r['cycles_source']}){lat}")
+    lines.append(f"  files            {r['out']}  ({r['wall_s']:.0f} s)")
+    return lines
+
+
+def run(args) -> int:
+    result = synthesize(args.model, args.target, args.out, lanes=args.lanes, weights=args.weights,
+                        pixels_per_beat=args.pixels_per_beat, clock=args.clock, data=args.data, force=args.force)
+    print("\n".join(format_result(result)))
+    if not result["fits"]:
+        print(f"note: {result['model']} does not fit the {result['target']}; see docs/implementation.md for the "
+              "preset that does (snnfpga synth tiny --target ice40-up5k)", file=sys.stderr)
+    if args.json:
+        emit_json({k: v for k, v in result.items() if k not in ("synth_cells", "key", "capacity", "pins")})
+    return 0

