@@ -7,37 +7,19 @@ seconds, images per second, simulated cycles per second and mean cycles per imag
 
     python benchmarks/sim_throughput.py [--model default] [--limit 1000] [--icarus-limit 20]
                                         [--lanes P] [--weights rom|ram] [--simulators verilator icarus]
-
-Until the shipped default model exists, ``--model default`` falls back to a random
-artifact of its size (784-256-10, T=4, 4-bit weights, rate encoder with phase 128).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 from pathlib import Path
 
 from snnfpga.commands.verilog import DEFAULT_LANES
-from snnfpga.errors import ArtifactError
-from snnfpga.model.artifact import Encoder, load_artifact
+from snnfpga.model.artifact import load_artifact
 from snnfpga.model.data import load_dataset
-from snnfpga.model.synthetic import random_artifact
 from snnfpga.rtl.plan import make_plan
 from snnfpga.sim import cocotb_sim, runner
-
-
-def artifact(model: str):
-    try:
-        return load_artifact(model)
-    except ArtifactError:
-        if model != "default":
-            raise
-        art = random_artifact(3, input_shape=(28, 28), hidden=(256,), n_classes=10, timesteps=4, weight_bits=4,
-                              threshold_scale=0.3)
-        print("(no shipped default model yet: a random artifact of its size)")
-        return dataclasses.replace(art, encoder=Encoder("rate", phase=128))
 
 
 def main():
@@ -52,7 +34,7 @@ def main():
     parser.add_argument("--stall", type=float, default=0.2)
     parser.add_argument("--simulators", nargs="+", default=["verilator", "icarus"])
     args = parser.parse_args()
-    art = artifact(args.model)
+    art = load_artifact(args.model)
     plan = make_plan(art, lanes=args.lanes, weight_storage=args.weights)
     val = load_dataset(args.data).split("val")
     print(f"model {art.name}: {'-'.join(map(str, art.sizes))}, T={art.timesteps}, {args.lanes} lanes, "

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from snnfpga.errors import ConfigError, ToolError
-from snnfpga.model.artifact import Encoder, load_artifact, save_artifact
+from snnfpga.model.artifact import load_artifact
 from snnfpga.model.data import load_dataset
 from snnfpga.model.requantize import qmax, requantize
 from snnfpga.model.synthetic import random_artifact
@@ -16,7 +16,7 @@ from snnfpga.rtl.implement import fit_problems
 from snnfpga.rtl.targets import TARGETS, get_target
 from snnfpga.rtl.toolchain import yosys
 from snnfpga.sim import reference
-from tests.cli_common import cli, last_json
+from tests.cli_common import cli, last_json, small_mnist_model
 
 SYNTH_KEYS = ("target", "luts", "ffs", "brams", "dsps", "multipliers", "fmax_mhz", "fits")
 
@@ -25,11 +25,8 @@ SYNTH_KEYS = ("target", "luts", "ffs", "brams", "dsps", "multipliers", "fmax_mhz
 def small(tmp_path_factory):
     """A 784-12-10 model (no checkpoint) and 40 images of the bundled data as an .npz."""
     tmp = tmp_path_factory.mktemp("impl")
-    art = random_artifact(31, input_shape=(28, 28), hidden=(12,), n_classes=10, weight_bits=3,
-                          encoder=Encoder("rate", phase=128), threshold_scale=0.2)
-    d = load_dataset("default")
-    np.savez(tmp / "sample.npz", images=d.images[:40], labels=d.labels[:40])
-    return {"model": save_artifact(art, tmp / "model"), "data": tmp / "sample.npz", "tmp": tmp, "art": art}
+    model, data = small_mnist_model(tmp, 40)
+    return {"model": model, "data": data, "tmp": tmp}
 
 
 def test_synth_places_and_routes_a_small_model_on_the_up5k(small):
@@ -173,3 +170,23 @@ def test_report_without_synthesis_marks_targets_not_run(small, tmp_path):
     assert again.returncode == 0 and (tmp_path / "report.html").read_bytes() == first
     bad = cli("report", small["model"], "--targets", "ecp5-85k,virtex", "--out", tmp_path)
     assert bad.returncode != 0 and "virtex" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_energy_estimate_counts_what_the_hardware_does():
+    from snnfpga import energy
+    from snnfpga.rtl.plan import make_plan
+
+    assert energy.sram_pj(64, 8 * 8192) == pytest.approx(10.0)
+    assert energy.sram_pj(64, 8 * 32768) == pytest.approx(20.0)  # Horowitz's 32 kB point
+    art = random_artifact(8, input_shape=(4, 4), hidden=(8,), n_classes=3, threshold_scale=0.3)
+    images = np.stack([np.zeros((4, 4), np.uint8), np.full((4, 4), 255, np.uint8)])
+    plan = make_plan(art, lanes=4)
+    traces = [reference.run(art, images[k:k + 1]) for k in range(2)]
+    blank, bright = (energy.operation_counts(plan, t)["layers"][0] for t in traces)
+    assert blank["weight_read_bits"] == 0 and blank["synaptic_events"] == 0  # no input spike
+    spikes = traces[1].spike_counts()[0].sum()
+    assert bright["weight_read_bits"] == spikes * plan.layers[0].groups * plan.layers[0].weight_word_bits
+    assert bright["synaptic_events"] == spikes * 8
+    assert energy.estimate(plan, traces[1])["total_nj"] > energy.estimate(plan, traces[0])["total_nj"] > 0
+    bright = energy.estimate(plan, traces[1])
+    assert bright["dense_ann_macs"] == 16 * 8 + 8 * 3

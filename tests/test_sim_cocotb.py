@@ -17,7 +17,7 @@ import pytest
 
 from snnfpga.commands.verilog import DEFAULT_LANES
 from snnfpga.errors import ArtifactError
-from snnfpga.model.artifact import Encoder, load_artifact, save_artifact
+from snnfpga.model.artifact import Encoder, load_artifact
 from snnfpga.model.data import load_dataset
 from snnfpga.model.synthetic import random_artifact, random_images
 from snnfpga.rtl.plan import make_plan
@@ -25,7 +25,7 @@ from snnfpga.sim import amaranth_sim, cocotb_sim, reference, runner
 from snnfpga.sim.cocotb_tb.driver import pixel_beats
 from snnfpga.sim.cocotb_tb.wrapper import accelerator_shell
 from snnfpga.sim.scoreboard import compare
-from tests.cli_common import cli, last_json
+from tests.cli_common import cli, last_json, small_mnist_model
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -177,12 +177,9 @@ def sim_cli(*args, env=None, cwd=None, timeout=600):
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sim-cli")
-    art = random_artifact(31, input_shape=(28, 28), hidden=(12,), n_classes=10, weight_bits=3,
-                          encoder=Encoder("rate", phase=128), threshold_scale=0.2)
-    d = load_dataset("default")
-    np.savez(tmp / "sample.npz", images=d.images[:8], labels=d.labels[:8])
+    model, _ = small_mnist_model(tmp, 8)
     np.savez(tmp / "small.npz", images=np.zeros((2, 8, 8), np.uint8), labels=np.zeros(2, np.uint8))
-    return save_artifact(art, tmp / "model"), tmp
+    return model, tmp
 
 
 def test_cli_reports_a_bit_exact_run(simulator, small_model, tmp_path):

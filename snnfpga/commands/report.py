@@ -13,7 +13,7 @@ at Fmax, resources per target, an energy estimate per image and the figures (see
 
 from __future__ import annotations
 
-from snnfpga.commands.common import emit_json
+from snnfpga.commands.common import emit_json, non_negative_int
 
 DEFAULT_OUT = "out/report"
 DESCRIPTION = __doc__.split("\n\n")[0]
@@ -30,18 +30,6 @@ def target_list(text: str) -> tuple[str, ...]:
     if not names or unknown:
         raise argparse.ArgumentTypeError(f"expected targets from {', '.join(TARGETS)}, got {text!r}")
     return names
-
-
-def non_negative_int(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 def add_report_options(p) -> None:

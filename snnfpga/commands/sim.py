@@ -18,22 +18,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from snnfpga.commands.common import emit_json, positive_int
+from snnfpga.commands.common import emit_json, positive_int, probability
 from snnfpga.commands.verilog import add_hardware_options, plan_from_args
 
 DESCRIPTION = __doc__.split("\n\n")[0]
-
-
-def probability(text: str) -> float:
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {value}")
-    return value
 
 
 def add_parser(subparsers) -> None:

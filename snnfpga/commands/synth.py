@@ -16,22 +16,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from snnfpga.commands.common import emit_json, positive_int
+from snnfpga.commands.common import clock_mhz, emit_json, positive_int
 
 DEFAULT_OUT = "out/synth"
 DESCRIPTION = __doc__.split("\n\n")[0]
-
-
-def positive_float(text: str) -> float:
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not 0 < value <= 1000:
-        raise argparse.ArgumentTypeError(f"expected a clock in (0, 1000] MHz, got {value}")
-    return value
 
 
 def add_target_options(p, *, required: bool = True) -> None:
@@ -44,7 +32,7 @@ def add_target_options(p, *, required: bool = True) -> None:
     p.add_argument("--weights", choices=("rom", "ram"), help="weight storage (default: the target's)")
     p.add_argument("--pixels-per-beat", type=positive_int, choices=(1, 2, 4),
                    help="pixels per accelerator input beat (default: the target's)")
-    p.add_argument("--clock", type=positive_float, metavar="MHZ",
+    p.add_argument("--clock", type=clock_mhz, metavar="MHZ",
                    help="clock constraint for nextpnr in MHz (default: the target's)")
 
 
@@ -74,17 +62,13 @@ def plan_for_target(model: str, target, lanes=None, weights=None, pixels_per_bea
 def cycles_estimate(plan, data: str | None, limit: int = 1000) -> dict | None:
     """Mean cycles per image from the cycle model on the data's validation split (None when the
     data does not match the model's input shape)."""
-    from snnfpga.errors import DataError
     from snnfpga.model.data import load_dataset
     from snnfpga.rtl import cycle_model
     from snnfpga.sim import reference
 
     if data is None:
         return None
-    try:
-        images = load_dataset(data).split("val").limit(limit).images
-    except DataError:
-        raise
+    images = load_dataset(data).split("val").limit(limit).images
     if tuple(images.shape[1:]) != plan.artifact.input_shape:
         return None
     est = cycle_model.estimate(plan, reference.run(plan.artifact, images))
