@@ -270,9 +270,11 @@ def _blocks(s: dict, sweep: dict | None, figures: dict[str, bytes], out: Path) -
     B.append(("p", "**Estimate, not a measurement**: operations counted from the integer reference trace and the "
                    f"hardware plan, times per-operation energies of {e0['source']}: "
                    + ", ".join(f"{k} {v} pJ" for k, v in e0["pj_per_op"].items())
-                   + ". ASIC figures; an FPGA spends several times more per operation, and static power is not "
-                     "counted. The comparison is a dense 8-bit ANN of the same shape (one 8-bit multiply, one "
-                     "32-bit add and one 8-bit weight read per synapse)."))
+                   + f"; every memory access scaled to that memory's capacity ({e0['sram_scaling']}, a fit "
+                     "of Horowitz's 8 kB, 32 kB and 1 MB points). ASIC figures; an FPGA spends several times more "
+                     "per operation, and static power is not counted. The comparison is a dense 8-bit ANN of the "
+                     "same shape under the same rules (one 8-bit multiply, one 32-bit add and one 8-bit weight "
+                     "read per synapse; its activation traffic not counted)."))
     erows = []
     for r in s["targets"]:
         e = r["energy"]
