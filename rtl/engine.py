@@ -13,9 +13,10 @@ One word per neuron group in the state memory ``u`` (``P`` lanes of ``state_bits
 Passes
 ------
 * **Integrate** (per input spike ``i``): for each group ``g``: ``u[g] += W[{i, g}]``, one
-  group per cycle, pipelined (read in cycle ``c``, write in ``c+1``; the state memory's
-  read port is transparent to its write port, so back-to-back updates of one group are
-  exact). ``G`` cycles per input spike.
+  group per cycle, pipelined in three stages (issue and read in cycle ``c``, operands in
+  ``c+1``, add and write in ``c+2``; forwarding and the state memory's read port, which is
+  transparent to its write port, keep back-to-back updates of one group exact). ``G``
+  cycles per input spike; throughput one group per cycle.
 * **End of step** (on the end-of-step token), one group per cycle:
   LIF: ``v' = sat(u)``, ``s = v' >= theta``, ``v = s ? (0 | v' - theta) : v'``,
   ``u = leak(v) + B`` (``u = B`` after the last step, ready for the next image); the spike

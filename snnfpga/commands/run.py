@@ -127,8 +127,8 @@ def run(args) -> int:
         f"{rtl['mismatches']} image(s) DIFFER, {rtl['errors']} error(s)"
     logic = f"{synth['logic_cells']:,} logic cells" if target.family == "ice40" else f"{synth['luts']:,} LUT4"
     print(f"snnfpga run: {plan.artifact.name} ({'-'.join(map(str, plan.artifact.sizes))}) on {target.name}")
-    print(f"  accuracy      float {acc['accuracy_float'] if acc['accuracy_float'] is not None else float('nan'):.2f}%"
-          f", integer {acc['accuracy_int']:.2f}% ({acc['n']} validation images)")
+    float_acc = "n/a (no checkpoint)" if acc["accuracy_float"] is None else f"{acc['accuracy_float']:.2f}%"
+    print(f"  accuracy      float {float_acc}, integer {acc['accuracy_int']:.2f}% ({acc['n']} validation images)")
     print(f"  RTL           {rtl['accuracy_rtl']:.2f}% on {rtl['n']} images: {verdict} ({rtl['simulator']})")
     print(f"  activity      {acc['spikes_per_neuron']:.3f} spikes/neuron, {acc['synaptic_ops']:,.0f} synaptic ops/image")
     print(f"  hardware      {plan.lanes} lanes, {logic}, {synth['brams']} block RAMs, {synth['dsps']} DSPs, "
