@@ -3,7 +3,10 @@
 ``SpiAccelerator`` = :class:`~snnfpga.rtl.spi_bridge.SpiWishboneBridge` +
 :class:`~snnfpga.rtl.system.AcceleratorSystem`. Its ports are ``clk``, ``rst``, the four SPI
 pins (``spi_sck``, ``spi_cs_n``, ``spi_mosi``, ``spi_miso``) and ``irq``: seven pins, so the
-same top level fits every package (an iCE40 UP5K in the 48-pin SG48 has 39 user IO). A host
+same top level fits every package (an iCE40 UP5K in the 48-pin SG48 has 39 user IO).
+``rst`` is a board signal (a button, a host GPIO): it resets everything at once and is
+released through a two-stage reset synchronizer, so the reset that the logic sees is
+synchronous to ``clk`` and its fan-out is a timed path. A host
 microcontroller drives it with the register map of :mod:`snnfpga.firmware.regmap` over SPI
 (protocol in :mod:`snnfpga.rtl.spi_bridge`).
 
@@ -19,8 +22,9 @@ import json
 from importlib.metadata import version
 from pathlib import Path
 
-from amaranth.hdl import Module
+from amaranth.hdl import ClockDomain, Module
 from amaranth.lib import wiring
+from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from snnfpga import __version__
@@ -35,7 +39,7 @@ from snnfpga.rtl.system import AcceleratorSystem
 PINS = ("clk", "rst", "spi_sck", "spi_cs_n", "spi_mosi", "spi_miso", "irq")
 PIN_MEANINGS = {
     "clk": "clock input (all logic in this one domain)",
-    "rst": "synchronous reset, active high",
+    "rst": "reset, active high, asynchronous (synchronized inside; released two clk cycles after it falls)",
     "spi_sck": "SPI clock from the host, mode 0, at most clk / 4",
     "spi_cs_n": "SPI chip select, active low",
     "spi_mosi": "SPI data host -> accelerator",
@@ -48,6 +52,11 @@ DESCRIPTION_FORMAT = "snnfpga.shell"
 class SpiAccelerator(wiring.Component):
     """Members
     -------
+    clk : ``In(1)``
+        The clock of the ``sync`` domain (all logic).
+    rst : ``In(1)``
+        Board reset, asynchronous; drives the ``sync`` domain's reset through a
+        :class:`~amaranth.lib.cdc.ResetSynchronizer`.
     spi_sck, spi_cs_n, spi_mosi : ``In(1)``
         SPI pins from the host (asynchronous; synchronised inside).
     spi_miso : ``Out(1)``
@@ -56,11 +65,14 @@ class SpiAccelerator(wiring.Component):
 
     def __init__(self, plan: Plan):
         self.plan = plan  # generate.to_verilog reads plan.weight_storage
-        super().__init__({"spi_sck": In(1), "spi_cs_n": In(1, init=1), "spi_mosi": In(1),
+        super().__init__({"clk": In(1), "rst": In(1), "spi_sck": In(1), "spi_cs_n": In(1, init=1), "spi_mosi": In(1),
                           "spi_miso": Out(1), "irq": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
+        m.domains.sync = sync = ClockDomain("sync")  # clock from the clk port, reset from rst
+        m.d.comb += sync.clk.eq(self.clk)
+        m.submodules.reset_sync = ResetSynchronizer(self.rst, domain="sync")
         m.submodules.bridge = bridge = SpiWishboneBridge(R.ADDRESS_BITS)
         m.submodules.system = system = AcceleratorSystem(self.plan)
         wiring.connect(m, bridge.bus, system.bus)

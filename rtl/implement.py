@@ -9,8 +9,10 @@
    of two, as Amaranth emits for a variable part-select, becomes a shift), then
    ``synth_<family>`` (DSP inference on, ``-spram`` for run-time weights on iCE40) and ``stat``;
 3. if the synthesised cells fit the device, ``yowasp-nextpnr-<family>`` with the target's
-   device, package and speed grade, the clock constraint and a fixed seed, writing
-   ``report.json`` (utilisation, Fmax, critical path).
+   device, package and speed grade and the clock constraint, once per placement seed
+   ``1 .. seeds`` (two at a time), writing ``report_s<seed>.json`` and ``pnr_s<seed>.log``;
+   the seed with the highest Fmax is the result (the usual seed sweep: placement is
+   heuristic and Fmax varies by a few percent from seed to seed).
 
 The result (a JSON-ready dict, also written to ``result.json``, with log names relative to
 ``out_dir``) holds resources from place and route when it ran and from synthesis otherwise
@@ -26,9 +28,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -41,7 +45,7 @@ from snnfpga.rtl.toolchain import DSP_CELLS, MULTIPLIER_CELLS, cell_counts, run_
 
 TOP = "snn_board"
 RESULT = "result.json"
-SEED = 1
+PNR_JOBS = 2  # nextpnr runs at a time (one core each)
 RESULT_FORMAT = "snnfpga.synth"
 # Block RAM primitives by kind.
 BRAM_CELLS = {"ice40": {"SB_RAM40_4K": "ebr", "SB_SPRAM256KA": "spram"}, "ecp5": {"DP16KD": "dp16kd"}}
@@ -139,8 +143,10 @@ def pnr_resources(target: Target, report: dict) -> dict:
 
 
 def critical_path(report: dict) -> dict | None:
-    """The worst clock-to-clock path: start and end cells, delay (ns), logic and routing share."""
-    paths = [p for p in report.get("critical_paths", []) if p.get("path")]
+    """The worst clock-to-clock path: start and end cells, delay (ns), logic and routing share.
+    (Paths from or to ``<async>``, the pins without a clock, do not set Fmax and are skipped.)"""
+    paths = [p for p in report.get("critical_paths", [])
+             if p.get("path") and "<async>" not in (p.get("from"), p.get("to"))]
     if not paths:
         return None
     worst = max(paths, key=lambda p: sum(seg.get("delay", 0.0) for seg in p["path"]))
@@ -164,11 +170,11 @@ def fmax_of(report: dict) -> tuple[float | None, float | None]:
     return round(entry["achieved"], 2), entry.get("constraint")
 
 
-def flow_key(verilog_sha: str, target: Target, clock_mhz: float, seed: int, place_and_route: bool = True) -> str:
+def flow_key(verilog_sha: str, target: Target, clock_mhz: float, seeds: int, place_and_route: bool = True) -> str:
     """Identifies one run: the same key gives the same result (tools are deterministic)."""
     h = hashlib.sha256()
     for part in (RESULT_FORMAT, verilog_sha, target.name, target.device, repr(target.nextpnr_args),
-                 repr(sorted(target.pins.items())), f"{clock_mhz:g}", str(seed), json.dumps(tool_versions()),
+                 repr(sorted(target.pins.items())), f"{clock_mhz:g}", str(seeds), json.dumps(tool_versions()),
                  str(place_and_route)):
         h.update(part.encode() + b"\0")
     return h.hexdigest()
@@ -184,29 +190,64 @@ def cached_result(out_dir: Path) -> dict | None:
     return result if isinstance(result, dict) and result.get("format") == RESULT_FORMAT else None
 
 
+def place_and_route_seeds(target: Target, out: Path, clock_mhz: float, seeds: int, progress: Progress,
+                          timeout: float | None) -> tuple[int, dict] | None:
+    """nextpnr once per seed (see module doc); ``(best seed, its report)``, or None when the
+    design does not fit (the reason in ``pnr_s1.log``). Raises ToolError when nextpnr breaks."""
+    constraints = target.constraints_file
+
+    def run(seed: int):
+        log = f"pnr_s{seed}.log"
+        argv = [f"yowasp-nextpnr-{target.family}", *target.nextpnr_args, "--json", f"{TOP}_synth.json",
+                f"--{constraints.rsplit('.', 1)[1]}", constraints, "--freq", f"{clock_mhz:g}", "--seed", str(seed),
+                "--report", f"report_s{seed}.json", "--log", log, "--timing-allow-fail", "-q"]
+        try:
+            run_tool(argv, out, f"pnr_s{seed}.stdout", timeout)
+        except ToolError as exc:
+            text = (out / log).read_text(errors="replace") if (out / log).exists() else ""
+            errors = [line.strip() for line in text.splitlines() if "ERROR" in line]
+            if errors and NO_FIT.search(errors[-1]):
+                return seed, None, errors[-1]
+            raise ToolError(f"nextpnr-{target.family} failed: {errors[-1] if errors else exc}; "
+                            f"log: {out / log}") from None
+        return seed, json.loads((out / f"report_s{seed}.json").read_text()), None
+
+    with progress.stage(f"nextpnr-{target.family} {' '.join(target.nextpnr_args)}, seeds 1..{seeds}"):
+        with ThreadPoolExecutor(max_workers=PNR_JOBS) as pool:
+            runs = list(pool.map(run, range(1, seeds + 1)))
+    placed = [(seed, report) for seed, report, _ in runs if report is not None]
+    if not placed:
+        return None
+    for seed, report in placed:
+        progress.say(f"seed {seed}: Fmax {fmax_of(report)[0]} MHz")
+    return max(placed, key=lambda item: (fmax_of(item[1])[0] or 0.0, -item[0]))
+
+
 def implement(plan: Plan, target: Target, out_dir: str | Path, *, clock_mhz: float | None = None,
-              seed: int = SEED, progress: Progress | None = None, reuse: bool = True,
+              seeds: int | None = None, progress: Progress | None = None, reuse: bool = True,
               timeout: float | None = None, place_and_route: bool = True) -> dict:
     """Synthesize and place and route ``plan`` for ``target`` in ``out_dir`` (see module doc).
 
-    ``reuse``: return the ``result.json`` of an identical previous run (same Verilog, target,
-    clock, seed and tool versions) instead of running the tools again. ``place_and_route``
-    False: synthesis only (resources from synthesis, no Fmax).
+    ``seeds``: placement seeds to try (default: the target's). ``reuse``: return the
+    ``result.json`` of an identical previous run (same Verilog, target, clock, seeds and tool
+    versions) instead of running the tools again. ``place_and_route`` False: synthesis only
+    (resources from synthesis, no Fmax).
     """
     progress = progress or Progress(enabled=False)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clock_mhz = float(clock_mhz or target.clock_mhz)
+    seeds = seeds or target.pnr_seeds
     start = time.time()
     with progress.stage(f"generate {TOP}.v ({plan.lanes} lanes, weights {plan.weight_storage}, "
                         f"{plan.pixels_per_beat} pixel(s)/beat)"):
         description = write_shell(plan, out, TOP)
-    key = flow_key(description["verilog_sha256"], target, clock_mhz, seed, place_and_route)
+    key = flow_key(description["verilog_sha256"], target, clock_mhz, seeds, place_and_route)
     previous = cached_result(out) if reuse else None
     if previous and previous.get("key") == key:
-        progress.say(f"reusing {out / RESULT} (same Verilog, target, clock, seed and tools)")
+        progress.say(f"reusing {out / RESULT} (same Verilog, target, clock, seeds and tools)")
         return {**previous, "cached": True}
-    for stale in (RESULT, "report.json", "pnr.log"):
+    for stale in [RESULT, "report.json", "pnr.log", *(p.name for p in out.glob("*_s[0-9]*.*"))]:
         (out / stale).unlink(missing_ok=True)
     constraints = target.constraints_file
     text = pcf_text if target.family == "ice40" else lpf_text
@@ -236,7 +277,7 @@ def implement(plan: Plan, target: Target, out_dir: str | Path, *, clock_mhz: flo
         "top": TOP,
         "pins": dict(target.pins),
         "clock_mhz": clock_mhz,
-        "seed": seed,
+        "seeds": seeds,
         "synth": res,
         "synth_cells": cells,
         "multipliers": multipliers,
@@ -250,28 +291,23 @@ def implement(plan: Plan, target: Target, out_dir: str | Path, *, clock_mhz: flo
                       meets_clock=None, critical_path=None, pnr_log=None)
         resources = res
     else:
-        argv = [f"yowasp-nextpnr-{target.family}", *target.nextpnr_args, "--json", f"{TOP}_synth.json",
-                f"--{constraints.rsplit('.', 1)[1]}", constraints, "--freq", f"{clock_mhz:g}", "--seed", str(seed),
-                "--report", "report.json", "--log", "pnr.log", "--timing-allow-fail", "-q"]
-        try:
-            with progress.stage(f"nextpnr-{target.family} {' '.join(target.nextpnr_args)}"):
-                run_tool(argv, out, "pnr.stdout", timeout)
-        except ToolError as exc:
-            log = (out / "pnr.log").read_text(errors="replace") if (out / "pnr.log").exists() else ""
-            errors = [line for line in log.splitlines() if "ERROR" in line]
-            if errors and NO_FIT.search(errors[-1]):
-                result.update(fits=False, fit_problems=[errors[-1].strip()], resources_from="synthesis",
-                              fmax_mhz=None, meets_clock=None, critical_path=None, pnr_log="pnr.log")
-                resources = res
-            else:
-                raise ToolError(f"nextpnr-{target.family} failed: {errors[-1].strip() if errors else exc}; "
-                                f"log: {out / 'pnr.log'}") from None
+        best = place_and_route_seeds(target, out, clock_mhz, seeds, progress, timeout)
+        if best is None:
+            log = (out / "pnr_s1.log").read_text(errors="replace")
+            reason = [line.strip() for line in log.splitlines() if "ERROR" in line][-1]
+            result.update(fits=False, fit_problems=[reason], resources_from="synthesis", fmax_mhz=None,
+                          meets_clock=None, critical_path=None, pnr_log="pnr_s1.log")
+            resources = res
         else:
-            report = json.loads((out / "report.json").read_text())
+            seed, report = best
             fmax, _ = fmax_of(report)
+            shutil.copyfile(out / f"report_s{seed}.json", out / "report.json")
+            shutil.copyfile(out / f"pnr_s{seed}.log", out / "pnr.log")
             resources = {**res, **pnr_resources(target, report)}
             result.update(fits=True, fit_problems=[], resources_from="place and route", fmax_mhz=fmax,
-                          meets_clock=None if fmax is None else fmax >= clock_mhz,
+                          meets_clock=None if fmax is None else fmax >= clock_mhz, seed=seed,
+                          fmax_by_seed={str(s): fmax_of(json.loads((out / f"report_s{s}.json").read_text()))[0]
+                                        for s in range(1, seeds + 1) if (out / f"report_s{s}.json").exists()},
                           critical_path=critical_path(report), pnr_log="pnr.log",
                           utilization={k: v for k, v in report.get("utilization", {}).items() if v.get("used")})
     brams = {k: resources.get(k, 0) for k in BRAM_CELLS[target.family].values()}

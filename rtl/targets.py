@@ -43,6 +43,7 @@ class Target:
     pins: dict[str, str] = field(default_factory=dict)
     board: str = ""
     rom_bank_depth: int | None = None  # weight ROM banks (see rtl/plan.py), None: one memory
+    pnr_seeds: int = 3  # placement seeds tried by nextpnr, the best kept (rtl/implement.py)
 
     @property
     def constraints_file(self) -> str:

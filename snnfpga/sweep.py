@@ -29,7 +29,7 @@ def point_dir(out: Path, target: Target, bits: int, lanes: int) -> Path:
 
 
 def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] | None, out_dir: str | Path, *,
-          data: str = "default", images: int = 1000, place_and_route: bool = True,
+          data: str = "default", images: int = 1000, place_and_route: bool = True, seeds: int | None = None,
           progress: Progress | None = None) -> dict:
     """Run the sweep (see module doc); write ``sweep.json``, ``sweep.md`` and ``sweep.html``
     (with the plot) into ``out_dir``. Returns the JSON-ready result."""
@@ -61,7 +61,7 @@ def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] |
             cycles = float(cycle_model.estimate(plan, trace)["pipelined"].mean())
             progress.say(f"point {len(rows) + 1}/{total}: {bits}-bit weights, {p} lanes")
             result = implement(plan, target, point_dir(out, target, bits, p), progress=progress,
-                               place_and_route=place_and_route)
+                               place_and_route=place_and_route, seeds=seeds)
             fmax = result.get("fmax_mhz")
             rows.append({
                 "target": target.name, "weight_bits": bits, "lanes": p,

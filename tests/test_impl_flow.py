@@ -12,7 +12,7 @@ from snnfpga.model.artifact import load_artifact
 from snnfpga.model.data import load_dataset
 from snnfpga.model.requantize import qmax, requantize
 from snnfpga.model.synthetic import random_artifact
-from snnfpga.rtl.implement import fit_problems
+from snnfpga.rtl.implement import critical_path, fit_problems
 from snnfpga.rtl.targets import TARGETS, get_target
 from snnfpga.rtl.toolchain import yosys
 from snnfpga.sim import reference
@@ -32,7 +32,7 @@ def small(tmp_path_factory):
 def test_synth_places_and_routes_a_small_model_on_the_up5k(small):
     out = small["tmp"] / "synth"
     done = cli("synth", small["model"], "--target", "ice40-up5k", "--lanes", 2, "--data", small["data"],
-               "--out", out, "--json")
+               "--seeds", 2, "--out", out, "--json")
     assert done.returncode == 0, done.stderr
     r = last_json(done.stdout)
     for key in SYNTH_KEYS:
@@ -40,14 +40,17 @@ def test_synth_places_and_routes_a_small_model_on_the_up5k(small):
     assert r["target"] == "ice40-up5k" and r["fits"] and r["resources_from"] == "place and route"
     assert r["dsps"] == 0 and r["multipliers"] == 0
     assert r["fmax_mhz"] > 10 and 0 < r["logic_cells"] <= 5280 and r["ffs"] > 0
+    assert set(r["fmax_by_seed"]) == {"1", "2"} and r["fmax_mhz"] == max(r["fmax_by_seed"].values())
+    assert r["fmax_by_seed"][str(r["seed"])] == r["fmax_mhz"]
     # Weights in RAM (the UP5K default) with a 12-neuron layer: small memories, EBR not SPRAM.
     assert r["brams"] == r["ebr"] + r["spram"] and r["ebr"] > 0
     assert r["lanes"] == 2 and r["groups"] == [6, 5]
     assert r["cycles_per_image"] > 0 and r["latency_us"] == pytest.approx(r["cycles_per_image"] / r["fmax_mhz"], 0.01)
     assert "[synth ice40-up5k" in done.stderr  # progress on standard error
-    assert (out / "ice40-up5k" / "pnr.log").is_file() and (out / "ice40-up5k" / "pins.pcf").is_file()
+    for name in ("pnr.log", "pnr_s1.log", "pnr_s2.log", "report.json", "pins.pcf"):
+        assert (out / "ice40-up5k" / name).is_file(), name
 
-    again = cli("synth", small["model"], "--target", "ice40-up5k", "--lanes", 2, "--out", out, "--json")
+    again = cli("synth", small["model"], "--target", "ice40-up5k", "--lanes", 2, "--seeds", 2, "--out", out, "--json")
     cached = last_json(again.stdout)
     assert cached["cached"] and cached["fmax_mhz"] == r["fmax_mhz"] and cached["luts"] == r["luts"]
     assert "reusing" in again.stderr
@@ -73,6 +76,21 @@ def test_fit_is_judged_against_the_device_capacity():
     assert fit_problems(get_target("ecp5-85k"), {"luts": 90000, "dp16kd": 10}) == ["luts 90000 > 83640 available"]
     with pytest.raises(ConfigError, match="ice40-up5k"):
         get_target("ice40-hx8k")
+
+
+def test_critical_path_is_the_worst_clocked_path():
+    """Paths from pins without a clock (nextpnr's ``<async>``) do not set Fmax: skipped."""
+    def path(start, end, delays):
+        return {"from": start, "to": end, "path": [
+            {"type": kind, "delay": d, "from": {"cell": f"c{k}", "port": "Q"}, "to": {"cell": f"c{k + 1}", "port": "D"}}
+            for k, (kind, d) in enumerate(delays)]}
+
+    clocked = "posedge clk"
+    report = {"critical_paths": [path("<async>", clocked, [("routing", 14.0)]),
+                                 path(clocked, clocked, [("clk-to-q", 0.5), ("routing", 2.0), ("logic", 0.3)])]}
+    cp = critical_path(report)
+    assert cp["delay_ns"] == pytest.approx(2.8) and cp["routing_ns"] == 2.0 and cp["from"] == "c0.Q"
+    assert critical_path({"critical_paths": [path("<async>", clocked, [("routing", 1.0)])]}) is None
 
 
 def test_a_failing_tool_names_its_log(tmp_path):

@@ -18,15 +18,25 @@ DONE = REG["STATUS"].field("DONE")
 
 
 def run_shell(plan, bench, half=2):
+    """Drive the shell's clk pin and run ``bench`` once the reset synchronizer has released."""
     dut = SpiAccelerator(plan)
     out = {}
+    period = 1e-8
+
+    async def clock(ctx):
+        while True:
+            await ctx.delay(period / 2)
+            ctx.set(dut.clk, 1)
+            await ctx.delay(period / 2)
+            ctx.set(dut.clk, 0)
 
     async def testbench(ctx):
+        await ctx.delay(4 * period)  # the reset synchronizer releases the logic after two cycles
         host = SpiHost(ctx, dut.spi_sck, dut.spi_cs_n, dut.spi_mosi, dut.spi_miso, half=half)
         await bench(ctx, SpiRegisters(host), host, dut, out)
 
     sim = Simulator(dut)
-    sim.add_clock(1e-8)
+    sim.add_process(clock)
     sim.add_testbench(testbench)
     sim.run()
     return out
@@ -84,6 +94,32 @@ def test_inference_over_spi_is_bit_exact(storage, half):
         assert scores == ref.scores[n].tolist(), f"image {n}"
         assert cls == ref.classes[n]
         assert spikes == [int(c[n]) for c in ref.spike_counts()]
+
+
+def test_reset_pin_resets_everything_and_inference_resumes():
+    """A pulse on the asynchronous rst pin (through the synchronizer) clears the result, the
+    counters and the interrupt enable; the next inference is bit-exact again."""
+    art = random_artifact(61, input_shape=(3, 5), hidden=(6,), n_classes=3, threshold_scale=0.2)
+    plan = make_plan(art, lanes=4, pixels_per_beat=1)
+    images = random_images(art, 2, seed=5)
+
+    async def bench(ctx, regs, host, dut, out):
+        out["first"] = await infer(regs, plan, images[0], ctx, dut)
+        assert await regs.read(REG["IMAGES"].offset) == 1
+        ctx.set(dut.rst, 1)
+        await ctx.delay(3e-8)
+        ctx.set(dut.rst, 0)
+        await ctx.delay(5e-8)  # released two cycles after rst falls
+        assert await regs.read(REG["IMAGES"].offset) == 0
+        status = await regs.read(REG["STATUS"].offset)
+        assert not status & DONE.mask and not ctx.get(dut.irq)
+        out["second"] = await infer(regs, plan, images[1], ctx, dut)
+
+    out = run_shell(plan, bench)
+    ref = reference.run(art, images)
+    for n, key in enumerate(("first", "second")):
+        cls, scores, _ = out[key]
+        assert scores == ref.scores[n].tolist() and cls == ref.classes[n]
 
 
 def test_bridge_protocol_on_a_plain_register_file():

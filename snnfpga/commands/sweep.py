@@ -1,7 +1,7 @@
 """``snnfpga sweep``: design-space sweep over lanes and weight bits for one FPGA target.
 
     snnfpga sweep MODEL --target ice40-up5k|ecp5-85k [--lanes 8,16,32,64] [--weight-bits 2,4,8]
-                  [--data FILE] [--images N] [--synth-only] [--out DIR] [--json]
+                  [--data FILE] [--images N] [--synth-only] [--seeds N] [--out DIR] [--json]
 
 Per point: integer accuracy (weights re-quantized after training where the width is not
 the model's own), cycles per image (cycle model), LUTs / logic cells, flip-flops, block
@@ -56,6 +56,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--images", type=positive_int, default=1000, metavar="N",
                    help="validation images for accuracy and cycles (default 1000)")
     p.add_argument("--synth-only", action="store_true", help="synthesis only: resources, no place and route or Fmax")
+    p.add_argument("--seeds", type=positive_int, metavar="N",
+                   help="placement seeds per point, the best Fmax kept (default: the target's, 3)")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output directory (default {DEFAULT_OUT})")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
     p.set_defaults(func=run)
@@ -67,7 +69,8 @@ def run(args) -> int:
     from snnfpga.sweep import sweep, text_table
 
     result = sweep(args.model, get_target(args.target), args.lanes, args.weight_bits, args.out, data=args.data,
-                   images=args.images, place_and_route=not args.synth_only, progress=Progress("sweep"))
+                   images=args.images, place_and_route=not args.synth_only, seeds=args.seeds,
+                   progress=Progress("sweep"))
     print(f"sweep of {result['artifact']} on {result['target']} ({result['device']}), {result['images']} images")
     print(text_table(result["rows"]))
     print(f"files: {result['files']['markdown']}, {result['files']['html']}")

@@ -1,7 +1,7 @@
 """``snnfpga synth``: synthesize, place and route the accelerator for an FPGA target.
 
     snnfpga synth MODEL --target ice40-up5k|ecp5-85k [--lanes P] [--weights rom|ram]
-                  [--pixels-per-beat B] [--clock MHZ] [--data FILE] [--out DIR] [--force] [--json]
+                  [--pixels-per-beat B] [--clock MHZ] [--seeds N] [--data FILE] [--out DIR] [--force] [--json]
 
 The design is the SPI board shell (docs/implementation.md) around the accelerator system;
 Yosys and nextpnr come from PyPI (YoWASP). Prints logic cells or LUTs, flip-flops, block
@@ -34,6 +34,8 @@ def add_target_options(p, *, required: bool = True) -> None:
                    help="pixels per accelerator input beat (default: the target's)")
     p.add_argument("--clock", type=clock_mhz, metavar="MHZ",
                    help="clock constraint for nextpnr in MHz (default: the target's)")
+    p.add_argument("--seeds", type=positive_int, metavar="N",
+                   help="placement seeds to try, the best Fmax kept (default: the target's, 3)")
 
 
 def add_parser(subparsers) -> None:
@@ -77,7 +79,7 @@ def cycles_estimate(plan, data: str | None, limit: int = 1000) -> dict | None:
 
 
 def synthesize(model: str, target_name: str, out: str | Path, *, lanes=None, weights=None, pixels_per_beat=None,
-               clock=None, data="default", force=False, quiet=False) -> dict:
+               clock=None, seeds=None, data="default", force=False, quiet=False) -> dict:
     """Run the flow (see :func:`snnfpga.rtl.implement.implement`) and add the cycle model's
     latency at Fmax. Returns the result dict (log paths absolute)."""
     from snnfpga.rtl.implement import Progress, implement
@@ -87,7 +89,7 @@ def synthesize(model: str, target_name: str, out: str | Path, *, lanes=None, wei
     plan = plan_for_target(model, target, lanes, weights, pixels_per_beat)
     directory = Path(out) / target.name
     progress = Progress("synth " + target.name, enabled=not quiet)
-    result = implement(plan, target, directory, clock_mhz=clock, progress=progress, reuse=not force)
+    result = implement(plan, target, directory, clock_mhz=clock, seeds=seeds, progress=progress, reuse=not force)
     cycles = cycles_estimate(plan, data)
     if cycles:
         result.update(cycles)
@@ -121,7 +123,9 @@ def format_result(r: dict) -> list[str]:
     lines.append(f"  DSPs             {r['dsps']}    multiplier cells {r['multipliers']}")
     if r["fits"]:
         meets = "meets" if r.get("meets_clock") else "misses"
-        lines.append(f"  Fmax             {r['fmax_mhz']:.1f} MHz ({meets} the {r['clock_mhz']:g} MHz constraint)")
+        seeds = r.get("fmax_by_seed") or {}
+        tried = f"; best of seeds {', '.join(f'{s}: {f:.1f}' for s, f in seeds.items())}" if len(seeds) > 1 else ""
+        lines.append(f"  Fmax             {r['fmax_mhz']:.1f} MHz ({meets} the {r['clock_mhz']:g} MHz constraint{tried})")
         cp = r.get("critical_path")
         if cp:
             lines.append(f"  critical path    {cp['delay_ns']:.2f} ns ({cp['logic_levels']} logic levels, "
@@ -138,7 +142,8 @@ def format_result(r: dict) -> list[str]:
 
 def run(args) -> int:
     result = synthesize(args.model, args.target, args.out, lanes=args.lanes, weights=args.weights,
-                        pixels_per_beat=args.pixels_per_beat, clock=args.clock, data=args.data, force=args.force)
+                        pixels_per_beat=args.pixels_per_beat, clock=args.clock, seeds=args.seeds, data=args.data,
+                        force=args.force)
     print("\n".join(format_result(result)))
     if not result["fits"]:
         print(f"note: {result['model']} does not fit the {result['target']}; see docs/implementation.md for the "
