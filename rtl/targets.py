@@ -3,8 +3,9 @@
 Two reference FPGAs (docs/implementation.md):
 
 * ``ice40-up5k``: Lattice iCE40 UP5K in the 48-pin QFN (iCE40UP5K-SG48): 5,280 logic cells,
-  30 EBR (4 kbit), 4 SPRAM (256 kbit), 8 DSP, 39 IO. Defaults: 4 lanes (one 16-bit SPRAM
-  word holds 4 lanes x 4-bit weights), weights in RAM (loaded over SPI after reset; Yosys
+  30 EBR (4 kbit), 4 SPRAM (256 kbit), 8 DSP, 39 IO. Defaults: 8 lanes (8 x 4-bit weights:
+  a 32-bit word in two 16-bit SPRAMs side by side; 16 lanes would not fit the logic cells),
+  weights in RAM (loaded over SPI after reset; Yosys
   maps them to SPRAM, which the bitstream cannot initialise), 1 pixel per beat.
   Pins: iCEBreaker PMOD1A as a PMOD type 2A (expanded SPI) port, clock on the 12 MHz
   oscillator's global-buffer pin 35.
@@ -55,7 +56,7 @@ TARGETS: dict[str, Target] = {
         name="ice40-up5k", family="ice40", device="iCE40UP5K-SG48",
         nextpnr_args=("--up5k", "--package", "sg48"), package="SG48 (48-pin QFN)", speed="n/a (single grade)",
         capacity={"logic_cells": 5280, "ebr": 30, "spram": 4, "dsps": 8, "io": 39},
-        lanes=4, weight_storage="ram", pixels_per_beat=1, clock_mhz=40.0,
+        lanes=8, weight_storage="ram", pixels_per_beat=1, clock_mhz=40.0,
         pins={"clk": "35", "rst": "48", "spi_cs_n": "4", "spi_mosi": "2", "spi_miso": "47", "spi_sck": "45",
               "irq": "3"},
         board="iCEBreaker: PMOD1A as PMOD type 2A (1 CS, 2 MOSI, 3 MISO, 4 SCK, 7 INT, 8 RESET), clock pin 35"),

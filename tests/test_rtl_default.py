@@ -13,7 +13,7 @@ from snnfpga.sim import amaranth_sim, reference
 from snnfpga.sim.scoreboard import compare
 
 ECP5_LANES = get_target("ecp5-85k").lanes  # 64
-UP5K_LANES = get_target("ice40-up5k").lanes  # 4: one 16-bit SPRAM word = 4 lanes of 4-bit weights
+UP5K_LANES = get_target("ice40-up5k").lanes  # 8: 8 x 4-bit weights in two 16-bit SPRAMs
 ECP5_BANK_DEPTH = get_target("ecp5-85k").rom_bank_depth
 
 
