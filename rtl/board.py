@@ -31,6 +31,7 @@ from snnfpga import __version__
 from snnfpga.firmware import regmap as R
 from snnfpga.model.artifact import arrays_bytes
 from snnfpga.rtl import cycle_model
+from snnfpga.rtl.csr import check_mappable
 from snnfpga.rtl.generate import to_verilog
 from snnfpga.rtl.plan import Plan
 from snnfpga.rtl.spi_bridge import COMMANDS, SpiWishboneBridge
@@ -64,6 +65,7 @@ class SpiAccelerator(wiring.Component):
     """
 
     def __init__(self, plan: Plan):
+        check_mappable(plan)  # before elaboration: a plan the register block cannot take fails here
         self.plan = plan  # generate.to_verilog reads plan.weight_storage
         super().__init__({"clk": In(1), "rst": In(1), "spi_sck": In(1), "spi_cs_n": In(1, init=1), "spi_mosi": In(1),
                           "spi_miso": Out(1), "irq": Out(1)})

@@ -40,7 +40,9 @@ def check_mappable(plan: Plan) -> None:
         (art.n_classes <= R.MAX_CLASSES, f"{art.n_classes} classes exceed the {R.MAX_CLASSES} SCORE registers"),
         (len(art.layers) <= R.MAX_LAYERS, f"{len(art.layers)} layers exceed the {R.MAX_LAYERS} LAYER_SIZE registers"),
         (plan.score_bits <= 32, f"{plan.score_bits}-bit scores do not fit a 32-bit register"),
-        (R.weight_chunks(plan) <= R.MAX_WEIGHT_CHUNKS, f"{plan.weight_data_bits}-bit weight words exceed {R.MAX_WEIGHT_CHUNKS} chunks"),
+        (plan.weight_storage != "ram" or R.weight_chunks(plan) <= R.MAX_WEIGHT_CHUNKS,
+         f"{plan.weight_data_bits}-bit weight words exceed the {R.MAX_WEIGHT_CHUNKS} WEIGHT_DATA chunks "
+         f"(weights ram: use fewer lanes or weights rom)"),
     ]
     for ok, message in limits:
         if not ok:

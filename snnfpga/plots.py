@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 DPI = 110
@@ -108,6 +109,8 @@ def cycles_vs_lanes(model: dict[int, float], measured: dict[int, float] | None =
                 label="measured (RTL simulation)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    _plain_numbers(ax.yaxis)
+    ax.tick_params(which="both", labelsize=8)
     ax.set_xticks(lanes, [str(p) for p in lanes])
     ax.set_xlabel("lanes P")
     ax.set_ylabel("cycles per image")
@@ -117,6 +120,13 @@ def cycles_vs_lanes(model: dict[int, float], measured: dict[int, float] | None =
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return _png(fig)
+
+
+def _plain_numbers(axis) -> None:
+    """Label a log axis with plain numbers (``30``, ``2,000``), not powers of ten."""
+    plain = ticker.FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:g}")
+    axis.set_major_formatter(plain)
+    axis.set_minor_formatter(plain)
 
 
 def design_space(rows: list[dict]) -> bytes:
@@ -135,6 +145,9 @@ def design_space(rows: list[dict]) -> bytes:
                             xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _plain_numbers(ax.xaxis)
+        _plain_numbers(ax.yaxis)
+        ax.tick_params(which="both", labelsize=8)
         ax.set_xlabel("logic cells" if target.startswith("ice40") else "LUT4")
         ax.set_ylabel("latency per image (us, at Fmax)")
         ax.set_title(target, fontsize=10)

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from snnfpga import document, plots
-from snnfpga.errors import DataError
+from snnfpga.errors import DataError, MappingError
 from snnfpga.rtl.implement import Progress, implement
 from snnfpga.rtl.targets import Target
 
@@ -56,12 +56,17 @@ def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] |
         trace = reference.run(art, dataset.images)
         accuracy = round(100.0 * float((trace.classes == dataset.labels).mean()), 2)
         for p in lanes:
-            plan = make_plan(art, lanes=p, pixels_per_beat=target.pixels_per_beat,
-                             weight_storage=target.weight_storage, rom_bank_depth=target.rom_bank_depth)
-            cycles = float(cycle_model.estimate(plan, trace)["pipelined"].mean())
             progress.say(f"point {len(rows) + 1}/{total}: {bits}-bit weights, {p} lanes")
-            result = implement(plan, target, point_dir(out, target, bits, p), progress=progress,
-                               place_and_route=place_and_route, seeds=seeds)
+            try:
+                plan = make_plan(art, lanes=p, pixels_per_beat=target.pixels_per_beat,
+                                 weight_storage=target.weight_storage, rom_bank_depth=target.rom_bank_depth)
+                cycles = float(cycle_model.estimate(plan, trace)["pipelined"].mean())
+                result = implement(plan, target, point_dir(out, target, bits, p), progress=progress,
+                                   place_and_route=place_and_route, seeds=seeds)
+            except MappingError as error:  # this point cannot be built; the others still can
+                progress.say(f"point skipped: {error}")
+                rows.append(unmappable_row(target, bits, p, art is not base, accuracy, str(error)))
+                continue
             fmax = result.get("fmax_mhz")
             rows.append({
                 "target": target.name, "weight_bits": bits, "lanes": p,
@@ -73,7 +78,7 @@ def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] |
                 "resources_from": result["resources_from"],
                 "latency_us": round(cycles / fmax, 2) if fmax else None,
                 "images_per_s": round(fmax * 1e6 / cycles, 1) if fmax else None,
-                "cached": result.get("cached", False),
+                "cached": result.get("cached", False), "problem": None,
             })
     summary = {
         "format": RESULT_FORMAT, "version": 1, "model": str(model), "artifact": base.name,
@@ -99,6 +104,15 @@ def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] |
     return {**summary, "files": {k: str(v) for k, v in files.items()}}
 
 
+def unmappable_row(target: Target, bits: int, lanes: int, requantized: bool, accuracy: float, problem: str) -> dict:
+    """A sweep row for a point the generator cannot map (no resources, no timing)."""
+    empty = dict.fromkeys(("cycles_per_image", "luts", "ffs", "logic_cells", "brams", "dsps", "multipliers",
+                           "fmax_mhz", "latency_us", "images_per_s"))
+    return {"target": target.name, "weight_bits": bits, "lanes": lanes, "requantized": requantized,
+            "accuracy_int": accuracy, **empty, "brams_by_kind": {}, "fits": False, "resources_from": None,
+            "cached": False, "problem": problem}
+
+
 TABLE_HEADER = ["weight bits", "lanes", "int. acc. (%)", "cycles/image", "LUT4 / LC", "FFs", "BRAM", "DSP",
                 "Fmax (MHz)", "latency (us)", "fits"]
 
@@ -109,11 +123,15 @@ def table_rows(rows: list[dict]) -> list[list]:
 
     out = []
     for r in rows:
+        bits = f"{r['weight_bits']}" + (" (requant.)" if r["requantized"] else "")
+        if r.get("problem"):
+            out.append([bits, r["lanes"], f"{r['accuracy_int']:.2f}"] + ["n/a"] * 7 + [f"no: {r['problem']}"])
+            continue
         logic = r["logic_cells"] if r["target"].startswith("ice40") else r["luts"]
         bram = ", ".join(f"{v} {k.upper()}" for k, v in r["brams_by_kind"].items() if v) or "0"
-        out.append([f"{r['weight_bits']}" + (" (requant.)" if r["requantized"] else ""), r["lanes"],
-                    f"{r['accuracy_int']:.2f}", f"{r['cycles_per_image']:,.0f}", f"{logic:,}", f"{r['ffs']:,}", bram,
-                    r["dsps"], num(r["fmax_mhz"], ".1f"), num(r["latency_us"], ".1f"), "yes" if r["fits"] else "no"])
+        out.append([bits, r["lanes"], f"{r['accuracy_int']:.2f}", f"{r['cycles_per_image']:,.0f}", f"{logic:,}",
+                    f"{r['ffs']:,}", bram, r["dsps"], num(r["fmax_mhz"], ".1f"), num(r["latency_us"], ".1f"),
+                    "yes" if r["fits"] else "no"])
     return out
 
 

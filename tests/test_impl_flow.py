@@ -208,3 +208,18 @@ def test_energy_estimate_counts_what_the_hardware_does():
     assert energy.estimate(plan, traces[1])["total_nj"] > energy.estimate(plan, traces[0])["total_nj"] > 0
     bright = energy.estimate(plan, traces[1])
     assert bright["dense_ann_macs"] == 16 * 8 + 8 * 3
+
+
+def test_sweep_records_a_point_it_cannot_map_and_goes_on(small):
+    from snnfpga.rtl.plan import MAX_LANES
+    from snnfpga.sweep import sweep, text_table
+
+    out = small["tmp"] / "sweep-unmappable"
+    r = sweep(small["model"], get_target("ice40-up5k"), [MAX_LANES + 1, 2], None, out, data=small["data"],
+              place_and_route=False)
+    bad, good = r["rows"]
+    assert bad["lanes"] == MAX_LANES + 1 and not bad["fits"] and bad["luts"] is None
+    assert f"lanes must be an integer in 1..{MAX_LANES}" in bad["problem"]
+    assert good["lanes"] == 2 and good["problem"] is None and good["luts"] > 0
+    assert f"no: {bad['problem']}" in (out / "sweep.md").read_text()
+    assert "n/a" in text_table(r["rows"]).splitlines()[1]

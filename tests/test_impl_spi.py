@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The SPI board shell in Amaranth's simulator: a host drives the accelerator over SPI."""
 
 import pytest

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The accelerator behind its Wishbone register block, driven as firmware would drive it."""
 
 import pytest
@@ -135,8 +136,17 @@ def test_errors_clear_irq_and_soft_reset():
     check_results(art, images[1:], out["results"])
 
 
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_plans_beyond_the_register_map_are_rejected():
     art = random_artifact(1)
     with pytest.raises(MappingError, match="pixels per beat"):
         AcceleratorSystem(make_plan(art, pixels_per_beat=8))
+
+
+def test_wide_weight_words_need_the_weight_data_window_only_for_run_time_weights():
+    # 8-bit weights x 40 lanes = 320-bit words: more than the WEIGHT_DATA chunks.
+    art = random_artifact(2, hidden=(40,), weight_bits=8)
+    wide = dict(lanes=40, pixels_per_beat=4)
+    assert R.weight_chunks(make_plan(art, **wide)) > R.MAX_WEIGHT_CHUNKS
+    with pytest.raises(MappingError, match=f"exceed the {R.MAX_WEIGHT_CHUNKS} WEIGHT_DATA chunks"):
+        AcceleratorSystem(make_plan(art, weight_storage="ram", **wide))
+    AcceleratorSystem(make_plan(art, weight_storage="rom", **wide))  # ROM weights are never written
