@@ -13,11 +13,10 @@ weights are written once after reset through ``WEIGHT_ADDR``/``WEIGHT_DATA``.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from snnfpga import __version__
-from snnfpga.model.artifact import arrays_bytes
+from snnfpga.model.artifact import arrays_sha256
 
 REGMAP_VERSION = 1
 ID_VALUE = 0x534E4E31  # "SNN1"
@@ -149,7 +148,7 @@ def generator_version() -> int:
 
 def model_hash(artifact) -> int:
     """First 4 bytes of the SHA-256 of the artifact's arrays (as written to arrays.npz), big-endian."""
-    return int.from_bytes(hashlib.sha256(arrays_bytes(artifact)).digest()[:4], "big")
+    return int(arrays_sha256(artifact)[:8], 16)
 
 
 def pack_fields(register_name: str, **values: int) -> int:

@@ -306,6 +306,11 @@ def _array_dtype(bits: int):
     return np.int8 if bits <= 8 else np.int16 if bits <= 16 else np.int32
 
 
+def arrays_sha256(art: Artifact) -> str:
+    """SHA-256 (hex) of :func:`arrays_bytes`: identifies the integers of a model."""
+    return hashlib.sha256(arrays_bytes(art)).hexdigest()
+
+
 def arrays_bytes(art: Artifact) -> bytes:
     """The ``arrays.npz`` bytes: deterministic (fixed entry order and zip timestamps)."""
     buf = io.BytesIO()

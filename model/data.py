@@ -68,6 +68,13 @@ class Dataset:
             raise DataError(f"--limit must be at least 1, got {n}")
         return self.subset(slice(0, n))
 
+    def require_input_shape(self, shape: tuple[int, int]) -> "Dataset":
+        """This dataset, if its images are ``shape`` (a model's ``input_shape``); else DataError."""
+        got = tuple(self.images.shape[1:])
+        if got != tuple(shape):
+            raise DataError(f"{self.source}: images are {got[0]}x{got[1]} but the model expects {shape[0]}x{shape[1]}")
+        return self
+
 
 def default_dataset_path() -> Path:
     """Path of the bundled MNIST subset."""

@@ -29,10 +29,7 @@ def evaluate(model: str, dataset: Dataset, batch: int = BATCH) -> dict:
     """
     directory = resolve_model_dir(model)
     art = load_artifact(directory)
-    shape = tuple(dataset.images.shape[1:])
-    if shape != art.input_shape:
-        raise DataError(f"{dataset.source}: images are {shape[0]}x{shape[1]} but the model expects "
-                        f"{art.input_shape[0]}x{art.input_shape[1]}")
+    dataset.require_input_shape(art.input_shape)
     n = len(dataset)
     correct_int = 0
     ops = 0

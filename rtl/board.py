@@ -11,8 +11,8 @@ microcontroller drives it with the register map of :mod:`snnfpga.firmware.regmap
 (protocol in :mod:`snnfpga.rtl.spi_bridge`).
 
 :func:`write_shell` writes ``<top>.v`` (deterministic, as :mod:`snnfpga.rtl.generate`) and
-``<top>.json`` (ports, plan parameters, the cycle model), and :func:`write_constraints` a
-pin constraint file (iCE40 PCF or ECP5 LPF) from a target's pin table.
+``<top>.json`` (ports, plan parameters, the cycle model), and :func:`pcf_text` / :func:`lpf_text`
+the pin constraints (iCE40 PCF, ECP5 LPF) of a target's pin table.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 
 from snnfpga import __version__
 from snnfpga.firmware import regmap as R
-from snnfpga.model.artifact import arrays_bytes
+from snnfpga.model.artifact import arrays_sha256
 from snnfpga.rtl import cycle_model
 from snnfpga.rtl.csr import check_mappable
 from snnfpga.rtl.generate import to_verilog
@@ -100,7 +100,7 @@ def write_shell(plan: Plan, out_dir: str | Path, top: str = "snn_board") -> dict
         "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(),
         "generator": {"snnfpga": __version__, "amaranth": version("amaranth")},
         "artifact": {"name": art.name, "sizes": art.sizes,
-                     "arrays_sha256": hashlib.sha256(arrays_bytes(art)).hexdigest()},
+                     "arrays_sha256": arrays_sha256(art)},
         "interface": "spi (mode 0) -> Wishbone -> register block, see docs/implementation.md",
         "spi_commands": {f"0x{k:02X}": v for k, v in COMMANDS.items()},
         "parameters": {"lanes": plan.lanes, "pixels_per_beat": plan.pixels_per_beat,

@@ -68,6 +68,14 @@ def estimate(plan: Plan, trace: Trace) -> dict[str, np.ndarray]:
     }
 
 
+def at_clock(cycles_per_image: float, mhz: float | None) -> dict:
+    """``latency_us`` (us per image) and ``images_per_s`` at a clock of ``mhz`` MHz (both None
+    without a clock, e.g. a design that did not place)."""
+    if not mhz:
+        return {"latency_us": None, "images_per_s": None}
+    return {"latency_us": round(cycles_per_image / mhz, 2), "images_per_s": round(mhz * 1e6 / cycles_per_image, 1)}
+
+
 def describe(plan: Plan) -> dict:
     """The formula and its constants, for the generated JSON description."""
     return {

@@ -25,7 +25,7 @@ from amaranth.lib import wiring
 
 from snnfpga import __version__
 from snnfpga.errors import ConfigError
-from snnfpga.model.artifact import Artifact, arrays_bytes
+from snnfpga.model.artifact import Artifact, arrays_sha256
 from snnfpga.rtl import cycle_model
 from snnfpga.rtl.decision import result_layout
 from snnfpga.rtl.plan import Plan
@@ -147,7 +147,7 @@ def describe(dut, top: str, verilog_sha256: str) -> dict:
         "files": [f"{top}.v"],
         "verilog_sha256": verilog_sha256,
         "generator": {"snnfpga": __version__, "amaranth": version("amaranth")},
-        "artifact": {"name": art.name, "arrays_sha256": hashlib.sha256(arrays_bytes(art)).hexdigest()},
+        "artifact": {"name": art.name, "arrays_sha256": arrays_sha256(art)},
         "interface": "wishbone" if isinstance(dut, AcceleratorSystem) else "stream",
         "parameters": {"lanes": plan.lanes, "pixels_per_beat": plan.pixels_per_beat,
                        "weight_storage": plan.weight_storage,

@@ -191,9 +191,9 @@ def cached_result(out_dir: Path) -> dict | None:
 
 
 def place_and_route_seeds(target: Target, out: Path, clock_mhz: float, seeds: int, progress: Progress,
-                          timeout: float | None) -> tuple[int, dict] | None:
-    """nextpnr once per seed (see module doc); ``(best seed, its report)``, or None when the
-    design does not fit (the reason in ``pnr_s1.log``). Raises ToolError when nextpnr breaks."""
+                          timeout: float | None) -> tuple[dict[int, dict], str | None]:
+    """nextpnr once per seed (see module doc): ``({seed: report} of the seeds that placed and
+    routed, seed 1's no-fit reason or None)``. Raises ToolError when nextpnr breaks."""
     constraints = target.constraints_file
 
     def run(seed: int):
@@ -215,12 +215,10 @@ def place_and_route_seeds(target: Target, out: Path, clock_mhz: float, seeds: in
     with progress.stage(f"nextpnr-{target.family} {' '.join(target.nextpnr_args)}, seeds 1..{seeds}"):
         with ThreadPoolExecutor(max_workers=PNR_JOBS) as pool:
             runs = list(pool.map(run, range(1, seeds + 1)))
-    placed = [(seed, report) for seed, report, _ in runs if report is not None]
-    if not placed:
-        return None
-    for seed, report in placed:
+    reports = {seed: report for seed, report, _ in runs if report is not None}
+    for seed, report in reports.items():
         progress.say(f"seed {seed}: Fmax {fmax_of(report)[0]} MHz")
-    return max(placed, key=lambda item: (fmax_of(item[1])[0] or 0.0, -item[0]))
+    return reports, runs[0][2]
 
 
 def implement(plan: Plan, target: Target, out_dir: str | Path, *, clock_mhz: float | None = None,
@@ -257,7 +255,7 @@ def implement(plan: Plan, target: Target, out_dir: str | Path, *, clock_mhz: flo
         yosys(synth_script(target, plan), out, "yosys", timeout)
     rtl_cells = cell_counts((out / "stat_rtl.txt").read_text())
     cells = cell_counts((out / "stat.txt").read_text())
-    multipliers = sum(n for c, n in {**rtl_cells, **cells}.items() if c in MULTIPLIER_CELLS)
+    multiplier_cells = {c: n for c, n in {**rtl_cells, **cells}.items() if c in MULTIPLIER_CELLS}
     res = synth_resources(target, cells)
     problems = fit_problems(target, res)
     result = {
@@ -280,8 +278,8 @@ def implement(plan: Plan, target: Target, out_dir: str | Path, *, clock_mhz: flo
         "seeds": seeds,
         "synth": res,
         "synth_cells": cells,
-        "multipliers": multipliers,
-        "multiplier_cells": {c: n for c, n in {**rtl_cells, **cells}.items() if c in MULTIPLIER_CELLS},
+        "multipliers": sum(multiplier_cells.values()),
+        "multiplier_cells": multiplier_cells,
         "dsps": res["dsps"],
     }
     if problems or not place_and_route:
@@ -291,23 +289,21 @@ def implement(plan: Plan, target: Target, out_dir: str | Path, *, clock_mhz: flo
                       meets_clock=None, critical_path=None, pnr_log=None)
         resources = res
     else:
-        best = place_and_route_seeds(target, out, clock_mhz, seeds, progress, timeout)
-        if best is None:
-            log = (out / "pnr_s1.log").read_text(errors="replace")
-            reason = [line.strip() for line in log.splitlines() if "ERROR" in line][-1]
-            result.update(fits=False, fit_problems=[reason], resources_from="synthesis", fmax_mhz=None,
+        reports, no_fit = place_and_route_seeds(target, out, clock_mhz, seeds, progress, timeout)
+        if not reports:
+            result.update(fits=False, fit_problems=[no_fit], resources_from="synthesis", fmax_mhz=None,
                           meets_clock=None, critical_path=None, pnr_log="pnr_s1.log")
             resources = res
         else:
-            seed, report = best
-            fmax, _ = fmax_of(report)
+            fmax_by_seed = {s: fmax_of(r)[0] for s, r in reports.items()}
+            seed = max(reports, key=lambda s: (fmax_by_seed[s] or 0.0, -s))
+            report, fmax = reports[seed], fmax_by_seed[seed]
             shutil.copyfile(out / f"report_s{seed}.json", out / "report.json")
             shutil.copyfile(out / f"pnr_s{seed}.log", out / "pnr.log")
             resources = {**res, **pnr_resources(target, report)}
             result.update(fits=True, fit_problems=[], resources_from="place and route", fmax_mhz=fmax,
                           meets_clock=None if fmax is None else fmax >= clock_mhz, seed=seed,
-                          fmax_by_seed={str(s): fmax_of(json.loads((out / f"report_s{s}.json").read_text()))[0]
-                                        for s in range(1, seeds + 1) if (out / f"report_s{s}.json").exists()},
+                          fmax_by_seed={str(s): f for s, f in fmax_by_seed.items()},
                           critical_path=critical_path(report), pnr_log="pnr.log",
                           utilization={k: v for k, v in report.get("utilization", {}).items() if v.get("used")})
     brams = {k: resources.get(k, 0) for k in BRAM_CELLS[target.family].values()}

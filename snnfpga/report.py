@@ -18,21 +18,18 @@ writes ``report.md`` (figures in ``figures/*.png``), a self-contained ``report.h
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
 from snnfpga import __version__, document, energy, plots
-from snnfpga.errors import DataError
-from snnfpga.model.artifact import arrays_bytes
+from snnfpga.model.artifact import arrays_sha256
 from snnfpga.rtl.implement import Progress, cached_result
 from snnfpga.rtl.targets import TARGETS, get_target
 
 REPO = Path(__file__).resolve().parents[1]
 ACCURACY_SWEEP = REPO / "benchmarks" / "results" / "accuracy_sweep.json"
-DESIGN_SWEEP = REPO / "benchmarks" / "results" / "design_space.json"
 LANE_POINTS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
@@ -87,7 +84,7 @@ def _target_row(name: str, model: str, art, out_dir: Path, trace, synth: bool, p
     row = {"target": name, "device": target.device, "lanes": plan.lanes, "weight_storage": plan.weight_storage,
            "pixels_per_beat": plan.pixels_per_beat, "cycles_per_image": round(float(cycles.mean()), 1),
            "cycles_source": "cycle model", "energy": energy.estimate(plan, trace)}
-    sha = hashlib.sha256(arrays_bytes(art)).hexdigest()
+    sha = arrays_sha256(art)
     result = cached_result(out_dir / name)
     usable = result is not None and result.get("arrays_sha256") == sha and result.get("lanes") == plan.lanes \
         and result.get("weight_storage") == plan.weight_storage
@@ -103,8 +100,7 @@ def _target_row(name: str, model: str, art, out_dir: Path, trace, synth: bool, p
                 "clock_mhz", "fit_problems", "resources_from", "critical_path", "tools", "capacity"):
         row[key] = result.get(key)
     if row["fmax_mhz"]:
-        row["latency_us"] = round(row["cycles_per_image"] / row["fmax_mhz"], 2)
-        row["images_per_s"] = round(1e6 / row["latency_us"], 1)
+        row.update(cycle_model.at_clock(row["cycles_per_image"], row["fmax_mhz"]))
     return row
 
 
@@ -133,10 +129,7 @@ def make_report(model: str, out_dir: str | Path, *, data: str = "default", split
     for name in targets:
         get_target(name)
     art = load_artifact(model)
-    dataset = load_dataset(data).split(split)
-    if tuple(dataset.images.shape[1:]) != art.input_shape:
-        raise DataError(f"{dataset.source}: images are {dataset.images.shape[1]}x{dataset.images.shape[2]} but the "
-                        f"model expects {art.input_shape[0]}x{art.input_shape[1]}")
+    dataset = load_dataset(data).split(split).require_input_shape(art.input_shape)
     with progress.stage(f"accuracy on {len(dataset)} images ({split} split)"):
         acc = evaluation or evaluate(model, dataset)
         trace = reference.run(art, dataset.images)

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from snnfpga import document, plots
-from snnfpga.errors import DataError, MappingError
+from snnfpga.errors import MappingError
 from snnfpga.rtl.implement import Progress, implement
 from snnfpga.rtl.targets import Target
 
@@ -43,10 +43,7 @@ def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] |
     progress = progress or Progress("sweep", enabled=False)
     out = Path(out_dir)
     base = load_artifact(model)
-    dataset = load_dataset(data).split("val").limit(images)
-    if tuple(dataset.images.shape[1:]) != base.input_shape:
-        raise DataError(f"{dataset.source}: images are {dataset.images.shape[1]}x{dataset.images.shape[2]} but the "
-                        f"model expects {base.input_shape[0]}x{base.input_shape[1]}")
+    dataset = load_dataset(data).split("val").limit(images).require_input_shape(base.input_shape)
     own_bits = sorted({layer.weight_bits for layer in base.layers})
     bits_list = list(weight_bits) if weight_bits else own_bits
     rows = []
@@ -76,8 +73,7 @@ def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] |
                 "brams": result["brams"], "brams_by_kind": result["brams_by_kind"], "dsps": result["dsps"],
                 "multipliers": result["multipliers"], "fmax_mhz": fmax, "fits": result["fits"],
                 "resources_from": result["resources_from"],
-                "latency_us": round(cycles / fmax, 2) if fmax else None,
-                "images_per_s": round(fmax * 1e6 / cycles, 1) if fmax else None,
+                **cycle_model.at_clock(cycles, fmax),
                 "cached": result.get("cached", False), "problem": None,
             })
     summary = {

@@ -223,3 +223,32 @@ def test_sweep_records_a_point_it_cannot_map_and_goes_on(small):
     assert good["lanes"] == 2 and good["problem"] is None and good["luts"] > 0
     assert f"no: {bad['problem']}" in (out / "sweep.md").read_text()
     assert "n/a" in text_table(r["rows"]).splitlines()[1]
+
+
+def test_latency_and_rate_at_a_clock():
+    from snnfpga.rtl.cycle_model import at_clock
+
+    assert at_clock(3732.0, 101.19) == {"latency_us": 36.88, "images_per_s": 27114.1}
+    assert at_clock(3732.0, None) == {"latency_us": None, "images_per_s": None}
+
+
+def test_place_and_route_that_cannot_place_is_a_no_fit_not_an_error(tmp_path, monkeypatch):
+    from snnfpga.rtl import implement
+
+    def nextpnr_out_of_cells(argv, cwd, stdout_name, timeout):
+        seed = argv[argv.index("--seed") + 1]
+        (cwd / f"pnr_s{seed}.log").write_text(f"Info: seed {seed}\nERROR: Unable to place cell 'x', no BELs remaining\n")
+        raise ToolError("nextpnr exited with status 255")
+
+    monkeypatch.setattr(implement, "run_tool", nextpnr_out_of_cells)
+    quiet = implement.Progress(enabled=False)
+    reports, reason = implement.place_and_route_seeds(get_target("ice40-up5k"), tmp_path, 40.0, 2, quiet, None)
+    assert reports == {} and reason == "ERROR: Unable to place cell 'x', no BELs remaining"
+
+    def nextpnr_broken(argv, cwd, stdout_name, timeout):
+        (cwd / "pnr_s1.log").write_text("ERROR: cannot open file\n")
+        raise ToolError("nextpnr exited with status 1")
+
+    monkeypatch.setattr(implement, "run_tool", nextpnr_broken)
+    with pytest.raises(ToolError, match=r"nextpnr-ice40 failed: ERROR: cannot open file; log: .*pnr_s1.log"):
+        implement.place_and_route_seeds(get_target("ice40-up5k"), tmp_path, 40.0, 1, quiet, None)

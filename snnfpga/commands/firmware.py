@@ -92,17 +92,12 @@ def firmware_in_the_loop(plan, args) -> dict:
     import numpy as np
     from tqdm import tqdm
 
-    from snnfpga.errors import DataError
     from snnfpga.firmware import fil
     from snnfpga.model.data import load_dataset
     from snnfpga.sim import reference, runner
 
     art = plan.artifact
-    dataset = load_dataset(args.data).split(args.split).limit(args.run)
-    shape = tuple(dataset.images.shape[1:])
-    if shape != art.input_shape:
-        raise DataError(f"{dataset.source}: images are {shape[0]}x{shape[1]} but the model expects "
-                        f"{art.input_shape[0]}x{art.input_shape[1]}")
+    dataset = load_dataset(args.data).split(args.split).limit(args.run).require_input_shape(art.input_shape)
     n = len(dataset)
     print(f"firmware in the loop: {args.model} ({'-'.join(map(str, art.sizes))}, T={art.timesteps}, "
           f"{plan.lanes} lanes, weights {plan.weight_storage}) on {n} images", file=sys.stderr)

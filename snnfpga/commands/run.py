@@ -60,7 +60,6 @@ def run(args) -> int:
     import numpy as np
 
     from snnfpga.commands.synth import plan_for_target, synthesize
-    from snnfpga.errors import DataError
     from snnfpga.model.data import load_dataset
     from snnfpga.model.evaluate import evaluate
     from snnfpga.report import make_report, rtl_check
@@ -95,10 +94,7 @@ def run(args) -> int:
     plan = plan_for_target(model, target)
     with progress.stage(f"3/6 Verilog for {target.name} ({plan.lanes} lanes) into {out / 'verilog'}"):
         description = write_verilog(plan, out / "verilog", top="snn_top")
-    images = val.limit(args.images)
-    if tuple(images.images.shape[1:]) != plan.artifact.input_shape:
-        raise DataError(f"{val.source}: images are {images.images.shape[1]}x{images.images.shape[2]} but the "
-                        f"model expects {plan.artifact.input_shape[0]}x{plan.artifact.input_shape[1]}")
+    images = val.limit(args.images)  # shape checked by evaluate()
     progress.say(f"4/6 bit-exact simulation of {len(images)} images ({args.simulator})")
     rtl = rtl_check(plan, images.images, images.labels.astype(np.int64), simulator=args.simulator,
                     work_dir=out / "rtl_sim", progress=progress)

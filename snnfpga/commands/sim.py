@@ -52,7 +52,7 @@ def run(args) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from snnfpga.errors import ConfigError, DataError
+    from snnfpga.errors import ConfigError
     from snnfpga.model.data import load_dataset
     from snnfpga.sim import cocotb_sim, reference, runner
     from snnfpga.sim.scoreboard import compare, mismatched_images
@@ -61,11 +61,7 @@ def run(args) -> int:
         raise ConfigError("--waves needs --out DIR (waveforms are never written into the working directory)")
     plan = plan_from_args(args)
     art = plan.artifact
-    dataset = load_dataset(args.data).split(args.split).limit(args.limit)
-    shape = tuple(dataset.images.shape[1:])
-    if shape != art.input_shape:
-        raise DataError(f"{dataset.source}: images are {shape[0]}x{shape[1]} but the model expects "
-                        f"{art.input_shape[0]}x{art.input_shape[1]}")
+    dataset = load_dataset(args.data).split(args.split).limit(args.limit).require_input_shape(art.input_shape)
     runner.configure(args.simulator)
     n = len(dataset)
     print(f"sim {args.model} ({'-'.join(map(str, art.sizes))}, T={art.timesteps}, {plan.lanes} lanes) on {n} "

@@ -82,6 +82,7 @@ def synthesize(model: str, target_name: str, out: str | Path, *, lanes=None, wei
                clock=None, seeds=None, data="default", force=False, quiet=False) -> dict:
     """Run the flow (see :func:`snnfpga.rtl.implement.implement`) and add the cycle model's
     latency at Fmax. Returns the result dict (log paths absolute)."""
+    from snnfpga.rtl import cycle_model
     from snnfpga.rtl.implement import Progress, implement
     from snnfpga.rtl.targets import get_target
 
@@ -94,8 +95,7 @@ def synthesize(model: str, target_name: str, out: str | Path, *, lanes=None, wei
     if cycles:
         result.update(cycles)
         if result.get("fmax_mhz"):
-            result["latency_us"] = round(cycles["cycles_per_image"] / result["fmax_mhz"], 2)
-            result["images_per_s"] = round(1e6 / result["latency_us"], 1)
+            result.update(cycle_model.at_clock(cycles["cycles_per_image"], result["fmax_mhz"]))
     result["out"] = str(directory.resolve())
     result["yosys_log"] = str((directory / "yosys.log").resolve())
     if result.get("pnr_log"):
