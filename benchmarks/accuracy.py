@@ -3,34 +3,25 @@
     python benchmarks/accuracy.py [MODEL] [--data FILE] [--split val]
 
 Prints float (QAT, checkpoint.pt) and integer (reference) accuracy in percent, their gap
-in points, spikes per hidden neuron and synaptic operations per image, and an estimate of
-the event-driven accelerator's cycles per image for P = 16, 32, 64 lanes
-(``sum over steps and layers of input spikes * ceil(n_out / P)``, accumulate phase only).
+in points, spikes per hidden neuron and synaptic operations per image, and the mean cycles
+per image of the accelerator for P = 16, 32, 64 lanes at 4 pixels per beat, from the cycle
+model (``snnfpga.rtl.cycle_model``, docs/hardware.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
-
-import numpy as np
 
 from snnfpga.errors import SnnfpgaError
 from snnfpga.model.artifact import load_artifact
 from snnfpga.model.data import load_dataset
 from snnfpga.model.evaluate import evaluate
+from snnfpga.rtl import cycle_model
+from snnfpga.rtl.plan import make_plan
 from snnfpga.sim import reference
-
-
-def cycle_estimate(art, images, lanes: int) -> float:
-    """Mean accumulate-phase cycles per image with ``lanes`` parallel lanes."""
-    trace = reference.run(art, images, record=True)
-    per_layer = [counts.astype(np.float64).mean() * math.ceil(layer.n_out / lanes)
-                 for counts, layer in zip(trace.spike_counts(), art.layers)]
-    return float(sum(per_layer))
 
 
 def main(argv=None) -> int:
@@ -48,7 +39,9 @@ def main(argv=None) -> int:
     except SnnfpgaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    cycles = {p: round(cycle_estimate(art, dataset.images, p)) for p in (16, 32, 64)}
+    trace = reference.run(art, dataset.images)
+    cycles = {p: round(float(cycle_model.estimate(make_plan(art, lanes=p), trace)["pipelined"].mean()))
+              for p in (16, 32, 64)}
     print(f"model {args.model}: {'-'.join(map(str, result['sizes']))}, T={result['timesteps']}, "
           f"{args.split} split of {args.data} ({result['n']} images)")
     fl = result["accuracy_float"]
@@ -60,7 +53,7 @@ def main(argv=None) -> int:
     print(f"input spikes     {result['input_spikes']:.1f} per image ({result['input_spikes'] / result['timesteps']:.1f} per step)")
     print(f"hidden spikes    {', '.join(f'{x:.1f}' for x in result['hidden_spikes'])} per image")
     print(f"synaptic ops     {result['synaptic_ops']:.0f} per image")
-    print("accumulate cycles/image (estimate) " + ", ".join(f"P={p}: {c}" for p, c in cycles.items()))
+    print("cycles/image (cycle model) " + ", ".join(f"P={p}: {c}" for p, c in cycles.items()))
     print(f"evaluation took {seconds:.1f} s")
     print(json.dumps({**result, "cycles_estimate": cycles}))
     return 0
