@@ -186,7 +186,8 @@ def export(net: FoldedNet, provenance: dict | None = None) -> Artifact:
         spec = net.integers(index)
         spec.update(name=f"fc{index + 1}", weight_bits=c.weight_bits)
         if index < n_layers - 1:
-            _, hi = W.membrane_bounds(spec["weights"], spec["bias"], spec["threshold"], c.timesteps,
+            i_lo, i_hi = W.current_bounds(spec["weights"])
+            _, hi = W.membrane_bounds(i_lo + spec["bias"], i_hi + spec["bias"], spec["threshold"], c.timesteps,
                                       c.leak_shift, c.reset)
             spec["threshold"] = np.minimum(spec["threshold"], np.maximum(hi + 1, 1))
             spec.update(leak_shift=c.leak_shift, reset=c.reset)

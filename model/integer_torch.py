@@ -1,48 +1,156 @@
-"""The integer mode of the PyTorch model: the contract computed in torch ``int64``.
+"""The integer mode of the PyTorch model: the contract computed in torch integers.
 
 :class:`IntegerSNN` is built from an :class:`~snnfpga.model.artifact.Artifact` alone and
-follows ``docs/integer-contract.md`` step by step: encoder, per-step current (``int64``
-matrix product of 0/1 spikes and integer weights), floor-shift leak, integrate with
-saturation to ``membrane_bits``, ``v >= theta``, reset on this step, output scores summed
-over ``T``, argmax with the lowest index winning ties. Its scores and classes equal
-``snnfpga.sim.reference.run``'s exactly (the tests assert integer equality). No floats are
-involved anywhere.
+follows ``docs/integer-contract.md`` node by node, step by step: the encoder, then each
+node in topological order, with one torch function per node kind (:data:`FORWARD`,
+written independently of the numpy reference: torch's own convolution and matrix
+products, in float64 where torch has no integer kernel, which is exact for integers below
+``2**53``). Its spikes, currents, scores and classes equal
+``snnfpga.sim.reference.run``'s exactly (the tests assert integer equality, every node,
+every step).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from snnfpga.model.artifact import Artifact
+from snnfpga.model.graph import SOURCE
 from snnfpga.model.network import encode_spikes
 from snnfpga.model.widths import signed_range
 
 
 @dataclass
 class IntegerTrace:
-    """``spikes[0]`` encoder output, ``spikes[l]`` hidden layer ``l`` (``bool [N, T, n_l]``);
-    ``scores`` ``int64 [N, n_classes]``; ``classes`` ``int64 [N]``."""
+    """``spikes[0]`` encoder output (``bool [N, T, H*W]``), then every spiking node's spikes
+    ``bool [N, T, *shape]`` in topological order (``names`` names them); ``scores``
+    ``int64 [N, n_classes]``; ``classes`` ``int64 [N]``; ``outputs`` every node's output
+    with ``record="all"``."""
 
     spikes: list[torch.Tensor]
     scores: torch.Tensor
     classes: torch.Tensor
+    names: list[str] = field(default_factory=list)
+    outputs: dict | None = None
+
+
+def _exact(x: torch.Tensor) -> torch.Tensor:
+    return torch.round(x).to(torch.int64)
+
+
+def _steps(x: torch.Tensor) -> tuple[int, int, torch.Tensor]:
+    """``[N, T, ...]`` as ``[N*T, ...]`` float64."""
+    n, t = x.shape[:2]
+    return n, t, x.reshape(n * t, *x.shape[2:]).to(torch.float64)
+
+
+def _dense(m, node, xs):
+    n, t, x = _steps(xs[0])
+    return _exact(x.reshape(n * t, -1) @ m.buf(node, "weight").to(torch.float64).T).reshape(n, t, -1) \
+        + m.buf(node, "bias")
+
+
+def _conv(m, node, xs):
+    n, t, x = _steps(xs[0])
+    y = F.conv2d(x, m.buf(node, "weight").to(torch.float64), stride=node.stride, padding=node.padding)
+    return _exact(y).reshape(n, t, *y.shape[1:]) + m.buf(node, "bias")[:, None, None]
+
+
+def _axial(m, node, xs):
+    n, t, x = _steps(xs[0])
+    w = m.buf(node, "weight").to(torch.float64)
+    bias = m.buf(node, "bias")
+    if node.axis == "h":
+        y, bias = torch.einsum("pq,bcqw->bcpw", w, x), bias[None, :, None]
+    else:
+        y, bias = torch.einsum("pq,bchq->bchp", w, x), bias[None, None, :]
+    return _exact(y).reshape(n, t, *y.shape[1:]) + bias
+
+
+def _pointwise(m, node, xs):
+    n, t, x = _steps(torch.cat(xs, dim=2))
+    y = F.conv2d(x, m.buf(node, "weight").to(torch.float64)[:, :, None, None])
+    return _exact(y).reshape(n, t, *y.shape[1:]) + m.buf(node, "bias")[:, None, None]
+
+
+def _lif(m, node, xs):
+    current = torch.stack(xs).sum(dim=0)
+    lo, hi = signed_range(node.membrane_bits)
+    theta = m.buf(node, "threshold")
+    v = torch.zeros_like(current[:, 0])
+    out = torch.zeros(current.shape, dtype=torch.bool)
+    for t in range(current.shape[1]):
+        leaked = v if node.leak_shift is None else v - torch.div(v, 1 << node.leak_shift, rounding_mode="floor")
+        v = torch.clamp(leaked + current[:, t], lo, hi)
+        fired = v >= theta
+        v = torch.where(fired, torch.zeros_like(v) if node.reset == "zero" else v - theta, v)
+        out[:, t] = fired
+    return out
+
+
+def _glif(m, node, xs):
+    current = xs[0]
+    theta = torch.broadcast_to(m.buf(node, "threshold"), current.shape[2:])
+    axis = 3 if node.axis == "h" else 4  # in [N, T, C, H, W]
+    length = current.shape[axis]
+    full = (length // node.group) * node.group
+    out = torch.zeros(current.shape, dtype=torch.bool)
+    carry = None
+    for j in range(length):
+        if j % node.group == 0 or j >= full:
+            carry = torch.zeros_like(current.select(axis, j))
+        u = torch.div(carry, 1 << node.leak_shift, rounding_mode="floor") + current.select(axis, j)
+        fired = u > theta.select(axis - 2, j)
+        carry = torch.where(fired, torch.zeros_like(u), u)
+        out.select(axis, j).copy_(fired)
+    return out
+
+
+def _output(m, node, xs):
+    return torch.cumsum(torch.stack(xs).sum(dim=0), dim=1)
+
+
+def _add(m, node, xs):
+    return torch.stack(xs).sum(dim=0)
+
+
+def _concat(m, node, xs):
+    return torch.cat(xs, dim=2)
+
+
+def _pool(m, node, xs):
+    return xs[0].to(torch.int64).sum(dim=(-2, -1))
+
+
+def _flatten(m, node, xs):
+    return xs[0].flatten(start_dim=2)
+
+
+# One torch function per node kind (tests/test_kinds.py checks that every kind has one).
+FORWARD = {"dense": _dense, "conv": _conv, "axial": _axial, "pointwise": _pointwise, "lif": _lif,
+           "glif": _glif, "output": _output, "add": _add, "concat": _concat, "pool": _pool, "flatten": _flatten}
 
 
 class IntegerSNN(nn.Module):
-    """The contract in torch ``int64``; all arrays are buffers copied from the artifact."""
+    """The contract in torch integers; every array of the artifact is a buffer."""
 
     def __init__(self, art: Artifact):
         super().__init__()
         self.art = art
-        for i, layer in enumerate(art.layers):
-            self.register_buffer(f"weight_t{i}", torch.from_numpy(layer.weights.astype(np.int64).T.copy()))
-            self.register_buffer(f"bias{i}", torch.from_numpy(layer.bias.astype(np.int64)))
-            if layer.kind == "lif":
-                self.register_buffer(f"threshold{i}", torch.from_numpy(layer.threshold.astype(np.int64)))
+        self._keys = {}
+        for index, node in enumerate(art.nodes):
+            for key in node.ARRAYS:
+                buffer = f"n{index}_{key}"
+                self.register_buffer(buffer, torch.from_numpy(getattr(node, key).astype(np.int64)))
+                self._keys[(node.name, key)] = buffer
+
+    def buf(self, node, key: str) -> torch.Tensor:
+        return getattr(self, self._keys[(node.name, key)])
 
     def encode(self, images) -> torch.Tensor:
         """``bool [N, T, H*W]`` input spikes of ``uint8 [N, H, W]`` images (numpy or torch)."""
@@ -57,36 +165,25 @@ class IntegerSNN(nn.Module):
         return encode_spikes(x.reshape(len(x), -1), enc.kind, param, art.timesteps)
 
     @torch.no_grad()
-    def run(self, images, record: bool = False) -> IntegerTrace:
+    def run(self, images, record: bool | str = False) -> IntegerTrace:
         art = self.art
+        graph = art.graph
         spikes = self.encode(images)
-        n, steps = len(spikes), art.timesteps
-        recorded = [spikes] if record else []
-        x = spikes
-        scores = None
-        for i, layer in enumerate(art.layers):
-            w_t = getattr(self, f"weight_t{i}")
-            bias = getattr(self, f"bias{i}")
-            current = (x.reshape(n * steps, -1).to(torch.int64) @ w_t).reshape(n, steps, -1)
-            if layer.kind == "output":
-                scores = torch.zeros(n, layer.n_out, dtype=torch.int64)
-                for t in range(steps):
-                    scores += bias + current[:, t]
-                break
-            theta = getattr(self, f"threshold{i}")
-            lo, hi = signed_range(layer.membrane_bits)
-            v = torch.zeros(n, layer.n_out, dtype=torch.int64)
-            out = torch.zeros(n, steps, layer.n_out, dtype=torch.bool)
-            for t in range(steps):
-                leaked = v if layer.leak_shift is None else v - (v >> layer.leak_shift)
-                v = torch.clamp(leaked + bias + current[:, t], lo, hi)
-                fired = v >= theta
-                v = torch.where(fired, torch.zeros_like(v) if layer.reset == "zero" else v - theta, v)
-                out[:, t] = fired
-            if record:
+        values = {SOURCE: spikes.reshape(len(spikes), art.timesteps, *graph.source.shape)}
+        recorded, names = [spikes], [SOURCE]
+        outputs = {} if record == "all" else None
+        for node in graph.nodes:
+            xs = [values[s] for s in node.inputs]
+            out = FORWARD[node.KIND](self, node, xs)
+            values[node.name] = out
+            if record and node.SPIKING:
                 recorded.append(out)
-            x = out
-        return IntegerTrace(spikes=recorded, scores=scores, classes=_argmax_lowest(scores))
+                names.append(node.name)
+            if outputs is not None:
+                outputs[node.name] = out
+        scores = values[graph.output.name][:, -1]
+        return IntegerTrace(spikes=recorded if record else [], scores=scores, classes=_argmax_lowest(scores),
+                            names=names if record else [], outputs=outputs)
 
     def forward(self, images) -> torch.Tensor:
         """Scores ``int64 [N, n_classes]``."""

@@ -1,15 +1,22 @@
 """Random small artifacts, for tests and smoke runs of every stage.
 
-:func:`random_artifact` draws a valid artifact from a seeded generator: sizes, weight bits
-(2..8), leak shift (including none), reset mode, encoder, T, and optionally a membrane
+:func:`random_artifact` draws a valid chain artifact from a seeded generator: sizes, weight
+bits (2..8), leak shift (including none), reset mode, encoder, T, and optionally a membrane
 width narrower than the proven range so that saturation is live.
+
+:func:`random_graph` draws a valid layer graph that uses every node kind: a conv stem with
+random kernel, stride and padding, a token block (axial or group-LIF mixing, a fuse
+pointwise on several inputs, current skips summed into LIFs), a channel block, an ``add``
+and ``concat`` of currents, a ``concat`` of spikes, a strided conv, and a head through
+``pool`` or ``flatten``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from snnfpga.model.artifact import Artifact, Encoder, build_artifact
+from snnfpga.model import kinds as K
+from snnfpga.model.artifact import Artifact, Encoder, build_artifact, build_graph_artifact
 
 
 def random_artifact(seed: int = 0, *, input_shape=(4, 4), hidden=(12,), n_classes=4, timesteps=None,
@@ -60,3 +67,111 @@ def random_images(art: Artifact, n: int, seed: int = 0) -> np.ndarray:
     images[mask < 0.3] = 0
     images[mask > 0.9] = 255
     return images
+
+
+def random_graph(seed: int = 0, *, input_shape=None, channels=None, timesteps=None, n_classes=3,
+                 membrane_bits=None, extreme=False, token="random", head="random") -> Artifact:
+    """A valid random layer graph (see the module docstring); unset options come from ``seed``.
+
+    ``token``: ``axial``, ``glif`` or ``random``; ``head``: ``pool``, ``flatten``, ``dense``
+    (a dense node reading the map directly) or ``random``; ``extreme`` draws weights at the
+    ends of their range."""
+    rng = np.random.default_rng(seed)
+    pick = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
+    h, w = input_shape or (int(rng.integers(4, 10)), int(rng.integers(4, 10)))
+    timesteps = int(rng.integers(1, 5)) if timesteps is None else timesteps
+    c = int(rng.integers(1, 4)) if channels is None else channels
+    token = pick(["axial", "glif"]) if token == "random" else token
+    head = pick(["pool", "flatten", "dense"]) if head == "random" else head
+    encoder = Encoder("rate", phase=int(rng.integers(0, 256))) if rng.random() < 0.7 else \
+        Encoder("threshold", level=int(rng.integers(1, 256)))
+    nodes = []
+
+    def weights(*shape, bits=None):
+        bits = int(rng.integers(2, 9)) if bits is None else bits
+        wmax = (1 << (bits - 1)) - 1
+        arr = rng.choice([-wmax - 1, wmax], size=shape) if extreme else rng.integers(-wmax - 1, wmax + 1, size=shape)
+        return arr.astype(np.int64), bits
+
+    def bias(n, bits):
+        wmax = (1 << (bits - 1)) - 1
+        return rng.integers(-2 * wmax - 1, 2 * wmax + 2, size=n).astype(np.int64)
+
+    def threshold(shape, fan_in, bits):
+        typical = max(1.0, ((1 << (bits - 1)) - 1) * np.sqrt(fan_in))
+        return rng.integers(1, int(typical) + 2, size=shape).astype(np.int64)
+
+    def lif(name, inputs, shape, fan_in, bits):
+        per = pick([(shape[0], 1, 1), shape, (1, shape[1], 1)]) if len(shape) == 3 else shape
+        nodes.append(K.Lif(name=name, inputs=tuple(inputs), threshold=threshold(per, fan_in, bits),
+                           leak_shift=None if rng.random() < 0.3 else int(rng.integers(1, 4)),
+                           reset=pick(["zero", "subtract"])))
+        return name
+
+    def conv(name, src, c_in, c_out, k, s, p, unit):
+        wt, bits = weights(c_out, c_in, k, k)
+        nodes.append(K.Conv(name=name, inputs=(src,), weight=wt, bias=bias(c_out, bits), weight_bits=bits,
+                            unit=unit, stride=s, padding=p))
+        return bits
+
+    def pointwise(name, srcs, c_in, c_out, unit):
+        wt, bits = weights(c_out, c_in)
+        nodes.append(K.Pointwise(name=name, inputs=tuple(srcs), weight=wt, bias=bias(c_out, bits), weight_bits=bits,
+                                 unit=unit))
+        return bits
+
+    # Stem: a conv with random geometry on the encoded input.
+    k = int(rng.integers(1, 5))
+    s = int(rng.integers(1, min(k, 3) + 1))
+    p = int(rng.integers(0, k))
+    if (h + 2 * p - k) // s + 1 < 2 or (w + 2 * p - k) // s + 1 < 2:
+        k, s, p = 3, 1, 1
+    bits = conv("stem", "input", 1, c, k, s, p, "s0")
+    ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    x = lif("stem.lif", ["stem"], (c, ho, wo), k * k, bits)
+    # Token block.
+    if token == "axial":
+        branches = []
+        for axis, length in (("h", ho), ("w", wo)):
+            wt, b = weights(length, length)
+            nodes.append(K.Axial(name=f"tok.{axis}", inputs=(x,), axis=axis, weight=wt, bias=bias(length, b),
+                                 weight_bits=b, unit=f"tok.{axis}"))
+            branches.append(lif(f"tok.{axis}.lif", [f"tok.{axis}"], (c, ho, wo), length, b))
+    else:
+        branches = []
+        for axis, length in (("h", ho), ("w", wo)):
+            b = pointwise(f"tok.{axis}", [x], c, c, f"tok.{axis}")
+            nodes.append(K.Glif(name=f"tok.{axis}.glif", inputs=(f"tok.{axis}",), axis=axis,
+                                group=int(rng.integers(1, length + 1)), leak_shift=int(rng.integers(1, 4)),
+                                threshold=threshold((c, 1, 1), c, b) - 1))
+            branches.append(f"tok.{axis}.glif")
+    b = pointwise("fuse", [x, *branches], 3 * c, c, "s0")
+    tok = lif("tok.lif", ["stem", "fuse"], (c, ho, wo), 3 * c, b)
+    b = pointwise("mlp1", [tok], c, 2 * c, "mlp")
+    hid = lif("mlp1.lif", ["mlp1"], (2 * c, ho, wo), c, b)
+    b = pointwise("mlp2", [hid], 2 * c, c, "s0")
+    block = lif("block.lif", ["stem", "fuse", "mlp2"], (c, ho, wo), 4 * c, b)
+    # A current buffer: add and concat of currents read by one more LIF.
+    nodes.append(K.Add(name="skip", inputs=("fuse", "mlp2")))
+    nodes.append(K.Concat(name="skipcat", inputs=("stem", "skip")))
+    both = lif("skipcat.lif", ["skipcat"], (2 * c, ho, wo), 4 * c, b)
+    # Spikes joined by channel, down-sampled by a strided conv.
+    nodes.append(K.Concat(name="join", inputs=(block, both)))
+    b = conv("down", "join", 3 * c, c, 3, 2, 1, "s1")
+    h2, w2 = (ho - 1) // 2 + 1, (wo - 1) // 2 + 1
+    last = lif("down.lif", ["down"], (c, h2, w2), 27 * c, b)
+    # Head.
+    if head == "pool":
+        nodes.append(K.Pool(name="pool", inputs=(last,)))
+        src, n_in = "pool", c
+    elif head == "flatten":
+        nodes.append(K.Flatten(name="flat", inputs=(last,)))
+        src, n_in = "flat", c * h2 * w2
+    else:
+        src, n_in = last, c * h2 * w2
+    wt, b = weights(n_classes, n_in)
+    nodes.append(K.Dense(name="head", inputs=(src,), weight=wt, bias=bias(n_classes, b), weight_bits=b, unit="head"))
+    nodes.append(K.Output(name="out", inputs=("head",)))
+    return build_graph_artifact(f"random-graph-{seed}", (h, w), encoder, timesteps, nodes,
+                                provenance={"generator": "snnfpga.model.synthetic.random_graph", "seed": seed},
+                                membrane_bits=membrane_bits)

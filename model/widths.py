@@ -1,7 +1,7 @@
 """Bit-width proofs for the integer contract.
 
-Given a layer's integer weights, biases and thresholds, the number of time steps ``T``,
-the leak shift and the reset mode, compute exact interval bounds on every register of the
+Given integer weights, biases and thresholds, the number of time steps ``T``, the leak
+shift and the reset mode, compute exact interval bounds on every register of the
 contract (see ``docs/integer-contract.md``) and the smallest two's-complement width that
 holds each. The bounds are *sound*: no input spike pattern can drive a register outside
 them, because they are computed by interval arithmetic over all possible spike inputs,
@@ -11,10 +11,14 @@ Registers (per neuron ``j``):
 
 * ``current``: ``I[j] = sum_i W[j, i] * s[i]`` over the input spikes of one step;
   bounded by the sums of the negative and of the positive weights of row ``j``.
-* ``membrane`` (LIF layers): ``v' = leak(v) + B[j] + I[j]``, the value compared with the
-  threshold; bounded by propagating the interval of ``v`` through leak, integrate,
-  fire and reset for ``T`` steps.
-* ``score`` (output layer): ``sum_t (B[j] + I_t[j])``.
+* ``membrane`` (LIF neurons): ``v' = leak(v) + I[j]``, the value compared with the
+  threshold, where ``I[j]`` is the neuron's input (the sum of its currents and biases);
+  bounded by propagating the interval of ``v`` through leak, integrate, fire and reset for
+  ``T`` steps.
+* ``score`` (output neurons): ``sum_t I_t[j]``.
+
+The node kinds (:mod:`snnfpga.model.kinds`) apply these to their own registers; currents
+summed into one neuron add their intervals.
 """
 
 from __future__ import annotations
@@ -49,27 +53,27 @@ def leak(v: np.ndarray, shift: int | None) -> np.ndarray:
     return v - (v >> shift)
 
 
-def membrane_bounds(weights, bias, threshold, timesteps: int, leak_shift: int | None, reset: str):
-    """Per-neuron ``(lo, hi)`` over all steps of ``v' = leak(v) + B + I`` before the comparison.
+def membrane_bounds(i_lo, i_hi, threshold, timesteps: int, leak_shift: int | None, reset: str):
+    """Per-neuron ``(lo, hi)`` over all steps of ``v' = leak(v) + I`` before the comparison.
 
-    ``leak`` is monotone non-decreasing, so an interval maps to an interval. Fire and reset map
-    ``[a, b]`` to the hull of ``[a, min(b, th - 1)]`` (no spike) and ``{0}`` (reset to zero) or
+    ``[i_lo, i_hi]`` bounds the neuron's whole input per step (the sum of its currents,
+    biases included); arrays broadcast together with ``threshold``. ``leak`` is monotone
+    non-decreasing, so an interval maps to an interval. Fire and reset map ``[a, b]`` to the
+    hull of ``[a, min(b, th - 1)]`` (no spike) and ``{0}`` (reset to zero) or
     ``[max(a, th) - th, b - th]`` (reset by subtraction).
     """
-    i_lo, i_hi = current_bounds(weights)
-    bias = bias.astype(np.int64)
-    th = threshold.astype(np.int64)
-    v_lo = np.zeros_like(bias)
-    v_hi = np.zeros_like(bias)
-    pre_lo = np.zeros_like(bias)
-    pre_hi = np.zeros_like(bias)
+    i_lo, i_hi, th = np.broadcast_arrays(*(np.asarray(x, dtype=np.int64) for x in (i_lo, i_hi, threshold)))
+    v_lo = np.zeros_like(i_lo)
+    v_hi = np.zeros_like(i_lo)
+    pre_lo = np.zeros_like(i_lo)
+    pre_hi = np.zeros_like(i_lo)
+    big = np.iinfo(np.int64).max
     for _ in range(timesteps):
-        a = leak(v_lo, leak_shift) + bias + i_lo
-        b = leak(v_hi, leak_shift) + bias + i_hi
+        a = leak(v_lo, leak_shift) + i_lo
+        b = leak(v_hi, leak_shift) + i_hi
         pre_lo, pre_hi = np.minimum(pre_lo, a), np.maximum(pre_hi, b)
         quiet = a < th                      # some value below threshold is reachable
         fires = b >= th                     # some value at or above threshold is reachable
-        big = np.iinfo(np.int64).max
         lo = np.where(quiet, a, big)
         hi = np.where(quiet, np.minimum(b, th - 1), -big)
         if reset == "zero":
@@ -82,11 +86,9 @@ def membrane_bounds(weights, bias, threshold, timesteps: int, leak_shift: int | 
     return pre_lo, pre_hi
 
 
-def score_bounds(weights, bias, timesteps: int):
-    """Per-neuron ``(lo, hi)`` of the output score ``sum_t (B + I_t)`` over all prefixes of the sum."""
-    i_lo, i_hi = current_bounds(weights)
-    bias = bias.astype(np.int64)
-    step_lo, step_hi = bias + i_lo, bias + i_hi
+def score_bounds(step_lo, step_hi, timesteps: int):
+    """Per-neuron ``(lo, hi)`` of a score ``sum_t x_t`` over all prefixes, ``x_t`` in ``[step_lo, step_hi]``."""
+    step_lo, step_hi = np.asarray(step_lo, dtype=np.int64), np.asarray(step_hi, dtype=np.int64)
     lo = np.minimum(np.minimum(step_lo, timesteps * step_lo), 0)
     hi = np.maximum(np.maximum(step_hi, timesteps * step_hi), 0)
     return lo, hi

@@ -2,41 +2,58 @@
 
 Integer-only numpy, vectorized over a batch of images. Every other implementation (the
 PyTorch integer mode, the Amaranth design, the generated Verilog) must reproduce
-:func:`run` exactly: the same spikes at every step, layer and neuron, the same scores,
-the same class.
+:func:`run` exactly: the same spikes at every step, node and neuron, the same scores, the
+same class.
 
-Matrix products use float32 BLAS for speed; they are exact because every operand is a
-small integer and every partial sum is an integer below ``2**24`` in magnitude (the
-artifact validator caps register widths at 24 bits).
+The graph runs node by node in topological order, each node over all ``T`` steps at
+once (:meth:`snnfpga.model.kinds.base.Node.forward`). That equals the contract's
+step-by-step order because no node reads another node's output of an earlier step: state
+(membranes, scores) lives inside a node. Synapse products use float32 BLAS for speed; they
+are exact because every operand is a small integer and every partial sum is an integer
+below ``2**24`` in magnitude (the artifact validator caps register widths at 24 bits).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from snnfpga.model.artifact import Artifact, Encoder
-from snnfpga.model.widths import leak, signed_range
+from snnfpga.model.graph import SOURCE
+from snnfpga.model.kinds import Synapse
+
+# Images per internal batch are chosen so that one batch's tensors stay near this size.
+BATCH_BYTES = 256 << 20
 
 
 @dataclass
 class Trace:
     """What one run of the reference produced for a batch of ``N`` images.
 
-    ``spikes[0]`` is the encoder output and ``spikes[l]`` (l >= 1) the output of hidden
-    layer ``l``; each is ``bool [N, T, n_l]``. ``scores`` is ``int64 [N, n_classes]``
-    (the output layer's accumulated potentials after ``T`` steps), ``classes`` the decision
-    (``int64 [N]``, lowest index wins ties).
+    ``spikes[0]`` is the encoder output, flat in row-major pixel order (``bool [N, T, H*W]``);
+    ``spikes[k]`` (k >= 1) the output of the ``k``-th spiking node (``lif``, ``glif``) in
+    topological order, ``bool [N, T, *shape]`` (for a chain: hidden layer ``k``). ``names``
+    names them (``"input"`` first). ``scores`` is ``int64 [N, n_classes]`` (the output
+    node's scores after ``T`` steps), ``classes`` the decision (``int64 [N]``, lowest index
+    wins ties). ``ops`` maps each synapse node to its accumulate operations per image
+    (``int64 [N]``). With ``record="all"``, ``outputs`` holds every node's output
+    ``[N, T, *shape]`` (spikes ``bool``, counts and currents ``int64``, scores after each step).
     """
 
     spikes: list[np.ndarray]
     scores: np.ndarray
     classes: np.ndarray
+    names: list[str] = field(default_factory=list)
+    ops: dict = field(default_factory=dict)
+    outputs: dict | None = None
 
     def spike_counts(self) -> list[np.ndarray]:
-        """Spikes per image for each recorded layer (``int64 [N]`` each)."""
-        return [s.sum(axis=(1, 2), dtype=np.int64) for s in self.spikes]
+        """Spikes per image for each recorded tensor (``int64 [N]`` each)."""
+        return [s.reshape(len(s), -1).sum(axis=1, dtype=np.int64) for s in self.spikes]
+
+    def node_spikes(self, name: str) -> np.ndarray:
+        return self.spikes[self.names.index(name)]
 
 
 def flatten_images(art: Artifact, images: np.ndarray) -> np.ndarray:
@@ -67,51 +84,90 @@ def encode(encoder: Encoder, pixels: np.ndarray, timesteps: int) -> np.ndarray:
     return np.diff(cumulative, axis=1) > 0
 
 
-def run(art: Artifact, images: np.ndarray, record: bool = True) -> Trace:
-    """Run the contract on a batch of images; see :class:`Trace` for what comes back."""
+def batch_size(art: Artifact) -> int:
+    """Images per internal batch (see :data:`BATCH_BYTES`)."""
+    graph = art.graph
+    per_image = art.timesteps * 8 * (art.n_inputs + sum(t.size for t in graph.types.values()))
+    return max(1, BATCH_BYTES // per_image)
+
+
+def run(art: Artifact, images: np.ndarray, record: bool | str = True) -> Trace:
+    """Run the contract on a batch of images; see :class:`Trace` for what comes back.
+
+    ``record``: ``True`` keeps every spiking node's spikes, ``False`` only the encoder's
+    and the scores (fastest), ``"all"`` also every node's output in ``Trace.outputs``."""
     pixels = flatten_images(art, images)
-    n = len(pixels)
-    spikes_in = encode(art.encoder, pixels, art.timesteps)
-    recorded = [spikes_in] if record else []
-    layer_input = spikes_in
-    scores = None
-    for layer in art.layers:
-        weights_t = layer.weights.T.astype(np.float32)
-        bias = layer.bias.astype(np.int64)
-        if layer.kind == "output":
-            scores = np.zeros((n, layer.n_out), dtype=np.int64)
-            for t in range(art.timesteps):
-                scores += bias + _current(layer_input[:, t], weights_t)
-            break
-        lo, hi = signed_range(layer.membrane_bits)
-        threshold = layer.threshold.astype(np.int64)
-        v = np.zeros((n, layer.n_out), dtype=np.int64)
-        out = np.zeros((n, art.timesteps, layer.n_out), dtype=bool)
-        for t in range(art.timesteps):
-            v = np.clip(leak(v, layer.leak_shift) + bias + _current(layer_input[:, t], weights_t), lo, hi)
-            fired = v >= threshold
-            v = np.where(fired, 0 if layer.reset == "zero" else v - threshold, v)
-            out[:, t] = fired
-        if record:
-            recorded.append(out)
-        layer_input = out
-    return Trace(spikes=recorded, scores=scores, classes=np.argmax(scores, axis=1))
+    step = batch_size(art)
+    if len(pixels) <= step:
+        return _run(art, pixels, record)
+    parts = [_run(art, pixels[i:i + step], record) for i in range(0, len(pixels), step)]
+    return Trace(spikes=[np.concatenate(xs) for xs in zip(*(p.spikes for p in parts))],
+                 scores=np.concatenate([p.scores for p in parts]),
+                 classes=np.concatenate([p.classes for p in parts]), names=parts[0].names,
+                 ops={k: np.concatenate([p.ops[k] for p in parts]) for k in parts[0].ops},
+                 outputs=None if parts[0].outputs is None else
+                 {k: np.concatenate([p.outputs[k] for p in parts]) for k in parts[0].outputs})
 
 
-def _current(spikes: np.ndarray, weights_t: np.ndarray) -> np.ndarray:
-    """``int64 [N, n_out]``: the sum of the weights of the input spikes (exact, see module doc)."""
-    return np.rint(spikes.astype(np.float32) @ weights_t).astype(np.int64)
+def _run(art: Artifact, pixels: np.ndarray, record) -> Trace:
+    graph = art.graph
+    n, steps = len(pixels), art.timesteps
+    spikes_in = encode(art.encoder, pixels, steps)
+    values = {SOURCE: spikes_in.reshape(n, steps, *graph.source.shape)}
+    last_use = {}
+    for index, node in enumerate(graph.nodes):
+        for src in node.inputs:
+            last_use[src] = index
+    spikes, names, ops, outputs = [spikes_in], [SOURCE], {}, ({} if record == "all" else None)
+    for index, node in enumerate(graph.nodes):
+        ins = graph.input_types(node)
+        xs = [values[s] for s in node.inputs]
+        out = node.forward(xs, ins)
+        if record and isinstance(node, Synapse):
+            ops[node.name] = node.synaptic_ops(xs, ins)
+        values[node.name] = out
+        if record and node.SPIKING:
+            spikes.append(out)
+            names.append(node.name)
+        if outputs is not None:
+            outputs[node.name] = out
+        for src in node.inputs:  # drop what nobody reads any more
+            if last_use[src] == index and src != SOURCE:
+                values.pop(src, None)
+    scores = values[graph.output.name][:, -1]
+    return Trace(spikes=spikes, scores=scores, classes=np.argmax(scores, axis=1), names=names, ops=ops,
+                 outputs=outputs)
 
 
 def synaptic_ops(art: Artifact, trace: Trace) -> np.ndarray:
-    """Accumulate operations per image (``int64 [N]``): each input spike to layer ``l`` adds ``n_out(l)`` weights."""
-    return sum(count * layer.n_out for count, layer in zip(trace.spike_counts(), art.layers))
+    """Accumulate operations per image (``int64 [N]``), summed over the synapse nodes."""
+    if not trace.ops:
+        raise ValueError("the trace has no operation counts (run the reference with record=True)")
+    return sum(trace.ops.values())
 
 
 def spikes_per_neuron(art: Artifact, trace: Trace) -> np.ndarray:
-    """Mean spikes per hidden neuron per image (``float [N]``) over all ``T`` steps."""
-    hidden = trace.spike_counts()[1:]
-    n_hidden = sum(layer.n_out for layer in art.hidden_layers)
-    if not hidden or n_hidden == 0:
+    """Mean spikes per neuron of the spiking nodes (``lif``, ``glif``) per image (``float [N]``), all ``T`` steps."""
+    counts = trace.spike_counts()[1:]
+    n_neurons = sum(int(np.prod(s.shape[2:])) for s in trace.spikes[1:])
+    if not counts or n_neurons == 0:
         return np.zeros(len(trace.scores))
-    return sum(hidden) / n_hidden
+    return sum(counts) / n_neurons
+
+
+def node_activity(art: Artifact, trace: Trace) -> list[dict]:
+    """Per node, means per image: ``spikes`` and ``spikes_per_neuron`` (spiking nodes),
+    ``synaptic_ops`` (synapse nodes). Nodes in topological order."""
+    graph = art.graph
+    rows = []
+    for node in graph.nodes:
+        row = {"name": node.name, "kind": node.KIND, "shape": list(graph.types[node.name].shape)}
+        if node.SPIKING and node.name in trace.names:
+            s = trace.node_spikes(node.name)
+            count = s.reshape(len(s), -1).sum(axis=1, dtype=np.int64)
+            row["spikes"] = round(float(count.mean()), 2) if len(s) else 0.0
+            row["spikes_per_neuron"] = round(float(count.mean()) / graph.types[node.name].size, 4) if len(s) else 0.0
+        if node.name in trace.ops:
+            row["synaptic_ops"] = round(float(trace.ops[node.name].mean()), 2) if len(trace.ops[node.name]) else 0.0
+        rows.append(row)
+    return rows

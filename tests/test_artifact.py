@@ -75,7 +75,7 @@ def corrupt(tmp_path, edit=None, arrays=None):
     (lambda m: m["layers"][-1].update(score_bits=2), "score_bits is 2"),
     (lambda m: m.update(timesteps=0), "timesteps"),
     (lambda m: m["encoder"].update(phase=300), "phase"),
-    (lambda m: m["input"].update(height=5), "weights must have shape"),
+    (lambda m: m["input"].update(height=5), "weight must have shape"),
     (lambda m: m["layers"][0].pop("membrane_bits"), "malformed manifest"),
     (lambda m: m.update(decision={"rule": "softmax"}), "decision rule"),
 ])
@@ -102,7 +102,7 @@ def test_corrupt_files_are_rejected(tmp_path):
 
 
 def test_build_rejects_weights_beyond_their_width():
-    with pytest.raises(ArtifactError, match="weights value 9 is beyond the 4-bit range"):
+    with pytest.raises(ArtifactError, match="weight value 9 is beyond the 4-bit range"):
         A.build_artifact("w", (1, 2), A.Encoder("rate"), 2,
                          [{"weights": [[9, 0]], "bias": [0], "threshold": [1], "weight_bits": 4,
                            "leak_shift": None, "reset": "zero"},

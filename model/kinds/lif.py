@@ -1,0 +1,107 @@
+"""``lif``: a tensor of leaky integrate-and-fire neurons fed by the sum of its currents.
+
+Inputs: one or more currents of the same shape and the same unit (skip connections add
+currents, never spikes). Per neuron, state ``v`` (``membrane_bits``, signed) starts at 0 at
+every image; each step, in this order:
+
+1. ``I = sum of the input currents`` (biases included), formed exactly;
+2. leak ``v_leak = v - (v >> k)`` (``leak_shift = k``), or ``v`` when ``k`` is null;
+3. ``v' = sat(v_leak + I)`` to ``membrane_bits``;
+4. spike ``v' >= theta``;
+5. reset on this step: ``v = 0`` (``zero``) or ``v = v' - theta`` (``subtract``) after a
+   spike, else ``v = v'``.
+
+``threshold`` (``>= 1``) has the tensor's rank with each dimension 1 or full: one per
+channel ``(C, 1, 1)``, per position, or per neuron.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from snnfpga.model import widths as W
+from snnfpga.model.kinds.base import (MAX_REGISTER_BITS, Bound, NodeError, Node, Proof, TensorType,
+                                      check_broadcast, check_choice, check_fits, check_int_param,
+                                      check_register, register)
+
+RESETS = ("zero", "subtract")
+MAX_LEAK_SHIFT = 16
+
+
+@register
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Lif(Node):
+    KIND: ClassVar[str] = "lif"
+    ARRAYS: ClassVar[dict] = {"threshold": "threshold_bits"}
+    FIT_WIDTHS: ClassVar[tuple[str, ...]] = ("threshold_bits",)
+    SPIKING: ClassVar[bool] = True
+    MAX_INPUTS: ClassVar[int | None] = None
+
+    threshold: np.ndarray
+    leak_shift: int | None
+    reset: str
+    threshold_bits: int = 0
+    membrane_bits: int = 0
+
+    def infer(self, ins):
+        self.check_inputs(ins, ("current",))
+        shape = self.require_same_shape(ins)
+        self.require_one_unit(ins)
+        check_int_param("leak_shift", self.leak_shift, 1, MAX_LEAK_SHIFT, allow_none=True)
+        check_choice("reset", self.reset, RESETS)
+        check_broadcast("threshold", self.threshold, shape)
+        if self.threshold.size and self.threshold.min() < 1:
+            raise NodeError(f"thresholds must be >= 1, found {int(self.threshold.min())}")
+        return TensorType(shape, "spikes")
+
+    def input_bound(self, bounds: list[Bound]) -> Bound:
+        total = bounds[0]
+        for b in bounds[1:]:
+            total = total + b
+        return total
+
+    def prove(self, ins, bounds, timesteps):
+        i = self.input_bound(bounds)
+        lo, hi = W.membrane_bounds(i.lo, i.hi, self.threshold, timesteps, self.leak_shift, self.reset)
+        return Proof(out=Bound.of(0, 1), registers={"input": i.span(), "membrane": (int(lo.min()), int(hi.max()))})
+
+    def widths(self, proof, membrane_bits=None):
+        th_bits = self.fit_bits(np.concatenate([self.threshold.reshape(-1), [0]]))
+        need = max(W.signed_bits(*proof.registers["membrane"]), th_bits)
+        mem = need if membrane_bits is None else min(need, max(membrane_bits, th_bits))
+        return {"threshold_bits": th_bits, "membrane_bits": mem}
+
+    def check_widths(self, proof):
+        check_fits("threshold", self.threshold, self.threshold_bits)
+        check_register("input", MAX_REGISTER_BITS, proof.registers["input"])
+        if self.membrane_bits < self.threshold_bits:
+            raise NodeError(f"membrane_bits ({self.membrane_bits}) must be >= threshold_bits ({self.threshold_bits})")
+        if not 2 <= self.membrane_bits <= MAX_REGISTER_BITS:
+            raise NodeError(f"membrane_bits must be in 2..{MAX_REGISTER_BITS}, got {self.membrane_bits}")
+
+    def saturates(self, proof):
+        return W.signed_bits(*proof.registers["membrane"]) > self.membrane_bits
+
+    def manifest_extras(self, proof):
+        return {"saturation": "active" if self.saturates(proof) else "unreachable"}
+
+    def forward(self, xs, ins):
+        current = xs[0] if len(xs) == 1 else sum(xs[1:], xs[0])
+        n, steps = current.shape[:2]
+        lo, hi = W.signed_range(self.membrane_bits)
+        theta = self.threshold.astype(np.int64)
+        v = np.zeros((n, *current.shape[2:]), dtype=np.int64)
+        out = np.zeros(current.shape, dtype=bool)
+        for t in range(steps):
+            v = np.clip(W.leak(v, self.leak_shift) + current[:, t], lo, hi)
+            fired = v >= theta
+            v = np.where(fired, 0 if self.reset == "zero" else v - theta, v)
+            out[:, t] = fired
+        return out
+
+    def memory_bits(self, out):
+        return {"weights": 0, "params": self.threshold.size * self.threshold_bits,
+                "state": out.size * self.membrane_bits}

@@ -1,0 +1,56 @@
+"""``pointwise``: a 1 x 1 channel mixing shared over all positions.
+
+Inputs: one or more event maps ``(C_k, H, W)`` with the same ``H, W``, joined by channel in
+input order (``C_in = sum C_k``; the fuse of ``[x; x_h; x_w]`` is three inputs).
+``I[o, y, x] = sum_c W[o, c] x[c, y, x]``; output ``I + B[o]``, shape ``(C_out, H, W)``.
+Weights ``[C_out, C_in]``, bias ``[C_out]``. One event adds ``C_out`` weights (one row).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from snnfpga.model.kinds.base import NodeError, Synapse, check_array, register, to_int
+
+
+@register
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Pointwise(Synapse):
+    KIND: ClassVar[str] = "pointwise"
+    MAX_INPUTS: ClassVar[int | None] = None
+
+    def output_shape(self, ins):
+        planes = {t.shape[1:] for t in ins}
+        if len(planes) > 1:
+            listed = ", ".join(f"{n!r} {list(t.shape)}" for n, t in zip(self.inputs, ins))
+            raise NodeError(f"inputs must share H and W to be joined by channel: {listed}")
+        c_in = sum(t.shape[0] for t in ins)
+        if self.weight.ndim != 2 or self.weight.shape[1] != c_in or self.weight.shape[0] < 1:
+            raise NodeError(f"weight must have shape [C_out, {c_in}] (channels of all inputs), got {list(self.weight.shape)}")
+        c_out = int(self.weight.shape[0])
+        check_array("bias", self.bias, (c_out,))
+        return (c_out, *ins[0].shape[1:])
+
+    def _column_scale(self, ins):
+        return np.concatenate([np.full(t.shape[0], t.max_count, dtype=np.int64) for t in ins])
+
+    def row_bounds(self, ins):
+        w = self.weight.astype(np.int64) * self._column_scale(ins)[None, :]
+        return (np.minimum(w, 0).sum(axis=1)[:, None, None], np.maximum(w, 0).sum(axis=1)[:, None, None])
+
+    def bias_shape_for_output(self):
+        return self.bias.astype(np.int64)[:, None, None]
+
+    def currents(self, xs, ins):
+        x = np.concatenate(xs, axis=1) if len(xs) > 1 else xs[0]
+        b, c, h, w = x.shape
+        # One GEMM: [B*H*W, C_in] @ [C_in, C_out].
+        flat = x.transpose(0, 2, 3, 1).reshape(b * h * w, c)
+        out = flat @ self.weight.T.astype(np.float32)
+        return to_int(out).reshape(b, h, w, -1).transpose(0, 3, 1, 2)
+
+    def ops_map(self, t, index):
+        return np.int64(self.weight.shape[0])
