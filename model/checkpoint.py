@@ -2,7 +2,8 @@
 
 A plain dict of tensors and JSON values, loaded with ``torch.load(weights_only=True)``
 (no pickled code): ``format``, ``version``, ``config`` (:meth:`TrainConfig.to_json`),
-``input_shape`` ``[H, W]``, ``n_classes`` and ``state_dict`` of :class:`SpikingMLP`.
+``input_shape`` ``[H, W]``, ``n_classes`` and ``state_dict`` of the float model
+(:func:`snnfpga.model.network.build_model`: :class:`SpikingMLP` or a mixer graph).
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ import torch
 
 from snnfpga.errors import ArtifactError, ConfigError
 from snnfpga.model.config import TrainConfig
-from snnfpga.model.network import SpikingMLP
+from snnfpga.model.network import SpikingMLP, build_model
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = "snnfpga.checkpoint"
 VERSION = 1
 
 
-def save_checkpoint(model: SpikingMLP, input_shape: tuple[int, int], path: str | Path) -> None:
+def save_checkpoint(model, input_shape: tuple[int, int], path: str | Path) -> None:
     blob = {"format": FORMAT, "version": VERSION, "config": model.config.to_json(),
             "input_shape": [int(x) for x in input_shape], "n_classes": model.n_classes,
             "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}}
@@ -30,7 +31,7 @@ def save_checkpoint(model: SpikingMLP, input_shape: tuple[int, int], path: str |
     Path(path).write_bytes(buf.getvalue())
 
 
-def load_checkpoint(path: str | Path) -> tuple[SpikingMLP, tuple[int, int]]:
+def load_checkpoint(path: str | Path) -> tuple[SpikingMLP, tuple[int, int]]:  # or a QatGraph
     """The float model (in eval mode) and its input shape; ArtifactError if unreadable."""
     path = Path(path)
     try:
@@ -44,7 +45,7 @@ def load_checkpoint(path: str | Path) -> tuple[SpikingMLP, tuple[int, int]]:
     try:
         config = TrainConfig.from_json(blob["config"])
         h, w = (int(x) for x in blob["input_shape"])
-        model = SpikingMLP(config, n_inputs=h * w, n_classes=int(blob["n_classes"]))
+        model = build_model(config, (h, w), n_classes=int(blob["n_classes"]))
         model.load_state_dict(blob["state_dict"])
     except (ConfigError, KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ArtifactError(f"{path}: inconsistent checkpoint ({str(exc).splitlines()[0]})") from None

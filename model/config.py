@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from snnfpga.errors import ConfigError
 
+TOPOLOGIES = ("mlp", "mixer")
+TOKEN_MIXERS = ("axial", "glif")
 ENCODERS = ("rate", "threshold")
 RESETS = ("zero", "subtract")
 WEIGHT_SCALES = ("channel", "tensor")
@@ -47,10 +49,28 @@ class TrainConfig:
     training images. ``lr`` is the peak learning rate of the float QAT run;
     ``finetune_*`` configure the folded integer-unit fine-tune (``finetune_lr`` is in
     integer units per step).
+
+    ``topology`` ``mlp`` is the chain ``encoder -> hidden -> classes``; ``mixer`` is the
+    spiking MLP-Mixer of :mod:`snnfpga.model.mixer` (``hidden`` unused): a stem conv
+    ``stem = (kernel, stride, padding)``, stages of ``channels[i]`` channels with
+    ``blocks[i]`` token + channel blocks (channel MLP ratio ``mlp_ratio``), a spiking patch
+    encoding between stages, a spike-count head (counts divided by ``pool_divide`` in the
+    float model; 0 = by the last map's area). ``token_mixer`` ``axial`` (the seed's H x H
+    and W x W matrices) or ``glif`` (SNN-MLP's group LIF, groups of ``glif_group[i]``,
+    carry shift ``glif_shift``). Mixer fields are left out of :meth:`to_json` for ``mlp``.
     """
 
     name: str = "custom"
+    topology: str = "mlp"
     hidden: tuple[int, ...] = (512,)
+    stem: tuple[int, ...] = (3, 2, 1)
+    channels: tuple[int, ...] = (24, 48)
+    blocks: tuple[int, ...] = (1, 1)
+    mlp_ratio: int = 3
+    token_mixer: str = "axial"
+    glif_group: tuple[int, ...] = (7, 7)
+    glif_shift: int = 2
+    pool_divide: float = 0.0
     weight_bits: int = 4
     weight_scale: str = "channel"
     hidden_bias: bool = False
@@ -77,7 +97,9 @@ class TrainConfig:
     threads: int = 1
 
     def __post_init__(self):
-        object.__setattr__(self, "hidden", tuple(self.hidden))
+        for name in _TUPLE_FIELDS:
+            value = getattr(self, name)
+            object.__setattr__(self, name, tuple(value) if isinstance(value, (list, tuple)) else value)
         _validate(self)
         for name in _FLOAT_FIELDS:  # 10 and 10.0 are one config: store (and serialise) floats
             object.__setattr__(self, name, float(getattr(self, name)))
@@ -91,9 +113,15 @@ class TrainConfig:
         return replace(self, **changes)
 
     def to_json(self) -> dict:
-        """Plain JSON types, keys in field order."""
+        """Plain JSON types, keys in field order (an ``mlp`` config without the mixer fields)."""
         out = asdict(self)
-        out["hidden"] = list(self.hidden)
+        for name in _TUPLE_FIELDS:
+            out[name] = list(getattr(self, name))
+        if self.topology == "mlp":
+            for name in ("topology",) + MIXER_FIELDS:
+                out.pop(name)
+        else:
+            out.pop("hidden")
         return out
 
     @classmethod
@@ -107,7 +135,9 @@ class TrainConfig:
         return json.dumps(self.to_json(), sort_keys=False)
 
 
-_FLOAT_FIELDS = ("surrogate_alpha", "lr", "weight_decay", "label_smoothing", "dropout", "augment_rotate",
+_TUPLE_FIELDS = ("hidden", "stem", "channels", "blocks", "glif_group")
+MIXER_FIELDS = ("stem", "channels", "blocks", "mlp_ratio", "token_mixer", "glif_group", "glif_shift", "pool_divide")
+_FLOAT_FIELDS = ("pool_divide", "surrogate_alpha", "lr", "weight_decay", "label_smoothing", "dropout", "augment_rotate",
                  "augment_scale", "finetune_lr")
 
 
@@ -123,11 +153,15 @@ def _validate(c: TrainConfig) -> None:
 
     if not isinstance(c.name, str) or not c.name:
         fail("name must be a non-empty string")
+    if c.topology not in TOPOLOGIES:
+        fail(f"topology must be one of {', '.join(TOPOLOGIES)}, got {c.topology!r}")
     if not c.hidden:
         fail("hidden must list at least one hidden layer size")
     for n in c.hidden:
         if not is_int(n) or not 1 <= n <= MAX_HIDDEN:
             fail(f"hidden layer sizes must be integers in 1..{MAX_HIDDEN}, got {n!r}")
+    if c.topology == "mixer":
+        _validate_mixer(c, fail, is_int)
     if not is_int(c.weight_bits) or not 2 <= c.weight_bits <= 8:
         fail(f"weight_bits must be an integer in 2..8, got {c.weight_bits!r}")
     if c.weight_scale not in WEIGHT_SCALES:
@@ -176,6 +210,31 @@ def _validate(c: TrainConfig) -> None:
         fail(f"seed must be a non-negative integer, got {c.seed!r}")
     if not is_int(c.threads) or not 1 <= c.threads <= 256:
         fail(f"threads must be an integer in 1..256, got {c.threads!r}")
+
+
+def _validate_mixer(c: TrainConfig, fail, is_int) -> None:
+    if not isinstance(c.stem, tuple) or len(c.stem) != 3 or not all(is_int(x) for x in c.stem):
+        fail(f"stem must be [kernel, stride, padding], got {c.stem!r}")
+    k, s, p = c.stem
+    if not (1 <= k <= 7 and 1 <= s <= 4 and 0 <= p < k):
+        fail(f"stem kernel {k} stride {s} padding {p} is outside kernel 1..7, stride 1..4, padding 0..kernel-1")
+    if not c.channels or not all(is_int(x) and 1 <= x <= 512 for x in c.channels):
+        fail(f"channels must list 1..512 channels per stage, got {c.channels!r}")
+    for i, ch in enumerate(c.channels[1:], 1):
+        if ch % 3:
+            fail(f"channels[{i}] = {ch}: a spiking patch encoding makes 3 nodes, so a later stage needs a multiple of 3")
+    if len(c.blocks) != len(c.channels) or not all(is_int(x) and 0 <= x <= 16 for x in c.blocks):
+        fail(f"blocks must give 0..16 blocks for each of the {len(c.channels)} stages, got {c.blocks!r}")
+    if not is_int(c.mlp_ratio) or not 1 <= c.mlp_ratio <= 8:
+        fail(f"mlp_ratio must be an integer in 1..8, got {c.mlp_ratio!r}")
+    if c.token_mixer not in TOKEN_MIXERS:
+        fail(f"token_mixer must be one of {', '.join(TOKEN_MIXERS)}, got {c.token_mixer!r}")
+    if len(c.glif_group) != len(c.channels) or not all(is_int(x) and x >= 1 for x in c.glif_group):
+        fail(f"glif_group must give a group size >= 1 for each of the {len(c.channels)} stages, got {c.glif_group!r}")
+    if not is_int(c.glif_shift) or not 1 <= c.glif_shift <= MAX_LEAK_SHIFT:
+        fail(f"glif_shift must be an integer in 1..{MAX_LEAK_SHIFT}, got {c.glif_shift!r}")
+    if not isinstance(c.pool_divide, (int, float)) or isinstance(c.pool_divide, bool) or not 0 <= c.pool_divide <= 1e6:
+        fail(f"pool_divide must be a number in [0, 1e6] (0: the last map's area), got {c.pool_divide!r}")
 
 
 PRESETS: dict[str, TrainConfig] = {

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from snnfpga.model import widths as W
-from snnfpga.model.artifact import Artifact, Encoder, build_artifact
+from snnfpga.model.artifact import Artifact, Encoder, build_artifact, build_graph_artifact
 from snnfpga.model.config import TrainConfig
 from snnfpga.model.network import SpikingMLP, spike
 
@@ -146,8 +146,13 @@ class FoldedNet(nn.Module):
         return v * (1.0 - 2.0 ** -k)
 
 
-def fold(model: SpikingMLP, input_shape: tuple[int, int]) -> FoldedNet:
-    """Fold a trained :class:`SpikingMLP` (its BatchNorm running statistics) into a :class:`FoldedNet`."""
+def fold(model, input_shape: tuple[int, int]):
+    """Fold a trained :class:`SpikingMLP` (its BatchNorm running statistics) into a :class:`FoldedNet`,
+    or a mixer graph into a :class:`~snnfpga.model.trainable.FoldedGraph`."""
+    from snnfpga.model import trainable
+
+    if isinstance(model, trainable.QatGraph):
+        return trainable.fold(model)
     weights, biases, thresholds = [], [], []
     with torch.no_grad():
         for linear, norm in zip(model.hidden, model.norms):
@@ -180,6 +185,13 @@ def export(net: FoldedNet, provenance: dict | None = None) -> Artifact:
     and no register is wider than it needs to be.
     """
     c = net.config
+    encoder = Encoder("rate", phase=c.encoder_param) if c.encoder == "rate" else \
+        Encoder("threshold", level=c.encoder_param)
+    from snnfpga.model import trainable
+
+    if isinstance(net, trainable.FoldedGraph):
+        nodes = trainable.lower_unreachable_thresholds(net.artifact_nodes(), net.input_shape, c.timesteps)
+        return build_graph_artifact(c.name, net.input_shape, encoder, c.timesteps, nodes, provenance=provenance)
     layers = []
     n_layers = len(net.weights)
     for index in range(n_layers):
@@ -192,8 +204,6 @@ def export(net: FoldedNet, provenance: dict | None = None) -> Artifact:
             spec["threshold"] = np.minimum(spec["threshold"], np.maximum(hi + 1, 1))
             spec.update(leak_shift=c.leak_shift, reset=c.reset)
         layers.append(spec)
-    encoder = Encoder("rate", phase=c.encoder_param) if c.encoder == "rate" else \
-        Encoder("threshold", level=c.encoder_param)
     return build_artifact(c.name, net.input_shape, encoder, c.timesteps, layers, provenance=provenance)
 
 

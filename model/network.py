@@ -145,3 +145,13 @@ class SpikingMLP(nn.Module):
                 out.append(self(self.encode(images[start:start + batch])).argmax(dim=1))
         self.train(was_training)
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
+
+
+def build_model(config: TrainConfig, input_shape: tuple[int, int] = (28, 28), n_classes: int = 10) -> nn.Module:
+    """The float QAT model of ``config.topology``: :class:`SpikingMLP` (``mlp``) or the
+    mixer graph (:func:`snnfpga.model.mixer.build_mixer`)."""
+    if config.topology == "mixer":
+        from snnfpga.model.mixer import build_mixer
+
+        return build_mixer(config, input_shape, n_classes)
+    return SpikingMLP(config, n_inputs=input_shape[0] * input_shape[1], n_classes=n_classes)

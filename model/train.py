@@ -30,7 +30,7 @@ from snnfpga.model.augment import augment, batches
 from snnfpga.model.checkpoint import CHECKPOINT, save_checkpoint
 from snnfpga.model.config import TrainConfig
 from snnfpga.model.data import NUM_CLASSES, Dataset
-from snnfpga.model.network import SpikingMLP
+from snnfpga.model.network import build_model
 from snnfpga.sim import reference
 
 TRAINING_JSON = "training.json"
@@ -88,7 +88,7 @@ def train(config: TrainConfig, dataset: Dataset, out_dir: str | Path, progress: 
     val_images = torch.from_numpy(np.ascontiguousarray(val_set.images))
     val_labels = torch.from_numpy(val_set.labels.astype(np.int64))
 
-    model = SpikingMLP(config, n_inputs=input_shape[0] * input_shape[1], n_classes=NUM_CLASSES)
+    model = build_model(config, input_shape, n_classes=NUM_CLASSES)
     per_epoch = (len(images) + config.batch_size - 1) // config.batch_size
     bar = _Progress(per_epoch * (config.epochs + config.finetune_epochs), progress)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -17,7 +17,7 @@ from snnfpga import __version__
 from snnfpga.errors import SnnfpgaError
 
 # Order is the order of the flow; each name is a module in snnfpga.commands.
-COMMANDS = ("train", "eval", "verilog", "sim", "synth", "report", "sweep", "firmware", "run")
+COMMANDS = ("train", "eval", "describe", "verilog", "sim", "synth", "report", "sweep", "firmware", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:
