@@ -155,19 +155,38 @@ def spikes_per_neuron(art: Artifact, trace: Trace) -> np.ndarray:
     return sum(counts) / n_neurons
 
 
-def node_activity(art: Artifact, trace: Trace) -> list[dict]:
-    """Per node, means per image: ``spikes`` and ``spikes_per_neuron`` (spiking nodes),
-    ``synaptic_ops`` (synapse nodes). Nodes in topological order."""
+def node_totals(art: Artifact, trace: Trace) -> list[dict]:
+    """Per node, in topological order, totals over the trace's images: ``spikes`` (spiking
+    nodes, with their ``neurons``) and ``synaptic_ops`` (synapse nodes)."""
     graph = art.graph
     rows = []
     for node in graph.nodes:
-        row = {"name": node.name, "kind": node.KIND, "shape": list(graph.types[node.name].shape)}
+        t = graph.types[node.name]
+        row = {"name": node.name, "kind": node.KIND, "shape": list(t.shape)}
         if node.SPIKING and node.name in trace.names:
-            s = trace.node_spikes(node.name)
-            count = s.reshape(len(s), -1).sum(axis=1, dtype=np.int64)
-            row["spikes"] = round(float(count.mean()), 2) if len(s) else 0.0
-            row["spikes_per_neuron"] = round(float(count.mean()) / graph.types[node.name].size, 4) if len(s) else 0.0
+            row["neurons"] = t.size
+            row["spikes"] = int(trace.node_spikes(node.name).sum(dtype=np.int64))
         if node.name in trace.ops:
-            row["synaptic_ops"] = round(float(trace.ops[node.name].mean()), 2) if len(trace.ops[node.name]) else 0.0
+            row["synaptic_ops"] = int(trace.ops[node.name].sum())
         rows.append(row)
     return rows
+
+
+def node_means(rows: list[dict], n: int) -> list[dict]:
+    """:func:`node_totals` (summed over batches of ``n`` images in all) as means per image:
+    ``spikes``, ``spikes_per_neuron``, ``synaptic_ops``."""
+    out = []
+    for row in rows:
+        mean = {k: v for k, v in row.items() if k not in ("spikes", "synaptic_ops")}
+        if "spikes" in row:
+            mean["spikes"] = round(row["spikes"] / max(n, 1), 2)
+            mean["spikes_per_neuron"] = round(row["spikes"] / max(n, 1) / row["neurons"], 4)
+        if "synaptic_ops" in row:
+            mean["synaptic_ops"] = round(row["synaptic_ops"] / max(n, 1), 2)
+        out.append(mean)
+    return out
+
+
+def node_activity(art: Artifact, trace: Trace) -> list[dict]:
+    """Per node means per image of one trace (see :func:`node_means`)."""
+    return node_means(node_totals(art, trace), len(trace.scores))

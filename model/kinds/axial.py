@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from snnfpga.model.kinds.base import NodeError, Synapse, check_array, check_choice, register, to_int
+from snnfpga.model.kinds.base import NodeError, Synapse, check_array, check_choice, register
 
 AXES = ("h", "w")
 
@@ -50,8 +50,7 @@ class Axial(Synapse):
 
     def currents(self, xs, ins):
         x, w = xs[0], self.weight.astype(np.float32)
-        out = np.matmul(w, x) if self.axis == "h" else np.matmul(x, w.T)
-        return to_int(out)
+        return np.matmul(w, x) if self.axis == "h" else np.matmul(x, w.T)
 
     def ops_map(self, t, index):
         return np.int64(self._length(t))

@@ -220,7 +220,8 @@ class Node:
     def forward(self, xs: list[np.ndarray], ins: list[TensorType]) -> np.ndarray:
         """The reference: inputs ``[N, T, *in_shape]`` -> output ``[N, T, *shape]``.
 
-        Spikes are ``bool``, counts and currents ``int64``."""
+        Spikes are ``bool``, counts and currents ``int32`` (every register of the contract
+        fits in 24 bits), scores ``int64``."""
         raise NotImplementedError
 
     def synaptic_ops(self, xs: list[np.ndarray], ins: list[TensorType]) -> np.ndarray:
@@ -337,8 +338,8 @@ def float_exact(x: np.ndarray) -> np.ndarray:
 
 
 def to_int(x: np.ndarray) -> np.ndarray:
-    """An exact float32 product back to ``int64`` (every value is an integer below 2**24)."""
-    return np.rint(x).astype(np.int64)
+    """An exact float32 result (every value an integer below 2**24) as ``int32``."""
+    return x.astype(np.int32)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -400,10 +401,11 @@ class Synapse(Node):
     def forward(self, xs, ins):
         n, steps = xs[0].shape[:2]
         current = self.currents([float_exact(x.reshape(n * steps, *x.shape[2:])) for x in xs], ins)
-        return (current + self.bias_shape_for_output()).reshape(n, steps, *current.shape[1:])
+        current += self.bias_shape_for_output().astype(np.float32)  # exact: |I + B| < 2**24
+        return to_int(current).reshape(n, steps, *current.shape[1:])
 
     def currents(self, xs: list[np.ndarray], ins: list[TensorType]) -> np.ndarray:
-        """``I`` as ``int64 [B, *shape]`` from float32 events ``[B, *in_shape]`` (exact)."""
+        """``I`` as float32 ``[B, *shape]`` (exact integers) from float32 events ``[B, *in_shape]``."""
         raise NotImplementedError
 
     def ops_map(self, t: TensorType, index: int) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import ClassVar
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from snnfpga.model.kinds.base import NodeError, Synapse, check_array, check_int_param, register, to_int
+from snnfpga.model.kinds.base import NodeError, Synapse, check_array, check_int_param, register
 
 MAX_KERNEL = 7
 MAX_STRIDE = 4
@@ -86,9 +86,9 @@ class Conv(Synapse):
             x = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
         win = sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s]  # [B, C, Ho, Wo, K, K]
         h_out, w_out = win.shape[2:4]
-        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(b * h_out * w_out, c * k * k)
-        out = cols @ self.weight.reshape(len(self.weight), -1).T.astype(np.float32)
-        return to_int(out).reshape(b, h_out, w_out, -1).transpose(0, 3, 1, 2)
+        cols = win.transpose(0, 1, 4, 5, 2, 3).reshape(b, c * k * k, h_out * w_out)  # im2col
+        out = np.matmul(self.weight.reshape(len(self.weight), -1).astype(np.float32), cols)
+        return out.reshape(b, -1, h_out, w_out)
 
     def ops_map(self, t, index):
         _, h, w = t.shape

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from snnfpga.model.kinds.base import NodeError, Synapse, check_array, register, to_int
+from snnfpga.model.kinds.base import NodeError, Synapse, check_array, register
 
 
 @register
@@ -42,8 +42,7 @@ class Dense(Synapse):
         return self.bias.astype(np.int64)
 
     def currents(self, xs, ins):
-        x = xs[0].reshape(len(xs[0]), -1)
-        return to_int(x @ self.weight.T.astype(np.float32))
+        return xs[0].reshape(len(xs[0]), -1) @ self.weight.T.astype(np.float32)
 
     def ops_map(self, t, index):
         return np.int64(self.weight.shape[0])

@@ -93,10 +93,10 @@ class Glif(Node):
 
     def forward(self, xs, ins):
         current = self._lines(xs[0])  # [N, T, C, other, L]
-        theta = self._lines(np.broadcast_to(self.threshold.astype(np.int64), ins[0].shape))
+        theta = self._lines(np.broadcast_to(self.threshold.astype(np.int32), ins[0].shape))
         starts = group_starts(current.shape[-1], self.group)
         out = np.zeros(current.shape, dtype=bool)
-        carry = np.zeros(current.shape[:-1], dtype=np.int64)
+        carry = np.zeros(current.shape[:-1], dtype=np.int32)
         for j in range(current.shape[-1]):
             if starts[j]:
                 carry = np.zeros_like(carry)

@@ -92,14 +92,19 @@ class Lif(Node):
         current = xs[0] if len(xs) == 1 else sum(xs[1:], xs[0])
         n, steps = current.shape[:2]
         lo, hi = W.signed_range(self.membrane_bits)
-        theta = self.threshold.astype(np.int64)
-        v = np.zeros((n, *current.shape[2:]), dtype=np.int64)
+        theta = self.threshold.astype(np.int32)
+        v = np.zeros((n, *current.shape[2:]), dtype=np.int32)  # every register fits in 24 bits
         out = np.zeros(current.shape, dtype=bool)
         for t in range(steps):
-            v = np.clip(W.leak(v, self.leak_shift) + current[:, t], lo, hi)
-            fired = v >= theta
-            v = np.where(fired, 0 if self.reset == "zero" else v - theta, v)
-            out[:, t] = fired
+            if self.leak_shift is not None:
+                v -= v >> self.leak_shift
+            v += current[:, t]
+            np.clip(v, lo, hi, out=v)
+            fired = np.greater_equal(v, theta, out=out[:, t])
+            if self.reset == "zero":
+                v[fired] = 0
+            else:
+                v -= theta * fired
         return out
 
     def memory_bits(self, out):

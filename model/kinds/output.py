@@ -41,7 +41,7 @@ class Output(Node):
 
     def forward(self, xs, ins):
         step = xs[0] if len(xs) == 1 else sum(xs[1:], xs[0])
-        return np.cumsum(step, axis=1)  # [N, T, n]: the scores after each step
+        return np.cumsum(step, axis=1, dtype=np.int64)  # [N, T, n]: the scores after each step
 
     def memory_bits(self, out):
         return {"weights": 0, "params": 0, "state": out.size * self.score_bits}

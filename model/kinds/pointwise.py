@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from snnfpga.model.kinds.base import NodeError, Synapse, check_array, register, to_int
+from snnfpga.model.kinds.base import NodeError, Synapse, check_array, register
 
 
 @register
@@ -47,10 +47,8 @@ class Pointwise(Synapse):
     def currents(self, xs, ins):
         x = np.concatenate(xs, axis=1) if len(xs) > 1 else xs[0]
         b, c, h, w = x.shape
-        # One GEMM: [B*H*W, C_in] @ [C_in, C_out].
-        flat = x.transpose(0, 2, 3, 1).reshape(b * h * w, c)
-        out = flat @ self.weight.T.astype(np.float32)
-        return to_int(out).reshape(b, h, w, -1).transpose(0, 3, 1, 2)
+        # One [C_out, C_in] @ [C_in, H*W] product per image and step: no transposes.
+        return np.matmul(self.weight.astype(np.float32), x.reshape(b, c, h * w)).reshape(b, -1, h, w)
 
     def ops_map(self, t, index):
         return np.int64(self.weight.shape[0])

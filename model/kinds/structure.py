@@ -93,7 +93,7 @@ class Pool(Node):
         return Proof(out=event_bound(t), registers={})
 
     def forward(self, xs, ins):
-        return xs[0].sum(axis=(-2, -1), dtype=np.int64)
+        return xs[0].sum(axis=(-2, -1), dtype=np.int32)
 
 
 @register
