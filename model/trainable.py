@@ -477,11 +477,16 @@ class FoldedGlif(FoldedThreshold):
                          th.reshape(1, *th.shape), self.alpha, integer=integer)
 
 
+FOLDED_PLAIN = ("add", "concat", "pool", "flatten", "output")
+
+
 class FoldedPlain(FoldedNode):
-    """``add``, ``concat``, ``pool``, ``flatten`` and ``output``: no parameters."""
+    """The kinds without parameters (:data:`FOLDED_PLAIN`)."""
 
     def __init__(self, kind, name, inputs):
         super().__init__(name, inputs)
+        if kind not in FOLDED_PLAIN:
+            raise ValueError(f"{name}: {kind!r} is not a parameter-free kind")
         self.kind = kind
 
     def forward(self, xs, steps, integer):

@@ -131,6 +131,8 @@ def make_plan(art: Artifact, lanes: int = 8, pixels_per_beat: int = 4, fifo_dept
         raise MappingError(f"ROM bank depth must be a power of two >= 2, got {rom_bank_depth}")
     if fifo_depth < 2:
         raise MappingError(f"FIFO depth must be at least 2, got {fifo_depth}")
+    if not art.is_chain:
+        raise MappingError(art.not_a_chain("the hardware generator"))
     plans = []
     for index, layer in enumerate(art.layers):
         if layer.kind not in ("lif", "output"):

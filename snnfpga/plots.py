@@ -155,3 +155,42 @@ def design_space(rows: list[dict]) -> bytes:
         ax.legend(fontsize=8)
     fig.tight_layout()
     return _png(fig)
+
+
+def spike_maps(maps: list[tuple[str, np.ndarray]], label: str | None = None, columns: int = 6) -> bytes:
+    """One heat map per node: the spikes of one image at each position, summed over the time
+    steps and averaged over the channels (spikes per neuron at that position).
+
+    ``maps``: ``(name, float [H, W])`` per node, in graph order (the encoder first)."""
+    rows = -(-len(maps) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, grid) in zip(axes.flat, maps):
+        im = ax.imshow(grid, cmap="magma", vmin=0, interpolation="nearest")
+        ax.set_title(f"{name}\n{grid.shape[0]}x{grid.shape[1]}, max {grid.max():.2f}", fontsize=7)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=6)
+    if label:
+        fig.suptitle(label, fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def node_activity(rows: list[dict]) -> bytes:
+    """Spikes per neuron per image (spiking nodes) and synaptic operations per image
+    (synapse nodes), one bar per node in graph order."""
+    spiking = [r for r in rows if "spikes_per_neuron" in r]
+    synapses = [r for r in rows if "synaptic_ops" in r]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    ax.bar([r["name"] for r in spiking], [r["spikes_per_neuron"] for r in spiking], color="tab:gray")
+    ax.set_ylabel("spikes per neuron per image")
+    ax.set_title("spiking nodes", fontsize=10)
+    ax2.bar([r["name"] for r in synapses], [r["synaptic_ops"] for r in synapses], color="tab:blue")
+    ax2.set_yscale("log")
+    _plain_numbers(ax2.yaxis)
+    ax2.set_ylabel("synaptic operations per image")
+    ax2.set_title("synapse nodes", fontsize=10)
+    for a in (ax, ax2):
+        a.tick_params(axis="x", labelrotation=70, labelsize=7)
+    fig.tight_layout()
+    return _png(fig)

@@ -32,3 +32,14 @@ def small_mnist_model(directory: Path, n_images: int) -> tuple[Path, Path]:
     d = load_dataset("default")
     np.savez(directory / "sample.npz", images=d.images[:n_images], labels=d.labels[:n_images])
     return save_artifact(art, directory / "model"), directory / "sample.npz"
+
+
+def small_graph_model(directory: Path, n_images: int) -> tuple[Path, Path]:
+    """A random layer graph on 28x28 MNIST pixels (every node kind; no checkpoint) saved in
+    ``directory/graph``, and the first ``n_images`` of the bundled data in ``directory/sample.npz``."""
+    from snnfpga.model.synthetic import random_graph
+
+    art = random_graph(7, input_shape=(28, 28), channels=2, n_classes=10, timesteps=2, token="glif", head="pool")
+    d = load_dataset("default")
+    np.savez(directory / "sample.npz", images=d.images[:n_images], labels=d.labels[:n_images])
+    return save_artifact(art, directory / "graph"), directory / "sample.npz"

@@ -63,8 +63,10 @@ def add_parser(subparsers) -> None:
 def summary_lines(report: dict) -> list[str]:
     """The report's headline figures as a few lines of text."""
     acc = report["accuracy"]
-    lines = [f"report of {report['model']['name']} ({'-'.join(map(str, report['model']['sizes']))}, "
-             f"T={report['model']['timesteps']}) on {report['data']['n']} images ({report['data']['split']})"]
+    m = report["model"]
+    shape = "-".join(map(str, m["sizes"])) if m.get("sizes") else m["topology"]
+    lines = [f"report of {m['name']} ({shape}, T={m['timesteps']}) on {report['data']['n']} images "
+             f"({report['data']['split']})"]
     if acc["float"] is not None:
         lines.append(f"  accuracy float     {acc['float']:.2f}%")
     lines.append(f"  accuracy integer   {acc['integer']:.2f}%")
@@ -84,6 +86,8 @@ def summary_lines(report: dict) -> list[str]:
         lat = f", {row['latency_us']:.1f} us/image" if row.get("latency_us") else ""
         lines.append(f"{head}; {logic}, {row['brams']} BRAM, {row['dsps']} DSP, {fmax}{lat}, "
                      f"{'fits' if row['fits'] else 'does NOT fit'}")
+    if report.get("hardware"):
+        lines.append("  hardware           not yet for layer graphs (verilog, sim, synth, firmware refuse them)")
     lines.append(f"  files              {report['files']['markdown']}, {report['files']['html']}")
     return lines
 
