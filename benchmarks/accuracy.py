@@ -41,19 +41,22 @@ def main(argv=None) -> int:
         return 2
     trace = reference.run(art, dataset.images)
     cycles = {p: round(float(cycle_model.estimate(make_plan(art, lanes=p), trace)["pipelined"].mean()))
-              for p in (16, 32, 64)}
-    print(f"model {args.model}: {'-'.join(map(str, result['sizes']))}, T={result['timesteps']}, "
+              for p in (16, 32, 64)} if art.is_chain else {}
+    print(f"model {args.model}: {result['topology']}, T={result['timesteps']}, "
           f"{args.split} split of {args.data} ({result['n']} images)")
     fl = result["accuracy_float"]
     print(f"accuracy float   {'n/a' if fl is None else f'{fl:.2f}%'}")
     print(f"accuracy integer {result['accuracy_int']:.2f}%")
     if result["gap"] is not None:
         print(f"gap              {result['gap']:+.2f} points")
-    print(f"spikes/neuron    {result['spikes_per_neuron']:.3f} per image (hidden, all steps)")
+    print(f"spikes/neuron    {result['spikes_per_neuron']:.3f} per image (spiking nodes, all steps)")
     print(f"input spikes     {result['input_spikes']:.1f} per image ({result['input_spikes'] / result['timesteps']:.1f} per step)")
     print(f"hidden spikes    {', '.join(f'{x:.1f}' for x in result['hidden_spikes'])} per image")
     print(f"synaptic ops     {result['synaptic_ops']:.0f} per image")
-    print("cycles/image (cycle model) " + ", ".join(f"P={p}: {c}" for p, c in cycles.items()))
+    if cycles:
+        print("cycles/image (cycle model) " + ", ".join(f"P={p}: {c}" for p, c in cycles.items()))
+    else:
+        print("cycles/image     n/a (the cycle model covers chains of dense layers so far)")
     print(f"evaluation took {seconds:.1f} s")
     print(json.dumps({**result, "cycles_estimate": cycles}))
     return 0

@@ -28,6 +28,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     from snnfpga.model.artifact import load_artifact
     from snnfpga.model.data import load_dataset
+    from snnfpga.model.evaluate import topology
     from snnfpga.sim import reference
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -57,7 +58,7 @@ def main(argv=None) -> int:
     for s in range(0, len(images), args.batch):
         reference.run(art, images[s:s + args.batch], record=True)
     rec = time.perf_counter() - start
-    print(f"model {args.model}: {'-'.join(map(str, art.sizes))}, T={art.timesteps}; {len(images)} images, "
+    print(f"model {args.model}: {topology(art)}, T={art.timesteps}; {len(images)} images, "
           f"batch {args.batch}, 1 thread")
     print(f"reference.run: {rate:,.0f} images/s (best of {args.repeat}: {best:.3f} s)")
     print(f"  encoder alone {len(images) / enc:,.0f} images/s; with spike recording {len(images) / rec:,.0f} images/s")

@@ -10,7 +10,8 @@ gradients for the spike: ``d spike / dx = alpha * sig(alpha x) * (1 - sig(alpha 
   steps (its backward is the same back-propagation through time that autograd would do),
   which halves training memory and time on the CPU.
 * :func:`lif_integer`: the same neuron in integer units with a learned threshold and the
-  floor-shift leak ``v - floor(v * 2**-k)`` (straight-through gradient for the floor).
+  floor-shift leak ``v - floor(v * 2**-k)`` (straight-through gradient for the floor), also
+  one autograd node.
 * :func:`glif_scan`: the binary group LIF along one axis (strict ``u > theta``).
 """
 
@@ -99,23 +100,63 @@ def lif_float(currents: torch.Tensor, leak_shift: int | None, reset: str, alpha:
     return _LifFloat.apply(currents, decay, reset, alpha)
 
 
+class _LifInteger(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, currents, threshold, leak_shift, reset, alpha, integer):
+        potentials = torch.empty_like(currents)
+        spikes = torch.empty_like(currents)
+        v = torch.zeros_like(currents[0])
+        for t in range(len(currents)):
+            if leak_shift is not None:
+                v = v - torch.floor(v * 2.0 ** -leak_shift) if integer else v * (1.0 - 2.0 ** -leak_shift)
+            v = torch.add(v, currents[t], out=potentials[t])
+            fired = v >= threshold
+            spikes[t] = fired
+            v = v.masked_fill(fired, 0.0) if reset == "zero" else v - fired * threshold
+        ctx.save_for_backward(potentials, spikes, threshold)
+        ctx.decay = 1.0 if leak_shift is None else 1.0 - 2.0 ** -leak_shift
+        ctx.reset, ctx.alpha = reset, alpha
+        return spikes
+
+    @staticmethod
+    def backward(ctx, grad):
+        potentials, spikes, theta = ctx.saved_tensors
+        x = (potentials - theta) / theta
+        direct = grad * surrogate(x, ctx.alpha)               # dL/dx of every step
+        grad_theta = -(direct * potentials) / (theta * theta)  # d x / d theta = -v / theta^2
+        direct = direct / theta
+        out = torch.empty_like(direct)
+        carry = None  # dL/dv of the next step, through the leak (straight-through floor)
+        for t in range(len(grad) - 1, -1, -1):
+            if carry is None:
+                out[t] = direct[t]
+            else:
+                through = carry * ctx.decay
+                if ctx.reset == "zero":
+                    out[t] = direct[t] + through * (1.0 - spikes[t])
+                else:
+                    out[t] = direct[t] + through
+                    grad_theta[t] -= through * spikes[t]  # u = v - s * theta
+            carry = out[t]
+        return out, _sum_to(grad_theta.sum(dim=0), theta.shape), None, None, None, None
+
+
+def _sum_to(x: torch.Tensor, shape) -> torch.Tensor:
+    """Sum ``x`` over the dimensions where ``shape`` broadcasts (size 1)."""
+    dims = tuple(d for d, n in enumerate(shape) if n == 1 and x.shape[d] != 1)
+    return x.sum(dim=dims, keepdim=True) if dims else x
+
+
 def lif_integer(currents: torch.Tensor, threshold: torch.Tensor, leak_shift: int | None, reset: str,
                 alpha: float, integer: bool = True) -> torch.Tensor:
-    """LIF in integer units over ``[T, ...]`` with threshold ``theta`` (broadcast).
+    """LIF in integer units over ``[T, ...]`` with threshold ``theta`` (a tensor broadcasting
+    against one step, same number of dimensions).
 
-    ``integer``: the floor-shift leak of the contract; otherwise the float leak. The
-    surrogate sees ``(v - theta) / theta`` (threshold-normalised, as at threshold 1)."""
-    v = torch.zeros_like(currents[0])
-    out = []
-    for t in range(len(currents)):
-        if leak_shift is not None:
-            v = v - floor_ste(v * 2.0 ** -leak_shift) if integer else v * (1.0 - 2.0 ** -leak_shift)
-        v = v + currents[t]
-        s = spike((v - threshold) / threshold, alpha)
-        r = s.detach()
-        v = v * (1.0 - r) if reset == "zero" else v - r * threshold
-        out.append(s)
-    return torch.stack(out)
+    ``integer``: the floor-shift leak of the contract (straight-through gradient); otherwise
+    the float leak. The surrogate sees ``(v - theta) / theta`` (threshold-normalised, as at
+    threshold 1); the reset is detached; the threshold is learned through the surrogate and,
+    for the subtract reset, through the subtraction. One autograd node for all steps."""
+    return _LifInteger.apply(currents, threshold, leak_shift, reset, alpha, integer)
 
 
 def glif_scan(currents: torch.Tensor, dim: int, group: int, leak_shift: int, threshold: torch.Tensor,
