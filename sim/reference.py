@@ -122,7 +122,7 @@ def _run(art: Artifact, pixels: np.ndarray, record) -> Trace:
     for index, node in enumerate(graph.nodes):
         ins = graph.input_types(node)
         xs = [values[s] for s in node.inputs]
-        out = node.forward(xs, ins)
+        out = node.forward(xs, ins, graph.proofs[node.name])
         if record and isinstance(node, Synapse):
             ops[node.name] = node.synaptic_ops(xs, ins)
         values[node.name] = out

@@ -217,8 +217,11 @@ class Node:
 
     # -- semantics and cost --------------------------------------------------------------
 
-    def forward(self, xs: list[np.ndarray], ins: list[TensorType]) -> np.ndarray:
+    def forward(self, xs: list[np.ndarray], ins: list[TensorType], proof: Proof | None = None) -> np.ndarray:
         """The reference: inputs ``[N, T, *in_shape]`` -> output ``[N, T, *shape]``.
+
+        ``proof`` (this node's, optional) lets a kind skip work the proof shows to be a
+        no-op (a saturation that cannot act); the result is the same with or without it.
 
         Spikes are ``bool``, counts and currents ``int32`` (every register of the contract
         fits in 24 bits), scores ``int64``."""
@@ -398,7 +401,7 @@ class Synapse(Node):
         """The bias, shaped to broadcast against the output tensor."""
         raise NotImplementedError
 
-    def forward(self, xs, ins):
+    def forward(self, xs, ins, proof=None):
         n, steps = xs[0].shape[:2]
         current = self.currents([float_exact(x.reshape(n * steps, *x.shape[2:])) for x in xs], ins)
         current += self.bias_shape_for_output().astype(np.float32)  # exact: |I + B| < 2**24

@@ -91,7 +91,7 @@ class Glif(Node):
             c_hi = np.maximum(np.where(quiet, np.minimum(u_hi, th), -big), np.where(fires, 0, -big))
         return Proof(out=Bound.of(0, 1), registers={"input": i.span(), "state": (u_min, u_max)})
 
-    def forward(self, xs, ins):
+    def forward(self, xs, ins, proof=None):
         current = self._lines(xs[0])  # [N, T, C, other, L]
         theta = self._lines(np.broadcast_to(self.threshold.astype(np.int32), ins[0].shape))
         starts = group_starts(current.shape[-1], self.group)

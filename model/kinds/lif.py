@@ -88,23 +88,27 @@ class Lif(Node):
     def manifest_extras(self, proof):
         return {"saturation": "active" if self.saturates(proof) else "unreachable"}
 
-    def forward(self, xs, ins):
+    def forward(self, xs, ins, proof=None):
         current = xs[0] if len(xs) == 1 else sum(xs[1:], xs[0])
         n, steps = current.shape[:2]
         lo, hi = W.signed_range(self.membrane_bits)
+        clip = proof is None or self.saturates(proof)  # a no-op where the proof says it cannot act
         theta = self.threshold.astype(np.int32)
         v = np.zeros((n, *current.shape[2:]), dtype=np.int32)  # every register fits in 24 bits
+        shifted = np.empty_like(v)
         out = np.zeros(current.shape, dtype=bool)
         for t in range(steps):
             if self.leak_shift is not None:
-                v -= v >> self.leak_shift
+                np.right_shift(v, self.leak_shift, out=shifted)
+                v -= shifted
             v += current[:, t]
-            np.clip(v, lo, hi, out=v)
+            if clip:
+                np.clip(v, lo, hi, out=v)
             fired = np.greater_equal(v, theta, out=out[:, t])
             if self.reset == "zero":
-                v[fired] = 0
+                np.putmask(v, fired, 0)
             else:
-                v -= theta * fired
+                np.subtract(v, theta, out=v, where=fired)
         return out
 
     def memory_bits(self, out):

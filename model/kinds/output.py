@@ -39,7 +39,7 @@ class Output(Node):
         lo, hi = W.score_bounds(step.lo, step.hi, timesteps)
         return Proof(out=Bound.of(lo, hi), registers={"input": step.span(), "score": (int(lo.min()), int(hi.max()))})
 
-    def forward(self, xs, ins):
+    def forward(self, xs, ins, proof=None):
         step = xs[0] if len(xs) == 1 else sum(xs[1:], xs[0])
         return np.cumsum(step, axis=1, dtype=np.int64)  # [N, T, n]: the scores after each step
 

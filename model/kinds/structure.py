@@ -42,7 +42,7 @@ class Add(Node):
             total = total + b
         return Proof(out=total, registers={"current": total.span()})
 
-    def forward(self, xs, ins):
+    def forward(self, xs, ins, proof=None):
         return sum(xs[1:], xs[0])
 
     def memory_bits(self, out):
@@ -74,7 +74,7 @@ class Concat(Node):
         out = Bound(np.concatenate([b.lo for b in full]), np.concatenate([b.hi for b in full]))
         return Proof(out=out, registers={})
 
-    def forward(self, xs, ins):
+    def forward(self, xs, ins, proof=None):
         return np.concatenate(xs, axis=2)
 
 
@@ -92,7 +92,7 @@ class Pool(Node):
         t = self.infer(ins)
         return Proof(out=event_bound(t), registers={})
 
-    def forward(self, xs, ins):
+    def forward(self, xs, ins, proof=None):
         return xs[0].sum(axis=(-2, -1), dtype=np.int32)
 
 
@@ -108,6 +108,6 @@ class Flatten(Node):
     def prove(self, ins, bounds, timesteps):
         return Proof(out=event_bound(self.infer(ins)), registers={})
 
-    def forward(self, xs, ins):
+    def forward(self, xs, ins, proof=None):
         x = xs[0]
         return x.reshape(*x.shape[:2], -1)
