@@ -246,8 +246,8 @@ PRESETS: dict[str, TrainConfig] = {
     # 784-128-10 for the iCE40 UP5K (4-bit weights: 401 kbit, two of its four SPRAMs).
     "tiny": TrainConfig(name="tiny", hidden=(128,), epochs=100, augment_rotate=10.0, augment_scale=0.1),
     # The seed's spiking MLP-Mixer for MNIST on an ECP5-85F (provisional; see docs/training.md).
-    "mixer": TrainConfig(name="mixer", topology="mixer", stem=(3, 2, 1), channels=(24, 48), blocks=(1, 1),
-                         mlp_ratio=3, pool_divide=7.0, epochs=18, batch_size=32, augment_rotate=10.0,
+    "mixer": TrainConfig(name="mixer", topology="mixer", stem=(3, 2, 1), channels=(24, 72), blocks=(0, 1),
+                         mlp_ratio=3, pool_divide=7.0, epochs=26, batch_size=32, lr=6e-3, augment_rotate=10.0,
                          augment_scale=0.1),
 }
 

@@ -62,7 +62,7 @@ def floor_ste(x: torch.Tensor) -> torch.Tensor:
 class _LifFloat(torch.autograd.Function):
     @staticmethod
     def forward(ctx, currents, decay, reset, alpha):
-        potentials = torch.empty_like(currents)  # keeps the memory format (channels-last maps)
+        potentials = torch.empty_like(currents)  # keeps the memory format
         spikes = torch.empty_like(currents)
         v = torch.zeros_like(currents[0])
         for t in range(len(currents)):
@@ -71,26 +71,23 @@ class _LifFloat(torch.autograd.Function):
             fired = v >= 1.0
             spikes[t] = fired
             v = v.masked_fill(fired, 0.0) if reset == "zero" else v - fired.to(v.dtype)
-        ctx.save_for_backward(potentials, spikes)
-        ctx.decay, ctx.reset, ctx.alpha = decay, reset, alpha
+        # The surrogate's slope at every potential, computed in place: what backward needs.
+        slope = potentials.sub_(1.0).mul_(alpha).sigmoid_()
+        slope.sub_(slope * slope).mul_(alpha)  # alpha * sig * (1 - sig)
+        ctx.save_for_backward(slope, spikes)
+        ctx.decay, ctx.reset = decay, reset
         return spikes
 
     @staticmethod
     def backward(ctx, grad):
-        potentials, spikes = ctx.saved_tensors
-        direct = grad * surrogate(potentials - 1.0, ctx.alpha)
-        keep = (1.0 - spikes) * ctx.decay if ctx.reset == "zero" else None
-        out = torch.empty_like(direct)
-        carry = None  # dL/dv of the next step
-        for t in range(len(grad) - 1, -1, -1):
+        slope, spikes = ctx.saved_tensors
+        out = grad * slope
+        for t in range(len(grad) - 2, -1, -1):
             # v[t+1] = decay * u[t] + I[t+1], u[t] = v[t] (1 - s[t]) or v[t] - s[t] (reset detached)
-            if carry is None:
-                out[t] = direct[t]
-            elif keep is not None:
-                torch.addcmul(direct[t], carry, keep[t], out=out[t])
+            if ctx.reset == "zero":
+                out[t].add_(out[t + 1] * (1.0 - spikes[t]), alpha=ctx.decay)
             else:
-                torch.add(direct[t], carry, alpha=ctx.decay, out=out[t])
-            carry = out[t]
+                out[t].add_(out[t + 1], alpha=ctx.decay)
         return out, None, None, None
 
 
@@ -121,23 +118,18 @@ class _LifInteger(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         potentials, spikes, theta = ctx.saved_tensors
-        x = (potentials - theta) / theta
-        direct = grad * surrogate(x, ctx.alpha)               # dL/dx of every step
-        grad_theta = -(direct * potentials) / (theta * theta)  # d x / d theta = -v / theta^2
-        direct = direct / theta
-        out = torch.empty_like(direct)
-        carry = None  # dL/dv of the next step, through the leak (straight-through floor)
-        for t in range(len(grad) - 1, -1, -1):
-            if carry is None:
-                out[t] = direct[t]
+        slope = torch.sub(potentials, theta).div_(theta).mul_(ctx.alpha).sigmoid_()
+        slope.sub_(slope * slope).mul_(ctx.alpha)             # surrogate slope at x = (v - theta) / theta
+        direct = slope.mul_(grad)                              # dL/dx of every step
+        grad_theta = (direct * potentials).div_(theta * theta).neg_()  # d x / d theta = -v / theta^2
+        out = direct.div_(theta)                               # dL/dv through the spike, then + the leak path
+        for t in range(len(grad) - 2, -1, -1):
+            through = out[t + 1] * ctx.decay  # v[t+1] = leak(u[t]) + I, straight-through floor
+            if ctx.reset == "zero":
+                out[t].addcmul_(through, 1.0 - spikes[t])
             else:
-                through = carry * ctx.decay
-                if ctx.reset == "zero":
-                    out[t] = direct[t] + through * (1.0 - spikes[t])
-                else:
-                    out[t] = direct[t] + through
-                    grad_theta[t] -= through * spikes[t]  # u = v - s * theta
-            carry = out[t]
+                out[t].add_(through)
+                grad_theta[t].sub_(through * spikes[t])  # u = v - s * theta
         return out, _sum_to(grad_theta.sum(dim=0), theta.shape), None, None, None, None
 
 
