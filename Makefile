@@ -10,6 +10,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.snnfpga-installed
 TORCH := torch==2.13.0
 DEMO_OUT ?= out/demo
+# Test workers (pytest-xdist): one test file per worker, so module fixtures are built once.
+TEST_JOBS ?= 2
 
 .PHONY: setup demo test test-slow acceptance clean
 
@@ -29,7 +31,7 @@ demo: setup
 	$(BIN)/snnfpga run --out $(DEMO_OUT)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --durations=15
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow

@@ -245,10 +245,19 @@ PRESETS: dict[str, TrainConfig] = {
                         reset="zero", surrogate_alpha=4.0, epochs=30),
     # 784-128-10 for the iCE40 UP5K (4-bit weights: 401 kbit, two of its four SPRAMs).
     "tiny": TrainConfig(name="tiny", hidden=(128,), epochs=100, augment_rotate=10.0, augment_scale=0.1),
-    # The seed's spiking MLP-Mixer for MNIST on an ECP5-85F (provisional; see docs/training.md).
-    "mixer": TrainConfig(name="mixer", topology="mixer", stem=(3, 2, 1), channels=(24, 72), blocks=(0, 1),
-                         mlp_ratio=3, pool_divide=7.0, epochs=26, batch_size=32, lr=6e-3, augment_rotate=10.0,
+    # The seed's spiking MLP-Mixer for MNIST on an ECP5-85F: 3x3/2 stem to 14x14x24, one block,
+    # spiking patch encoding to 7x7x72, one block, spike-count head (docs/training.md).
+    "mixer": TrainConfig(name="mixer", topology="mixer", stem=(3, 2, 1), channels=(24, 72), blocks=(1, 1),
+                         mlp_ratio=3, pool_divide=7.0, epochs=22, batch_size=32, lr=6e-3, augment_rotate=10.0,
                          augment_scale=0.1),
+    # The same with SNN-MLP's group LIF (groups of 7 along H and W) as the token mixer.
+    "mixer-glif": TrainConfig(name="mixer-glif", topology="mixer", stem=(3, 2, 1), channels=(24, 72),
+                              blocks=(1, 1), mlp_ratio=3, token_mixer="glif", glif_group=(7, 7), pool_divide=7.0,
+                              epochs=22, batch_size=32, lr=6e-3, augment_rotate=10.0, augment_scale=0.1),
+    # A mixer whose weights and state fit the iCE40 UP5K: 14x14x16, one block, 7x7x48, one block.
+    "mixer-tiny": TrainConfig(name="mixer-tiny", topology="mixer", stem=(3, 2, 1), channels=(16, 48),
+                              blocks=(1, 1), mlp_ratio=2, pool_divide=7.0, epochs=24, batch_size=32, lr=6e-3,
+                              augment_rotate=10.0, augment_scale=0.1),
 }
 
 

@@ -56,10 +56,11 @@ def test_shipped_graphs_are_the_seed_networks(name):
     kinds = {n.KIND for n in art.nodes}
     assert not art.is_chain and {"conv", "pointwise", "lif", "pool", "dense", "output"} <= kinds
     assert ("glif" in kinds) == (name == "mixer-glif") and ("axial" in kinds) == (name != "mixer-glif")
-    if name != "mixer-tiny":
-        assert {"add", "concat"} <= kinds  # the spiking patch encoding and its identity edge
-        spe = [n for n in art.nodes if n.name.endswith(".node3")]
-        assert spe and all(len(n.inputs) == 3 for n in spe)
+    # a stem, a stage with blocks, the spiking patch encoding with its identity edge, a second stage with blocks
+    assert {"add", "concat"} <= kinds
+    spe = [n for n in art.nodes if n.name.endswith(".node3")]
+    assert len(spe) == 1 and len(spe[0].inputs) == 3
+    assert any(n.name.startswith("s0.b0.") for n in art.nodes) and any(n.name.startswith("s1.b0.") for n in art.nodes)
     for node in art.nodes:  # every skip sums the stage current and the block's currents, one unit
         if node.KIND == "lif" and len(node.inputs) > 1:
             units = {art.graph.types[s].unit for s in node.inputs}
