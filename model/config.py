@@ -248,7 +248,7 @@ PRESETS: dict[str, TrainConfig] = {
     # The seed's spiking MLP-Mixer for MNIST on an ECP5-85F: 3x3/2 stem to 14x14x24, one block,
     # spiking patch encoding to 7x7x72, one block, spike-count head (docs/training.md).
     "mixer": TrainConfig(name="mixer", topology="mixer", stem=(3, 2, 1), channels=(24, 72), blocks=(1, 1),
-                         mlp_ratio=3, pool_divide=7.0, epochs=22, batch_size=32, lr=6e-3, augment_rotate=10.0,
+                         mlp_ratio=3, pool_divide=7.0, epochs=26, batch_size=32, lr=6e-3, augment_rotate=10.0,
                          augment_scale=0.1),
     # The same with SNN-MLP's group LIF (groups of 7 along H and W) as the token mixer.
     "mixer-glif": TrainConfig(name="mixer-glif", topology="mixer", stem=(3, 2, 1), channels=(24, 72),
