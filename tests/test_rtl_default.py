@@ -1,19 +1,17 @@
 """The shipped default model through the generator: bit-exact in Amaranth's simulator on 50
-validation images, and multiplier-free after synthesis for both FPGA families."""
+validation images (its synthesis check is in test_rtl_default_synth.py, a file of its own so
+that a second test worker takes it)."""
 
 import pytest
 
 from snnfpga.model.artifact import load_artifact
 from snnfpga.model.data import load_dataset
-from snnfpga.rtl.generate import write_verilog
 from snnfpga.rtl.plan import make_plan
 from snnfpga.rtl.targets import get_target
-from snnfpga.rtl.toolchain import multiplier_report
 from snnfpga.sim import amaranth_sim, reference
 from snnfpga.sim.scoreboard import compare
 
 ECP5_LANES = get_target("ecp5-85k").lanes  # 64
-UP5K_LANES = get_target("ice40-up5k").lanes  # 8: 8 x 4-bit weights in two 16-bit SPRAMs
 ECP5_BANK_DEPTH = get_target("ecp5-85k").rom_bank_depth
 
 
@@ -33,17 +31,3 @@ def test_default_model_is_bit_exact_on_validation_images(default_model, first, b
     mismatches = compare(reference.run(default_model, images), run.trace, image_offset=first)
     assert not mismatches, "\n".join(map(str, mismatches[:10]))
     assert (run.counter_cycles > 0).all()
-
-
-def test_default_model_synthesizes_without_multipliers(default_model, tmp_path):
-    """Generic coarse synthesis and synth_ecp5 of the ECP5 build (weights in ROM banks),
-    synth_ice40 -dsp -spram of the UP5K build (weights loaded at run time): no $mul/$macc, no
-    DSP cell."""
-    ecp5_plan = make_plan(default_model, lanes=ECP5_LANES, rom_bank_depth=ECP5_BANK_DEPTH)
-    write_verilog(ecp5_plan, tmp_path / "ecp5", top="snn_top")
-    write_verilog(make_plan(default_model, lanes=UP5K_LANES, pixels_per_beat=1, weight_storage="ram"),
-                  tmp_path / "ice40", top="snn_top")
-    ecp5 = multiplier_report(tmp_path / "ecp5" / "snn_top.v", "snn_top", families=("ecp5",))
-    ice40 = multiplier_report(tmp_path / "ice40" / "snn_top.v", "snn_top", families=("ice40",),
-                              runtime_weights=True, coarse=False)
-    assert ecp5 == {"coarse": {}, "ecp5": {}} and ice40 == {"ice40": {}}
