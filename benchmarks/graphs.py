@@ -88,8 +88,7 @@ def main(argv=None) -> int:
     def fits(name, target):
         from snnfpga.rtl.targets import get_target
 
-        cap = get_target(target).capacity
-        bits = (cap.get("dp16kd", 0) * 18 * 1024 + cap.get("spram", 0) * 256 * 1024 + cap.get("ebr", 0) * 4 * 1024)
+        bits = get_target(target).memory_bits
         used = results[name]["memory_bits"]
         check(f"{name} weights and state fit the {target} memory", used <= bits,
               f"{used / 1000:,.1f} of {bits / 1000:,.1f} kbit")

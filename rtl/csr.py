@@ -14,9 +14,6 @@ block runs the next image only after ``START``.
 
 from __future__ import annotations
 
-import functools
-import operator
-
 from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
@@ -26,7 +23,7 @@ from snnfpga.errors import MappingError
 from snnfpga.firmware import regmap as R
 from snnfpga.rtl.decision import result_layout
 from snnfpga.rtl.plan import Plan, bits_for
-from snnfpga.rtl.tokens import weight_load_layout
+from snnfpga.rtl.tokens import or_tree, weight_load_layout
 from snnfpga.rtl.top import counters_signature
 from snnfpga.rtl.wishbone import wishbone_signature
 
@@ -161,7 +158,7 @@ class RegisterBlock(wiring.Component):
             m.d.comb += word32.eq(value)  # sign-extends the signed scores
             words.append(Mux(hits[k], word32, 0))
         read_value = Signal(32)
-        m.d.comb += read_value.eq(functools.reduce(operator.or_, words))
+        m.d.comb += read_value.eq(or_tree(words))
         with m.If(reading):
             m.d.sync += bus.dat_r.eq(read_value)
 

@@ -15,6 +15,7 @@ stalled. The next image is accepted once the last step has been scanned.
 
 from __future__ import annotations
 
+import numpy as np
 from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
@@ -22,6 +23,22 @@ from amaranth.lib.wiring import In, Out
 
 from snnfpga.rtl.plan import Plan, bits_for
 from snnfpga.rtl.tokens import lowest_set_bit, monitor_signature, step_counter_next, token_layout
+
+
+def pixel_beats(pixels, per_beat: int, rng: np.random.Generator | None = None) -> list[int]:
+    """One flattened image (``int [n]``, 0..255) as input stream words: pixel ``k`` of a beat
+    in bits ``[8k, 8k+8)``. The bytes of the last beat beyond pixel ``n - 1`` are don't-care
+    for the encoder: zero, or random bytes from ``rng`` (benches use that to prove they are
+    ignored)."""
+    flat = np.asarray(pixels, dtype=np.uint64)
+    n_words = -(-len(flat) // per_beat)
+    if rng is None:
+        padded = np.zeros(n_words * per_beat, dtype=np.uint64)
+    else:
+        padded = rng.integers(0, 256, size=n_words * per_beat).astype(np.uint64)
+    padded[:len(flat)] = flat
+    shifts = np.arange(per_beat, dtype=np.uint64) * np.uint64(8)
+    return [int(w) for w in (padded.reshape(-1, per_beat) << shifts).sum(axis=1, dtype=np.uint64)]
 
 
 class InputEncoder(wiring.Component):

@@ -31,9 +31,6 @@ The only arithmetic is add, subtract, compare and constant shifts.
 
 from __future__ import annotations
 
-import functools
-import operator
-
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -41,7 +38,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from snnfpga.rtl.plan import LayerPlan, bits_for
-from snnfpga.rtl.tokens import (lane, lowest_set_bit, monitor_signature, pack, saturate, scores_layout,
+from snnfpga.rtl.tokens import (lane, lowest_set_bit, monitor_signature, or_tree, pack, saturate, scores_layout,
                                 step_counter_next, token_layout, weight_load_layout)
 
 
@@ -330,7 +327,7 @@ class LayerEngine(wiring.Component):
         m.d.sync += select.eq(addr[bits_for(lp.weight_bank_depth):])
         m.d.sync += [r.eq(Mux(select == b, d, 0)) for b, (r, d) in enumerate(zip(registered, outputs))]
         chosen = Signal(word, name="s3_weight_word")
-        m.d.comb += chosen.eq(functools.reduce(operator.or_, registered))
+        m.d.comb += chosen.eq(or_tree(registered))
         return chosen
 
     def _serializer(self, m, masks, mask_layout, spike_bits, firing, s2_base, s2_last_group):

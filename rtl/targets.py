@@ -28,7 +28,8 @@ from snnfpga.errors import ConfigError
 
 @dataclass(frozen=True)
 class Target:
-    """One FPGA target. ``capacity``: available cells by resource name (see ``resources``)."""
+    """One FPGA target. ``capacity``: available cells by resource name (see ``resources``);
+    ``memory_primitives``: bits of one block of each on-chip memory resource in ``capacity``."""
 
     name: str
     family: str  # yosys synth_<family>, nextpnr-<family>
@@ -45,6 +46,12 @@ class Target:
     board: str = ""
     rom_bank_depth: int | None = None  # weight ROM banks (see rtl/plan.py), None: one memory
     pnr_seeds: int = 3  # placement seeds tried by nextpnr, the best kept (rtl/implement.py)
+    memory_primitives: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def memory_bits(self) -> int:
+        """All on-chip block memory in bits (ideal packing: an upper bound of what a design can use)."""
+        return sum(self.capacity[name] * bits for name, bits in self.memory_primitives.items())
 
     @property
     def constraints_file(self) -> str:
@@ -59,7 +66,8 @@ TARGETS: dict[str, Target] = {
         lanes=8, weight_storage="ram", pixels_per_beat=1, clock_mhz=40.0,
         pins={"clk": "35", "rst": "48", "spi_cs_n": "4", "spi_mosi": "2", "spi_miso": "47", "spi_sck": "45",
               "irq": "3"},
-        board="iCEBreaker: PMOD1A as PMOD type 2A (1 CS, 2 MOSI, 3 MISO, 4 SCK, 7 INT, 8 RESET), clock pin 35"),
+        board="iCEBreaker: PMOD1A as PMOD type 2A (1 CS, 2 MOSI, 3 MISO, 4 SCK, 7 INT, 8 RESET), clock pin 35",
+        memory_primitives={"ebr": 4 * 1024, "spram": 256 * 1024}),
     "ecp5-85k": Target(
         name="ecp5-85k", family="ecp5", device="LFE5U-85F-6BG381C",
         nextpnr_args=("--85k", "--package", "CABGA381", "--speed", "6"), package="CABGA381 (381-ball caBGA)",
@@ -69,7 +77,7 @@ TARGETS: dict[str, Target] = {
         pins={"clk": "G2", "rst": "R1", "spi_cs_n": "B11", "spi_mosi": "A10", "spi_miso": "A9", "spi_sck": "B9",
               "irq": "B10"},
         board="ULX3S: 25 MHz oscillator G2 (a PLL would raise it), FIRE1 button R1 as reset, GPIO J1 gp0..gp3, gn2",
-        rom_bank_depth=2048),
+        rom_bank_depth=2048, memory_primitives={"dp16kd": 18 * 1024}),
 }
 
 

@@ -84,6 +84,17 @@ def _lowest_set_bit_tree(bits: list[Value]) -> tuple[Value, Value]:
     return any_lo | any_hi, index
 
 
+def or_tree(values: list[Value]) -> Value:
+    """The OR of ``values`` as a balanced tree (depth ``ceil(log2 n)``): a left-leaning chain
+    of hundreds of operands overflows the recursion of Amaranth's and Yosys' expression walks."""
+    if not values:
+        raise ValueError("or_tree needs at least one value")
+    while len(values) > 1:
+        values = [values[k] | values[k + 1] if k + 1 < len(values) else values[k]
+                  for k in range(0, len(values), 2)]
+    return values[0]
+
+
 def saturate(value: Value, bits: int) -> Value:
     """Clamp a signed value to the range of a ``bits``-bit two's-complement register."""
     hi = Const((1 << (bits - 1)) - 1, signed(bits))

@@ -100,7 +100,9 @@ def multiplier_report(verilog_file: Path, top: str, families=("ice40", "ecp5"), 
     src = Path(verilog_file).name
     scripts = {}
     if coarse:
-        scripts["coarse"] = [f"read_verilog {src}", f"hierarchy -top {top}", "synth -flatten -run begin:fine",
+        # Without alumacc: it merges chains of additions into $macc cells, which would hide
+        # whether a $mul came from the design (a multi-operand sum is no multiplier).
+        scripts["coarse"] = [f"read_verilog {src}", f"hierarchy -top {top}", "synth -flatten -noalumacc -run begin:fine",
                              "tee -o stat_coarse.txt stat"]
     for family in families:
         scripts[family] = synth_commands(family, src, top, runtime_weights) + [f"tee -o stat_{family}.txt stat"]

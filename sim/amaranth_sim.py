@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.sim import Simulator
 
+from snnfpga.rtl.encoder import pixel_beats
 from snnfpga.rtl.engine import weight_words
 from snnfpga.rtl.plan import Plan
 from snnfpga.rtl.top import Accelerator
@@ -31,18 +32,6 @@ class RtlRun:
     counter_cycles: np.ndarray
     counter_spikes: np.ndarray  # [N, stages]
     total_cycles: int
-
-
-def pack_beats(plan: Plan, pixels: np.ndarray) -> list[int]:
-    """One flattened image (``int [n_inputs]``) to input beats (pixel ``k`` in byte ``k % B``)."""
-    B = plan.pixels_per_beat
-    beats = []
-    for start in range(0, len(pixels), B):
-        word = 0
-        for k, x in enumerate(pixels[start:start + B]):
-            word |= int(x) << (8 * k)
-        beats.append(word)
-    return beats
 
 
 def weight_load_words(plan: Plan):
@@ -67,6 +56,7 @@ def simulate(plan: Plan, images: np.ndarray, *, input_gaps: float = 0.0, output_
     n_images = len(pixels)
     dut = Accelerator(plan)
     rng = random.Random(seed)
+    padding = np.random.default_rng(seed)  # random bytes after the last pixel: must be ignored
     sizes = art.sizes[:-1]
     spikes = [np.zeros((n_images, T, n), dtype=np.int16) for n in sizes]
     scores = np.zeros((n_images, art.n_classes), dtype=np.int64)
@@ -88,7 +78,7 @@ def simulate(plan: Plan, images: np.ndarray, *, input_gaps: float = 0.0, output_
                 await ctx.tick()
             ctx.set(dut.weights.valid, 0)
         if abandon_beats:
-            for beat in pack_beats(plan, pixels[0])[:abandon_beats]:
+            for beat in pixel_beats(pixels[0], plan.pixels_per_beat, padding)[:abandon_beats]:
                 ctx.set(dut.pixels.payload, beat)
                 ctx.set(dut.pixels.valid, 1)
                 await ctx.tick().until(dut.pixels.ready)
@@ -101,7 +91,7 @@ def simulate(plan: Plan, images: np.ndarray, *, input_gaps: float = 0.0, output_
             if serial:
                 while results["done"] < n:
                     await ctx.tick()
-            for beat in pack_beats(plan, image):
+            for beat in pixel_beats(image, plan.pixels_per_beat, padding):
                 while input_gaps and rng.random() < input_gaps:
                     ctx.set(dut.pixels.valid, 0)
                     await ctx.tick()

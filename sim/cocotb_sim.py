@@ -29,7 +29,7 @@ from snnfpga.rtl.generate import write_verilog
 from snnfpga.rtl.plan import Plan, make_plan
 from snnfpga.rtl.tokens import scores_layout, token_layout
 from snnfpga.sim import runner
-from snnfpga.sim.cocotb_tb.job import ENV, Job
+from snnfpga.sim.cocotb_tb.job import DEFAULT_WALL_LIMIT_S, ENV, Job
 from snnfpga.sim.cocotb_tb.wrapper import SHELL_SUFFIX, accelerator_shell, engine_shell
 from snnfpga.sim.reference import Trace
 
@@ -126,7 +126,8 @@ def simulate(plan: Plan, images: np.ndarray, *, simulator: str = "verilator", ga
              waves_dir: str | Path | None = None, work_dir: str | Path | None = None,
              cache: Path | None = None, top: str = "snn_top", model: Artifact | None = None,
              progress: Callable[[int], None] | None = None,
-             on_built: Callable[[runner.Build], None] | None = None) -> CocotbRun:
+             on_built: Callable[[runner.Build], None] | None = None,
+             wall_limit_s: float | None = DEFAULT_WALL_LIMIT_S) -> CocotbRun:
     """Build (or reuse) the design of ``plan`` for ``simulator`` and run ``images`` through it.
 
     ``gaps``/``stall``: probability of one more idle input cycle before each pixel beat /
@@ -140,7 +141,9 @@ def simulate(plan: Plan, images: np.ndarray, *, simulator: str = "verilator", ga
     ``model``: the artifact the bench's reference runs (default: the plan's; a different
     one is how the tests prove that a mismatch is caught). ``progress(images_done)`` is
     called from a helper thread while the simulation runs; ``on_built(build)`` once the
-    model is built.
+    model is built. ``wall_limit_s``: wall-clock seconds each shard's simulation may take
+    (None: no limit); past it the run stops with an error naming the image it was waiting
+    for (``errors``), like the per-image cycle limit.
     """
     start = time.time()
     runner.configure(simulator)
@@ -168,7 +171,8 @@ def simulate(plan: Plan, images: np.ndarray, *, simulator: str = "verilator", ga
             artifact, images_file = _save_inputs(shard_dir, model or plan.artifact, images[lo:hi])
             job = Job(run_dir=str(shard_dir), artifact=artifact, images=images_file,
                       description=str(run_dir / "rtl" / f"{top}.json"), gaps=gaps, stall=stall,
-                      seed=seed + k, abandon_beats=abandon_beats, first_image=lo)
+                      seed=seed + k, abandon_beats=abandon_beats, first_image=lo,
+                      wall_limit_s=wall_limit_s)
             wave_file = None
             if waves:
                 Path(waves_dir).mkdir(parents=True, exist_ok=True)

@@ -32,18 +32,44 @@ class Mismatch:
                 f"neuron {self.neuron}: {self.what} expected {self.expected}, got {self.got}")
 
 
-def compare(expected: Trace, got: Trace, image_offset: int = 0) -> list[Mismatch]:
-    """Every mismatch, image by image in order; within an image spikes (step, layer, neuron
-    order) come first, then scores, then the class. Empty when the traces are bit-exact."""
-    out: list[Mismatch] = []
+class TraceShapeError(ValueError):
+    """The two traces do not cover the same images, stages, steps or neurons."""
+
+
+def check_same_structure(expected: Trace, got: Trace) -> None:
+    """Raise :class:`TraceShapeError` unless both traces record the same number of images,
+    the same stages (by name where both are named) and, per stage, the same steps and
+    neurons, and the same classes. A missing or extra stage is never a pass."""
     n_images = len(expected.scores)
     if len(got.scores) != n_images:
-        raise ValueError(f"expected results for {n_images} images, got {len(got.scores)}")
+        raise TraceShapeError(f"expected results for {n_images} images, got {len(got.scores)}")
+    names = expected.names or [f"stage {k}" for k in range(len(expected.spikes))]
+    if len(got.spikes) != len(expected.spikes):
+        raise TraceShapeError(f"expected {len(expected.spikes)} recorded stages ({', '.join(names)}), "
+                              f"got {len(got.spikes)}")
+    if expected.names and got.names and list(expected.names) != list(got.names):
+        raise TraceShapeError(f"expected the stages {', '.join(expected.names)}, got {', '.join(got.names)}")
+    for k, (e, g) in enumerate(zip(expected.spikes, got.spikes)):
+        if e.shape != g.shape:
+            raise TraceShapeError(f"stage {k} ({names[k]}): expected [images, steps, neurons] "
+                                  f"{list(e.shape)}, got {list(g.shape)}")
+    if expected.scores.shape != got.scores.shape:
+        raise TraceShapeError(f"expected scores {list(expected.scores.shape)}, got {list(got.scores.shape)}")
+
+
+def compare(expected: Trace, got: Trace, image_offset: int = 0) -> list[Mismatch]:
+    """Every mismatch, image by image in order; within an image spikes (step, layer, neuron
+    order) come first, then scores, then the class. Empty when the traces are bit-exact.
+    Traces of different structure raise :class:`TraceShapeError` (see
+    :func:`check_same_structure`)."""
+    check_same_structure(expected, got)
+    out: list[Mismatch] = []
+    n_images = len(expected.scores)
     n_layers = len(expected.spikes)
     last_step = expected.spikes[0].shape[1] - 1 if expected.spikes else 0
     for n in range(n_images):
         image = n + image_offset
-        for layer in range(min(n_layers, len(got.spikes))):
+        for layer in range(n_layers):
             e = expected.spikes[layer][n].astype(np.int64)
             g = got.spikes[layer][n].astype(np.int64)
             for step, neuron in zip(*np.nonzero(e != g)):
@@ -61,3 +87,59 @@ def compare(expected: Trace, got: Trace, image_offset: int = 0) -> list[Mismatch
 def mismatched_images(mismatches: list[Mismatch]) -> list[int]:
     """Indices of the images with at least one mismatch, ascending."""
     return sorted({m.image for m in mismatches})
+
+
+@dataclass(frozen=True)
+class GraphMismatch:
+    """One differing integer of a graph run: image, step, node, neuron ``(c, y, x)`` (or the
+    class index of a score), expected, got."""
+
+    image: int
+    step: int
+    node: str
+    neuron: tuple
+    expected: int
+    got: int
+    what: str  # "spike", "score" or "class"
+
+    def __str__(self) -> str:
+        where = "(" + ", ".join(map(str, self.neuron)) + ")"
+        return (f"mismatch: image {self.image}, step {self.step}, node {self.node}, neuron {where}: "
+                f"{self.what} expected {self.expected}, got {self.got}")
+
+
+def compare_graph(expected: Trace, spikes: dict, scores: np.ndarray, classes: np.ndarray,
+                  image_offset: int = 0) -> list[GraphMismatch]:
+    """Every difference between a reference trace of a graph and what an implementation
+    recorded (``spikes[node]``: counts ``[N, T, *shape]`` for every spiking node), image by
+    image; :class:`TraceShapeError` unless both cover the same images, nodes, steps and
+    neurons."""
+    n_images = len(expected.scores)
+    if len(scores) != n_images or len(classes) != n_images:
+        raise TraceShapeError(f"expected results for {n_images} images, got {len(scores)}")
+    names = expected.names[1:]
+    if set(spikes) != set(names):
+        missing, extra = sorted(set(names) - set(spikes)), sorted(set(spikes) - set(names))
+        raise TraceShapeError(f"the recorded nodes differ: missing {missing or 'none'}, extra {extra or 'none'}")
+    for name in names:
+        e = expected.node_spikes(name)
+        if e.shape != spikes[name].shape:
+            raise TraceShapeError(f"node {name}: expected [images, steps, *shape] {list(e.shape)}, "
+                                  f"got {list(spikes[name].shape)}")
+    out: list[GraphMismatch] = []
+    last = expected.spikes[0].shape[1] - 1
+    for n in range(n_images):
+        image = n + image_offset
+        for name in names:
+            e = expected.node_spikes(name)[n].astype(np.int64)
+            g = spikes[name][n].astype(np.int64)
+            for index in zip(*np.nonzero(e != g)):
+                out.append(GraphMismatch(image, int(index[0]), name, tuple(int(v) for v in index[1:]),
+                                         int(e[index]), int(g[index]), "spike"))
+        for j in np.nonzero(expected.scores[n] != scores[n])[0]:
+            out.append(GraphMismatch(image, last, "output", (int(j),), int(expected.scores[n, j]),
+                                     int(scores[n, j]), "score"))
+        if expected.classes[n] != classes[n]:
+            out.append(GraphMismatch(image, last, "output", (), int(expected.classes[n]), int(classes[n]),
+                                     "class"))
+    return out

@@ -1,5 +1,6 @@
 """Graph models on the command line: describe, eval per node, the report with spike maps,
-and one-line refusals from the stages that do not map graphs yet."""
+Verilog of the graph accelerator, and one-line refusals from the stages that do not map
+graphs yet."""
 
 import json
 
@@ -67,7 +68,27 @@ def test_report_of_a_graph_has_spike_maps_and_says_hardware_is_not_yet(graph, tm
     assert "tok.h.glif" in md
 
 
-@pytest.mark.parametrize("args", [("verilog", "--out", "OUT"), ("sim", "--data", "DATA", "--limit", "2"),
+def test_verilog_of_a_graph_is_deterministic_and_describes_every_node(graph, tmp_path):
+    model, _ = graph
+    outs = []
+    for k in range(2):
+        r = cli("verilog", model, "--out", tmp_path / f"v{k}", "--lanes", "2", "--json")
+        assert r.returncode == 0, r.stderr
+        outs.append(last_json(r.stdout))
+    a, b = ((tmp_path / f"v{k}" / "snn_top.v").read_bytes() for k in range(2))
+    assert a == b and b"/tmp" not in a and len(a) > 10_000
+    desc = json.loads((tmp_path / "v0" / "snn_top.json").read_text())
+    names = [n.name for n in load_artifact(model).graph.nodes]
+    assert [n["name"] for n in desc["nodes"]] == names and desc["version"] == 2
+    roles = {n["name"]: n["role"] for n in desc["nodes"]}
+    assert roles["stem"].startswith("synapse") and roles["stem.lif"] == "neuron engine (lif)"
+    assert roles["tok.h.glif"] == "scan engine (glif)" and roles["pool"] == "wiring"
+    assert outs[0]["engines"] == sum(r != "wiring" for r in roles.values())
+    r = cli("verilog", model, "--out", tmp_path / "w", "--weights", "ram")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "ROM weights only" in r.stderr
+
+
+@pytest.mark.parametrize("args", [("sim", "--data", "DATA", "--limit", "2"),
                                   ("synth", "--target", "ice40-up5k"), ("firmware", "--out", "OUT")])
 def test_hardware_stages_refuse_a_graph_in_one_line(graph, tmp_path, args):
     model, sample = graph

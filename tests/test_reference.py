@@ -1,5 +1,8 @@
 """The numpy reference against a naive scalar oracle of the contract, plus targeted semantics."""
 
+import dataclasses
+import re
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -96,3 +99,41 @@ def test_reference_rejects_images_of_the_wrong_shape():
     art = random_artifact(1, input_shape=(3, 4))
     with pytest.raises(ValueError, match=r"\[N, 3, 4\]"):
         reference.run(art, np.zeros((2, 4, 3), np.uint8))
+
+
+def _small_trace():
+    art = random_artifact(4, input_shape=(3, 3), hidden=(5, 4), n_classes=3, timesteps=3)
+    return art, reference.run(art, random_images(art, 4, seed=4))
+
+
+def test_scoreboard_names_image_step_layer_and_neuron():
+    from snnfpga.sim.scoreboard import compare
+
+    _, expected = _small_trace()
+    got = dataclasses.replace(expected, spikes=[s.astype(np.int16) for s in expected.spikes])
+    assert compare(expected, got) == []
+    got.spikes[2][3, 1, 2] += 1
+    (first,) = compare(expected, got)
+    assert (first.image, first.step, first.layer, first.neuron, first.what) == (3, 1, 2, 2, "spike")
+    assert str(first).startswith("mismatch: image 3, step 1, layer 2, neuron 2: spike expected")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda t: dataclasses.replace(t, spikes=t.spikes[:-1]), "expected 3 recorded stages"),
+    (lambda t: dataclasses.replace(t, spikes=[*t.spikes, t.spikes[-1]]), "expected 3 recorded stages"),
+    (lambda t: dataclasses.replace(t, spikes=[t.spikes[0], t.spikes[1][:, :-1], t.spikes[2]]),
+     "stage 1 (fc1): expected [images, steps, neurons] [4, 3, 5], got [4, 2, 5]"),
+    (lambda t: dataclasses.replace(t, spikes=[t.spikes[0], t.spikes[1][..., :-1], t.spikes[2]]),
+     "stage 1 (fc1)"),
+    (lambda t: dataclasses.replace(t, scores=t.scores[:, :-1]), "expected scores [4, 3]"),
+    (lambda t: dataclasses.replace(t, scores=t.scores[:-1], classes=t.classes[:-1]), "results for 4 images"),
+    (lambda t: dataclasses.replace(t, names=["input", "fc1", "other"]), "expected the stages"),
+])
+def test_scoreboard_fails_on_missing_or_reshaped_stages(damage, message):
+    """A trace that lacks a stage, a step or a neuron never passes (it used to compare only
+    the stages both traces had)."""
+    from snnfpga.sim.scoreboard import TraceShapeError, compare
+
+    _, expected = _small_trace()
+    with pytest.raises(TraceShapeError, match=re.escape(message)):
+        compare(expected, damage(expected))

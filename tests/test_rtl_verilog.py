@@ -6,7 +6,7 @@ import re
 import pytest
 
 from snnfpga.model.artifact import save_artifact
-from snnfpga.model.synthetic import random_artifact
+from snnfpga.model.synthetic import random_artifact, random_images
 from snnfpga.rtl.decision import result_layout
 from snnfpga.rtl.generate import write_verilog
 from snnfpga.rtl.plan import make_plan
@@ -79,3 +79,18 @@ def test_cli_writes_verilog_and_rejects_bad_input(tmp_path, small_artifact):
     (tmp_path / "broken" / "manifest.json").write_text("{")
     bad = cli("verilog", str(tmp_path / "broken"), "--out", str(tmp_path / "w"))
     assert bad.returncode == 2 and "not valid JSON" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_hundreds_of_weight_banks_elaborate_and_stay_bit_exact(tmp_path):
+    """660 inputs, 1 lane, banks of depth 2: 330 weight ROM banks. Their bank-select OR is a
+    balanced tree (a chain of 330 operands overflowed Amaranth's recursion)."""
+    from snnfpga.sim import amaranth_sim, reference
+    from snnfpga.sim.scoreboard import compare
+
+    art = random_artifact(9, input_shape=(33, 20), hidden=(1,), n_classes=2, threshold_scale=0.3)
+    plan = make_plan(art, lanes=1, pixels_per_beat=8, rom_bank_depth=2)
+    assert plan.layers[0].weight_banks == 330
+    write_verilog(plan, tmp_path, top="banked")
+    assert "weights329" in (tmp_path / "banked.v").read_text()
+    images = random_images(art, 1, seed=9)
+    assert not compare(reference.run(art, images), amaranth_sim.simulate(plan, images).trace)

@@ -60,7 +60,9 @@ def test_shipped_graphs_are_the_seed_networks(name):
     assert {"add", "concat"} <= kinds
     spe = [n for n in art.nodes if n.name.endswith(".node3")]
     assert len(spe) == 1 and len(spe[0].inputs) == 3
-    assert any(n.name.startswith("s0.b0.") for n in art.nodes) and any(n.name.startswith("s1.b0.") for n in art.nodes)
+    assert any(n.name.startswith("s1.b0.") for n in art.nodes)
+    # mixer-tiny has no block at 14x14: the stem feeds the patch encoding directly (UP5K memory)
+    assert any(n.name.startswith("s0.b0.") for n in art.nodes) == (name != "mixer-tiny")
     for node in art.nodes:  # every skip sums the stage current and the block's currents, one unit
         if node.KIND == "lif" and len(node.inputs) > 1:
             units = {art.graph.types[s].unit for s in node.inputs}

@@ -20,9 +20,9 @@ from snnfpga.errors import ArtifactError
 from snnfpga.model.artifact import Encoder, load_artifact
 from snnfpga.model.data import load_dataset
 from snnfpga.model.synthetic import random_artifact, random_images
+from snnfpga.rtl.encoder import pixel_beats
 from snnfpga.rtl.plan import make_plan
 from snnfpga.sim import amaranth_sim, cocotb_sim, reference, runner
-from snnfpga.sim.cocotb_tb.driver import pixel_beats
 from snnfpga.sim.cocotb_tb.wrapper import accelerator_shell
 from snnfpga.sim.scoreboard import compare
 from tests.cli_common import cli, last_json, small_mnist_model
@@ -125,11 +125,27 @@ def test_a_mismatch_is_reported_with_image_step_layer_and_neuron(simulator):
     assert run.mismatches[0].startswith(f"mismatch: image {expected[0].image}, step {expected[0].step}, layer 0, ")
 
 
+def test_a_run_past_its_wall_clock_limit_stops_naming_the_image():
+    require("verilator")
+    art = random_artifact(8, input_shape=(3, 3), hidden=(5,), n_classes=3, threshold_scale=0.2)
+    run = cocotb_sim.simulate(make_plan(art, lanes=2), random_images(art, 3, seed=8), wall_limit_s=1e-6)
+    assert not run.passed and run.n == 0
+    assert run.errors[0].startswith("image 0: no result within the wall-clock limit of 1e-06 s"), run.errors[0]
+
+
 @pytest.mark.parametrize("beat", [1, 2, 4, 8])
-def test_pixel_beats_are_those_of_the_amaranth_bench(beat):
-    plan = make_plan(random_artifact(5, input_shape=(3, 5)), pixels_per_beat=beat)
+def test_pixel_beats_carry_the_pixels_and_random_padding(beat):
+    """Both benches pack pixels with rtl.encoder.pixel_beats: pixel k in byte k % B of beat
+    k // B; the bytes after the last pixel are random (the encoder must ignore them)."""
     pixels = np.random.default_rng(beat).integers(0, 256, size=15)
-    assert pixel_beats(pixels, beat) == amaranth_sim.pack_beats(plan, pixels)
+    words = pixel_beats(pixels, beat, np.random.default_rng(3))
+    assert len(words) == -(-15 // beat)
+    data = [(w >> (8 * k)) & 0xFF for w in words for k in range(beat)]
+    assert data[:15] == list(pixels)
+    assert pixel_beats(pixels, beat) == [w & ((1 << (8 * min(beat, 15 - i * beat))) - 1)
+                                         for i, w in enumerate(words)]
+    if beat > 1:  # 15 pixels leave a partial last beat: its padding is not all zero
+        assert any(data[15:]), data[15:]
 
 
 def test_the_shell_logs_every_monitor_of_the_description(tmp_path):

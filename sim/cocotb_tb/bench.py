@@ -22,9 +22,10 @@ from cocotb.triggers import ClockCycles, FallingEdge, SimTimeoutError, with_time
 
 from snnfpga.model.artifact import load_artifact
 from snnfpga.rtl import cycle_model
+from snnfpga.rtl.encoder import pixel_beats
 from snnfpga.rtl.plan import make_plan
 from snnfpga.sim import reference
-from snnfpga.sim.cocotb_tb.driver import StreamDriver, pixel_beats, weight_load_beats
+from snnfpga.sim.cocotb_tb.driver import StreamDriver, weight_load_beats
 from snnfpga.sim.cocotb_tb.job import Job
 from snnfpga.sim.cocotb_tb.monitor import EventLog, StreamConsumer
 from snnfpga.sim.scoreboard import compare
@@ -45,6 +46,10 @@ def decode_result(word: int, layout: dict) -> tuple[int, list[int]]:
     return cls, scores
 
 
+# Cycles between checks of the limits while waiting for a result (Python wakes this often).
+WATCH_CYCLES = 20_000
+
+
 def image_trace(log: EventLog, k: int, classes, scores) -> reference.Trace:
     return reference.Trace(spikes=[s[k:k + 1] for s in log.spikes], scores=scores[k:k + 1],
                            classes=classes[k:k + 1])
@@ -53,6 +58,27 @@ def image_trace(log: EventLog, k: int, classes, scores) -> reference.Trace:
 def expected_image(model: reference.Trace, k: int) -> reference.Trace:
     return reference.Trace(spikes=[s[k:k + 1] for s in model.spikes], scores=model.scores[k:k + 1],
                            classes=model.classes[k:k + 1])
+
+
+async def wait_for_result(consumer: StreamConsumer, limit_cycles: int, job: Job, started: float):
+    """The next result word, waited for in slices of :data:`WATCH_CYCLES` so that both the
+    cycle limit of the image and the run's wall-clock limit (``job.wall_limit_s``) are
+    enforced. Returns ``(word, None)`` or ``(None, what went wrong)``."""
+    task = cocotb.start_soon(consumer.receive())
+    waited = 0
+    while True:
+        if job.wall_limit_s is not None and time.time() - started > job.wall_limit_s:
+            task.cancel()
+            return None, (f"no result within the wall-clock limit of {job.wall_limit_s:g} s "
+                          f"({waited} cycles simulated for this image)")
+        chunk = min(WATCH_CYCLES, limit_cycles - waited)
+        try:
+            return await with_timeout(task, chunk * job.clock_ns, "ns"), None
+        except SimTimeoutError:
+            waited += chunk
+        if waited >= limit_cycles:
+            task.cancel()
+            return None, f"no result within {limit_cycles} cycles (deadlock?)"
 
 
 @cocotb.test()
@@ -97,15 +123,17 @@ async def images_match_the_reference(dut):
         await loader.send(weight_load_beats(plan))
 
     if job.abandon_beats:  # a throw-away partial image, abandoned by a soft reset
-        await driver.send(pixel_beats(pixels[0], per_beat)[:job.abandon_beats])
+        await driver.send(pixel_beats(pixels[0], per_beat, np.random.default_rng(job.seed))[:job.abandon_beats])
         await ClockCycles(dut.clk, 3, rising=False)
         dut.soft_reset.value = 1
         await FallingEdge(dut.clk)
         dut.soft_reset.value = 0
 
+    padding = np.random.default_rng(job.seed)  # random bytes after the last pixel: must be ignored
+
     def beats():
         for image in pixels:
-            yield from pixel_beats(image, per_beat)
+            yield from pixel_beats(image, per_beat, padding)
 
     cocotb.start_soon(driver.send(beats()))
     classes = np.zeros(n, dtype=np.int64)
@@ -117,11 +145,10 @@ async def images_match_the_reference(dut):
     done = 0
     with open(job.progress, "w") as progress:
         for k in range(n):
-            try:
-                word = await with_timeout(consumer.receive(), int(limits[k]) * job.clock_ns, "ns")
-            except SimTimeoutError:
-                errors.append(f"no result for image {job.first_image + k} within {limits[k]} cycles "
-                              f"(deadlock?); {driver.sent} beats accepted")
+            word, problem = await wait_for_result(consumer, int(limits[k]), job, started)
+            if problem:
+                errors.append(f"image {job.first_image + k}: {problem}; {k} images done, "
+                              f"{driver.sent} beats accepted")
                 break
             classes[k], scores[k] = decode_result(word, description["result_payload"])
             counter_cycles[k] = dut.counters__cycles.value.to_unsigned()

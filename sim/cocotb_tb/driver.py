@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 
-import numpy as np
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
 
@@ -49,16 +48,6 @@ class StreamDriver:
             await FallingEdge(self.clk)  # the transfer happened at the rising edge in between
             self.sent += 1
         self.valid.value = 0
-
-
-def pixel_beats(pixels, per_beat: int) -> list[int]:
-    """One flattened image (``int [n]``, 0..255) to stream words: pixel ``k`` of a beat in
-    bits ``[8k, 8k+8)``, the last beat zero-padded."""
-    flat = np.asarray(pixels, dtype=np.uint64)
-    padded = np.zeros(-(-len(flat) // per_beat) * per_beat, dtype=np.uint64)
-    padded[:len(flat)] = flat
-    shifts = (np.arange(per_beat, dtype=np.uint64) * np.uint64(8))
-    return [int(w) for w in (padded.reshape(-1, per_beat) << shifts).sum(axis=1, dtype=np.uint64)]
 
 
 def weight_load_beats(plan) -> list[int]:

@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ENV = "SNNFPGA_JOB"
+# Default wall-clock limit of one simulator process: far above any run of the shipped models
+# on their whole validation split (minutes), low enough that a hung run ends the same day.
+DEFAULT_WALL_LIMIT_S = 4 * 3600.0
 
 
 @dataclass
@@ -31,6 +34,7 @@ class Job:
     seed: int = 0
     abandon_beats: int = 0  # first send this many beats of a throw-away image, then soft reset
     max_cycles_per_image: int = 500_000
+    wall_limit_s: float | None = None  # wall-clock seconds for the whole run (None: no limit)
     clock_ns: int = 10
     extra: dict = field(default_factory=dict)
 

@@ -22,6 +22,11 @@ def positive_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 1, "a positive integer")
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    return _number(text, float, lambda v: v > 0.0, "a number > 0")
+
+
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
     return _number(text, int, lambda v: v >= 0, "an integer >= 0")

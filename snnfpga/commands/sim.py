@@ -3,11 +3,12 @@ and the integer reference, and compare every spike, score and class.
 
     snnfpga sim MODEL --data FILE [--split all|train|val] [--limit N]
                 [--simulator verilator|icarus] [--lanes P] [--weights rom|ram] [--seed S] [--gaps P] [--stall P]
-                [--jobs J] [--out DIR] [--waves] [--json]
+                [--jobs J] [--time-limit S] [--out DIR] [--waves] [--json]
 
 Accuracies are in percent (as ``snnfpga eval``); ``mismatches`` counts the images whose RTL
 output differs from the reference in any integer (spike, score or class), ``errors`` the
-protocol or counter violations. The exit status is 1 on any mismatch or error, with the
+protocol or counter violations (a deadlock, or a run past ``--time-limit`` seconds of wall
+clock, is one, naming the image). The exit status is 1 on any mismatch or error, with the
 first one printed in full. Waveforms only with ``--waves``,
 into ``--out``.
 """
@@ -18,8 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from snnfpga.commands.common import emit_json, positive_int, probability
+from snnfpga.commands.common import emit_json, positive_float, positive_int, probability
 from snnfpga.commands.verilog import add_hardware_options, plan_from_args
+from snnfpga.sim.cocotb_tb.job import DEFAULT_WALL_LIMIT_S
 
 DESCRIPTION = __doc__.split("\n\n")[0]
 
@@ -41,6 +43,9 @@ def add_parser(subparsers) -> None:
                    help="probability of one more cycle of back-pressure before each result (default 0.2)")
     p.add_argument("--jobs", type=positive_int, default=1, metavar="J",
                    help="split the images over J simulator processes (default 1)")
+    p.add_argument("--time-limit", type=positive_float, default=DEFAULT_WALL_LIMIT_S, metavar="S",
+                   help="wall-clock seconds each simulator process may run before it stops with an error "
+                        f"naming the image (default {DEFAULT_WALL_LIMIT_S:g})")
     p.add_argument("--out", metavar="DIR", help="keep the generated Verilog, logs (and waveforms) here")
     p.add_argument("--waves", action="store_true", help="write waveforms (waves.fst) into --out (off by default)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
@@ -78,7 +83,8 @@ def run(args) -> int:
             rtl = cocotb_sim.simulate(plan, dataset.images, simulator=args.simulator, gaps=args.gaps,
                                       stall=args.stall, seed=args.seed, jobs=args.jobs, work_dir=work,
                                       waves_dir=work if args.waves else None,
-                                      progress=lambda done: bar.update(done - bar.n), on_built=built)
+                                      progress=lambda done: bar.update(done - bar.n), on_built=built,
+                                      wall_limit_s=args.time_limit)
         finally:
             bar.close()
     expected = reference.run(art, dataset.images)

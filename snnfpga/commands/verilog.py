@@ -55,7 +55,42 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
+def run_graph(args, art) -> int:
+    """A layer graph: the graph accelerator (rtl/graph_top.py), stream interface, ROM weights."""
+    from snnfpga.errors import MappingError
+    from snnfpga.rtl.graph_generate import write_graph_verilog
+    from snnfpga.rtl.graph_top import make_graph_top_plan
+
+    if args.interface != "stream" or args.weights != "rom":
+        raise MappingError(f"{art.name} is a layer graph: its accelerator has the stream interface and ROM weights "
+                           f"only so far (got --interface {args.interface} --weights {args.weights})")
+    plan = make_graph_top_plan(art, lanes=args.lanes, pixels_per_beat=args.pixels_per_beat)
+    description = write_graph_verilog(plan, args.out, args.top)
+    engines = [n for n in description["nodes"] if n["role"] != "wiring"]
+    summary = {
+        "top": args.top,
+        "files": [f"{args.out}/{f}" for f in description["files"]] + [f"{args.out}/{args.top}.json"],
+        "interface": "stream",
+        "lanes": plan.lanes,
+        "nodes": len(description["nodes"]),
+        "engines": len(engines),
+        "memory_bits": description["memory_bits"],
+    }
+    if args.json:
+        emit_json(summary)
+    else:
+        print(f"wrote {', '.join(summary['files'])}")
+        for n in engines:
+            lanes = f", {n['lanes']} lanes x {n['groups']} groups" if "lanes" in n else ""
+            print(f"  {n['name']:<16} {n['kind']:<10} {n['role']}{lanes}")
+        print(f"  memories: {description['memory_bits']} bits")
+    return 0
+
+
 def run(args) -> int:
+    art = load_artifact(args.model)
+    if not art.is_chain:
+        return run_graph(args, art)
     plan = plan_from_args(args)
     description = write_verilog(plan, args.out, args.top, args.interface)
     summary = {

@@ -1,0 +1,144 @@
+"""The accumulate engine of one synapse node: events in, a current buffer out.
+
+Every synapse kind (``dense``, ``pointwise``, ``axial``, ``conv``) is this one datapath; the
+kind only decides the :class:`~snnfpga.rtl.scatter.ScatterSpec` in front of it and the
+contents of its weight memory (:func:`~snnfpga.rtl.scatter.weight_rows`).
+
+Memories (``P`` lanes, ``G = ceil(L / P)`` groups per line of ``L`` words):
+
+* weights: word ``row*G + g`` holds the weights of lanes ``g*P .. g*P + P - 1`` of row
+  ``row`` (``P x weight_bits``; lanes beyond ``L`` are zero);
+* buffer: word ``line*G + g`` holds ``P`` currents of ``current_bits`` (the node's proven
+  width, so sums never wrap); after ``clear`` every line holds the node's bias.
+
+Pipeline: the scatter generator's tables are scaled by ``G`` (:meth:`ScatterSpec.scaled`),
+so a row operation's word addresses are ``row + g`` and ``line + g``: one adder each, no
+multiplier. Cycle ``c`` presents both addresses to the memories; cycle ``c+1`` adds the
+``P`` weights to the ``P`` currents and writes them back. The buffer's read port is
+transparent to its write port, so an operation on the word being written in the same cycle
+reads the new value: back-to-back updates of one word are exact without forwarding.
+
+Throughput: one group per cycle (``G`` cycles per row operation, rows of one event back to
+back); ``clear``: ``lines x G`` cycles. Latency: two cycles from an operation's issue to its
+write. ``idle`` is high when no event, row or write is in flight.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from snnfpga.rtl.scatter import ScatterGenerator, ScatterSpec, event_layout
+from snnfpga.rtl.tokens import lane, pack
+
+
+def buffer_words(values: np.ndarray, lanes: int, bits: int) -> list[int]:
+    """``int [lines, L]`` to buffer words (``G`` per line, lane ``p`` at bits ``[p*b, (p+1)*b)``)."""
+    lines, length = values.shape
+    groups = -(-length // lanes)
+    padded = np.zeros((lines, groups * lanes), dtype=np.int64)
+    padded[:, :length] = values
+    return [pack(padded[ln, g * lanes:(g + 1) * lanes], bits) for ln in range(lines) for g in range(groups)]
+
+
+class SynapseAccumulator(wiring.Component):
+    """One synapse node's accumulate engine (see the module doc).
+
+    Parameters: ``spec`` (unscaled), ``rows`` (``int [spec.rows, L]``, the weights of each
+    row), ``bias`` (``int [L]``), ``lanes``, ``weight_bits``, ``current_bits``.
+
+    Members
+    -------
+    events : ``In(stream.Signature(event_layout(spec)))``
+    clear : ``In(1)``
+        Strobe, only while ``idle``: set every buffer word to the bias (``lines x G``
+        cycles, from the next cycle on; events wait meanwhile). The buffer starts cleared.
+    idle : ``Out(1)``
+        Nothing in flight (no event taken but not finished, no clear running).
+    read_addr : ``In(range(lines * G))``, ``read_data`` : ``Out(P * current_bits)``
+        A read port of the buffer (data one cycle after the address).
+    """
+
+    def __init__(self, spec: ScatterSpec, rows: np.ndarray, bias: np.ndarray, lanes: int,
+                 weight_bits: int, current_bits: int):
+        length = spec.line_length
+        self.lanes = min(lanes, length)
+        self.groups = -(-length // self.lanes)
+        self._spec = spec
+        self._rows = np.asarray(rows, dtype=np.int64)
+        self._bias = np.asarray(bias, dtype=np.int64)
+        self._wb, self._cb = weight_bits, current_bits
+        self.depth = spec.lines * self.groups
+        super().__init__({
+            "events": In(stream.Signature(event_layout(spec))),
+            "clear": In(1),
+            "idle": Out(1),
+            "read_addr": In(range(max(2, self.depth))),
+            "read_data": Out(self.lanes * current_bits),
+        })
+
+    def elaborate(self, platform):
+        spec, P, G = self._spec, self.lanes, self.groups
+        m = Module()
+        m.submodules.scatter = scatter = ScatterGenerator(spec.scaled(G, G))
+        wiring.connect(m, wiring.flipped(self.events), scatter.events)
+
+        weights = buffer_words(self._rows, P, self._wb)
+        m.submodules.weights = wmem = Memory(shape=P * self._wb, depth=max(2, len(weights)),
+                                             init=weights + [0] * max(0, 2 - len(weights)))
+        bias_words = buffer_words(self._bias[None, :], P, self._cb)  # one line: G words
+        init = bias_words * spec.lines
+        m.submodules.buffer = bmem = Memory(shape=P * self._cb, depth=max(2, self.depth),
+                                            init=init + [0] * (max(2, self.depth) - len(init)))
+        w_rd = wmem.read_port()
+        b_wr = bmem.write_port()
+        b_rd = bmem.read_port(transparent_for=(b_wr,))
+        reader = bmem.read_port()
+        m.d.comb += [reader.addr.eq(self.read_addr), self.read_data.eq(reader.data)]
+
+        # Issue (cycle c): one group of the current row operation, or one word of a clear.
+        g = Signal(range(max(2, G)))
+        issue = Signal()
+        s1_valid = Signal()
+        s1_addr = Signal.like(b_rd.addr)
+        clearing = Signal()
+        clear_addr = Signal(range(max(2, self.depth)))
+        clear_group = Signal(range(max(2, G)))
+        row = scatter.rows.payload
+        m.d.comb += [
+            w_rd.addr.eq(row.row + g),
+            b_rd.addr.eq(row.line + g),
+            issue.eq(scatter.rows.valid & ~clearing),
+            scatter.rows.ready.eq(issue & (g == G - 1)),
+        ]
+        with m.If(issue):
+            m.d.sync += g.eq(g + 1)
+            with m.If(g == G - 1):
+                m.d.sync += g.eq(0)
+        m.d.sync += [s1_valid.eq(issue), s1_addr.eq(b_rd.addr)]
+
+        # Write (cycle c+1): u + w per lane, or the bias of the word being cleared.
+        total = Cat(*[(lane(b_rd.data, p, self._cb) + lane(w_rd.data, p, self._wb))[:self._cb] for p in range(P)])
+        bias_of_group = [Signal(P * self._cb, name=f"bias_group{k}") for k in range(G)]
+        for k, word in enumerate(bias_words):
+            m.d.comb += bias_of_group[k].eq(word)
+        with m.If(clearing):
+            m.d.comb += [b_wr.en.eq(1), b_wr.addr.eq(clear_addr)]
+            with m.Switch(clear_group):
+                for k in range(G):
+                    with m.Case(k):
+                        m.d.comb += b_wr.data.eq(bias_of_group[k])
+            m.d.sync += [clear_addr.eq(clear_addr + 1), clear_group.eq(clear_group + 1)]
+            with m.If(clear_group == G - 1):
+                m.d.sync += clear_group.eq(0)
+            with m.If(clear_addr == self.depth - 1):
+                m.d.sync += [clearing.eq(0), clear_addr.eq(0), clear_group.eq(0)]
+        with m.Elif(s1_valid):
+            m.d.comb += [b_wr.en.eq(1), b_wr.addr.eq(s1_addr), b_wr.data.eq(total)]
+        with m.If(self.clear):
+            m.d.sync += clearing.eq(1)
+        m.d.comb += self.idle.eq(~clearing & ~s1_valid & ~scatter.rows.valid & ~self.events.valid)
+        return m

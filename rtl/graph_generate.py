@@ -1,0 +1,102 @@
+"""Verilog generation for layer graphs: ``<top>.v`` + ``<top>.json`` (deterministic).
+
+As :mod:`snnfpga.rtl.generate` for chains: one self-contained Verilog file from Amaranth
+(memory contents as ``initial`` blocks, no source paths, nothing from the clock or the
+machine), and a JSON description: ports, the result payload, parameters, and per node the
+engine it became (:mod:`snnfpga.rtl.graph_top`) with its lanes, groups and memories.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib.metadata import version
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from snnfpga import __version__
+from snnfpga.model.artifact import arrays_sha256
+from snnfpga.rtl.decision import result_layout
+from snnfpga.rtl.generate import DESCRIPTION_FORMAT, check_top_name, ports
+from snnfpga.rtl.graph_top import GraphAccelerator, GraphTopPlan
+
+
+def node_entries(dut: GraphAccelerator) -> list[dict]:
+    """Per node in topological order: kind, role, lanes, groups and memories (depth x width)."""
+    plan, graph = dut.plan, dut.graph
+    rows = []
+    for node in graph.nodes:
+        row = {"name": node.name, "kind": node.KIND, "shape": list(graph.types[node.name].shape)}
+        if node.name in dut.accumulators:
+            acc = dut.accumulators[node.name]
+            spec = plan.specs[node.name]
+            row.update(role="synapse (accumulate engine into its current buffer)", lanes=acc.lanes,
+                       groups=acc.groups, lines=spec.lines, weight_bits=node.weight_bits, buffer_bits=acc._cb,
+                       memories={"weights": {"depth": spec.rows * acc.groups, "width": acc.lanes * node.weight_bits,
+                                             "kind": "rom"},
+                                 "buffer": {"depth": acc.depth, "width": acc.lanes * acc._cb, "kind": "ram 2R1W"}})
+        elif node.name in dut.engines:
+            eng = dut.engines[node.name]
+            if node.KIND == "lif":
+                hw = plan.lifs[node.name]
+                depth = hw.layout.lines * eng.groups
+                row.update(role="neuron engine (lif)", lanes=eng.lanes, groups=eng.groups, lines=hw.layout.lines,
+                           lane_axis=hw.layout.lane_axis, sources=[s for s, _, _ in hw.sources],
+                           membrane_bits=node.membrane_bits,
+                           memories={"state": {"depth": depth, "width": eng.lanes * node.membrane_bits,
+                                               "kind": "ram 1R1W"}})
+            else:
+                row.update(role="scan engine (glif)", lanes=eng.lanes, groups=eng.groups,
+                           source=plan.glifs[node.name], state_bits=node.state_bits)
+        elif node.KIND == "output":
+            row.update(role="score registers", score_bits=node.score_bits)
+        else:
+            row["role"] = "wiring"
+        rows.append(row)
+    return rows
+
+
+def describe_graph(dut: GraphAccelerator, top: str, verilog_sha256: str) -> dict:
+    plan: GraphTopPlan = dut.plan
+    art = plan.artifact
+    layout = result_layout(plan)
+    nodes = node_entries(dut)
+    mem_bits = sum(m["depth"] * m["width"] for n in nodes for m in n.get("memories", {}).values())
+    return {
+        "format": DESCRIPTION_FORMAT,
+        "version": 2,
+        "top": top,
+        "files": [f"{top}.v"],
+        "verilog_sha256": verilog_sha256,
+        "generator": {"snnfpga": __version__, "amaranth": version("amaranth")},
+        "artifact": {"name": art.name, "arrays_sha256": arrays_sha256(art)},
+        "interface": "stream",
+        "architecture": "layer graph: one engine per node, a static schedule per time step (docs/hardware.md)",
+        "parameters": {"lanes": plan.lanes, "pixels_per_beat": plan.pixels_per_beat, "timesteps": art.timesteps,
+                       "encoder": art.encoder.to_json(), "n_inputs": art.n_inputs, "n_classes": art.n_classes,
+                       "beats_per_image": plan.beats_per_image},
+        "clocking": {"clock": "clk", "reset": "rst", "reset_kind": "synchronous, active high"},
+        "ports": ports(dut),
+        "result_payload": {
+            "cls": {"lsb": layout["cls"].offset, "width": plan.class_bits},
+            "scores": [{"class": j, "lsb": layout["scores"].offset + j * plan.score_bits, "width": plan.score_bits,
+                        "signed": True} for j in range(art.n_classes)],
+        },
+        "memory_contents": "inside the Verilog as initial blocks (no $readmemh files)",
+        "memory_bits": mem_bits,
+        "nodes": nodes,
+    }
+
+
+def write_graph_verilog(plan: GraphTopPlan, out_dir: str | Path, top: str = "snn_top") -> dict:
+    """Write ``<top>.v`` and ``<top>.json`` for a graph into ``out_dir``; return the description."""
+    check_top_name(top)
+    dut = GraphAccelerator(plan)
+    text = verilog.convert(dut, name=top, emit_src=False)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{top}.v").write_text(text)
+    description = describe_graph(dut, top, hashlib.sha256(text.encode()).hexdigest())
+    (out / f"{top}.json").write_text(json.dumps(description, indent=2) + "\n")
+    return description

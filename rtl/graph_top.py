@@ -1,0 +1,418 @@
+"""The layer-graph accelerator: encoder, one engine per node, a static schedule, the decision.
+
+First version of the graph hardware (docs/hardware.md, "Layer graphs"): correct by
+construction rather than fast. Every synapse node is a
+:class:`~snnfpga.rtl.accumulate.SynapseAccumulator` with its own current buffer, every
+``lif`` a :class:`~snnfpga.rtl.neuron.LifEngine`, every ``glif`` a
+:class:`~snnfpga.rtl.neuron.GlifEngine`; ``add``, ``concat``, ``pool`` and ``flatten`` are
+wiring. A controller runs, for every time step, a schedule fixed at generation:
+
+1. the encoder's spikes of the step, broadcast to the synapses that read the input;
+2. every neuron engine in topological order: its neuron pass (which reads the buffers it
+   sums) and its spikes, broadcast as events to every synapse that reads them (a concat of
+   spikes adds its channel offset, a pool drops the position, a flatten keeps it); the next
+   engine starts when every consumer has absorbed the events;
+3. the output node adds the head's buffer into its scores;
+4. every buffer is cleared to its bias for the next step.
+
+After ``T`` steps the argmax decision (:class:`~snnfpga.rtl.decision.ArgmaxDecision`)
+presents the class and the scores on ``result``; the scores are cleared when it is taken.
+Only one engine emits events at any time, so each synapse's event input and each buffer's
+read port is a multiplexer over its producers or readers, chosen by the schedule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from snnfpga.errors import MappingError
+from snnfpga.model.artifact import Artifact
+from snnfpga.model.kinds import Synapse
+from snnfpga.model.widths import signed_bits
+from snnfpga.rtl.accumulate import SynapseAccumulator
+from snnfpga.rtl.decision import ArgmaxDecision, result_layout
+from snnfpga.rtl.encoder import InputEncoder
+from snnfpga.rtl.graph_plan import current_parts, current_sources
+from snnfpga.rtl.neuron import GlifEngine, Layout, LifEngine, Source
+from snnfpga.rtl.plan import MAX_LANES, PIXELS_PER_BEAT, bits_for
+from snnfpga.rtl.scatter import ScatterSpec, line_bias, scatter_spec, weight_rows
+from snnfpga.rtl.tokens import lane
+
+
+@dataclass(frozen=True)
+class LifHw:
+    """A ``lif`` node's engine parameters: its layout and the buffers it sums."""
+
+    layout: Layout
+    sources: tuple[tuple[str, int, int], ...]  # (synapse, first group, groups)
+
+
+@dataclass(frozen=True)
+class GraphTopPlan:
+    """The parameters of a graph accelerator (what the encoder and the decision read), and
+    per node what it becomes: ``specs`` (synapses), ``lifs``, ``glifs`` (node -> its buffer)."""
+
+    artifact: Artifact
+    lanes: int
+    pixels_per_beat: int
+    specs: dict
+    lifs: dict
+    glifs: dict
+    node_lanes: dict  # lanes of every synapse, lif and glif engine
+
+    @property
+    def beats_per_image(self) -> int:
+        return -(-self.artifact.n_inputs // self.pixels_per_beat)
+
+    @property
+    def class_bits(self) -> int:
+        return bits_for(self.artifact.n_classes)
+
+    @property
+    def score_bits(self) -> int:
+        return self.artifact.graph.output.score_bits
+
+
+def make_graph_top_plan(art: Artifact, lanes: int = 8, pixels_per_beat: int = 4) -> GraphTopPlan:
+    """Check that the graph maps onto the generator and derive every engine's parameters;
+    :class:`MappingError` naming the node and the limit otherwise (before any elaboration)."""
+    if not isinstance(lanes, int) or not 1 <= lanes <= MAX_LANES:
+        raise MappingError(f"lanes must be an integer in 1..{MAX_LANES}, got {lanes!r}")
+    if pixels_per_beat not in PIXELS_PER_BEAT:
+        raise MappingError(f"pixels per beat must be one of {PIXELS_PER_BEAT}, got {pixels_per_beat!r}")
+    graph = art.graph
+    specs = {n.name: synapse_spec(graph, n) for n in graph.nodes if isinstance(n, Synapse)}
+    node_lanes = _lanes_per_node(graph, specs, lanes)
+    lifs, glifs = {}, {}
+    for node in graph.nodes:
+        if node.KIND == "lif":
+            p = node_lanes[node.name]
+            first = current_parts(graph, node)[0][0]
+            kind = Layout.of_spec(specs[first])
+            layout = Layout(kind.lane_axis, kind.outer, kind.inner, _event_shape(graph, node.name))
+            groups = -(-layout.line_length // min(p, layout.line_length))
+            sources = tuple(current_sources(graph, node, p, groups))
+            for src, _, _ in sources:
+                if Layout.of_spec(specs[src]).lane_axis != layout.lane_axis:
+                    raise MappingError(f"node {node.name}: sums currents laid out differently ({first}: lanes along "
+                                       f"{layout.lane_axis}, {src}: along {Layout.of_spec(specs[src]).lane_axis})")
+            lifs[node.name] = LifHw(layout, sources)
+        elif node.KIND == "glif":
+            (src,) = node.inputs
+            if src not in specs or Layout.of_spec(specs[src]).lane_axis != "c":
+                raise MappingError(f"node {node.name}: a glif must read a pointwise or conv current directly")
+            glifs[node.name] = src
+        elif node.KIND == "output":
+            if len(node.inputs) != 1 or node.inputs[0] not in specs:
+                raise MappingError(f"node {node.name}: the output must read one dense current")
+        elif node.KIND not in ("add", "concat", "pool", "flatten", "lif") and not isinstance(node, Synapse):
+            raise MappingError(f"node {node.name}: kind {node.KIND!r} has no hardware mapping")
+    return GraphTopPlan(art, lanes, pixels_per_beat, specs, lifs, glifs, node_lanes)
+
+
+def _lanes_per_node(graph, specs: dict, lanes: int) -> dict:
+    """Lanes of each engine. A neuron pass reads its current buffers word by word, so a LIF
+    and every buffer it sums (and every other LIF reading those buffers) share one lane
+    count: the largest ``p <= lanes`` and ``<=`` each member's line length that divides every
+    channel at which a concatenated current starts. Others: ``min(lanes, line length)``."""
+    parent: dict[str, str] = {}
+
+    def find(a):
+        while parent.setdefault(a, a) != a:
+            a = parent[a]
+        return a
+
+    starts: dict[str, set] = {}
+    lengths: dict[str, int] = {name: spec.line_length for name, spec in specs.items()}
+    for node in graph.nodes:
+        if node.KIND == "lif":
+            parts = current_parts(graph, node)
+            first = parts[0][0]
+            kind = Layout.of_spec(specs[first])
+            lengths[node.name] = Layout(kind.lane_axis, kind.outer, kind.inner,
+                                        _event_shape(graph, node.name)).line_length
+            for src, offset, _ in parts:
+                parent[find(src)] = find(node.name)
+                starts.setdefault(node.name, set()).add(offset)
+        elif node.KIND == "glif":
+            lengths[node.name] = graph.types[node.name].shape[0]
+            parent[find(node.inputs[0])] = find(node.name)
+    members: dict[str, list[str]] = {}
+    for name in lengths:
+        members.setdefault(find(name), []).append(name)
+    out = {}
+    for group in members.values():
+        offsets = set().union(*(starts.get(n, set()) for n in group))
+        p = min(lanes, *(lengths[n] for n in group))
+        while any(o % p for o in offsets):
+            p -= 1
+        out.update({n: p for n in group})
+    return out
+
+
+def _event_shape(graph, name: str) -> tuple[int, int, int]:
+    """The map whose events reach a node reading ``name`` (through pool, flatten, concat)."""
+    if name == "input":
+        return graph.source.shape
+    node = graph.node(name)
+    if node.KIND in ("pool", "flatten"):
+        return _event_shape(graph, node.inputs[0])
+    shape = graph.types[name].shape
+    return shape if len(shape) == 3 else (shape[0], 1, 1)
+
+
+def _dense_on_map(node, shape) -> ScatterSpec:
+    """A dense node whose events come from a map: ``row = c*H*W + y*W + x`` (flatten)."""
+    c, h, w = shape
+    n_out = int(node.weight.shape[0])
+    return ScatterSpec("dense", shape, (0,), c * h * w, 1, n_out, tuple((k * h * w, 0) for k in range(c)),
+                       tuple(((y * w, 0),) for y in range(h)), tuple(((x, 0),) for x in range(w)), (n_out,))
+
+
+def _dense_on_pool(node, shape) -> ScatterSpec:
+    """A dense node reading a pool: every event of channel ``c`` adds row ``c``."""
+    c, h, w = shape
+    n_out = int(node.weight.shape[0])
+    return ScatterSpec("dense", shape, (0,), c, 1, n_out, tuple((k, 0) for k in range(c)),
+                       tuple(((0, 0),) for _ in range(h)), tuple(((0, 0),) for _ in range(w)), (n_out,))
+
+
+def synapse_spec(graph, node) -> ScatterSpec:
+    """The scatter spec of a synapse node as its events arrive (maps for a dense head)."""
+    if node.KIND == "dense":
+        src = node.inputs[0]
+        kind = "input" if src == "input" else graph.node(src).KIND
+        shape = _event_shape(graph, src)
+        if kind == "pool":
+            return _dense_on_pool(node, shape)
+        if shape[1:] != (1, 1):
+            return _dense_on_map(node, shape)
+    return scatter_spec(node, graph.input_types(node))
+
+
+def _producers(graph, name: str, offset: int = 0) -> list[tuple[str, int]]:
+    """The spiking nodes (or ``input``) whose events make up tensor ``name``, with the
+    channel offset each one's events carry there (spike concat)."""
+    if name == "input":
+        return [("input", offset)]
+    node = graph.node(name)
+    if node.KIND == "concat":
+        out = []
+        for src in node.inputs:
+            out += _producers(graph, src, offset)
+            offset += graph.types[src].shape[0]
+        return out
+    if node.KIND in ("pool", "flatten"):
+        return _producers(graph, node.inputs[0], offset)
+    return [(name, offset)]
+
+
+class GraphAccelerator(wiring.Component):
+    """Members
+    -------
+    pixels : ``In(stream.Signature(8 * B))``
+        Pixel beats, ``B`` pixels per beat (as the chain accelerator).
+    result : ``Out(stream.Signature(result_layout))``
+        Class and scores of each image, held until taken.
+
+    ``engines``, ``accumulators``: the node components by name, for benches that watch
+    every node's events (``engines[name].events``) and buffers.
+    """
+
+    def __init__(self, plan: GraphTopPlan):
+        self._plan = plan
+        self.plan = plan
+        art = plan.artifact
+        self.graph = graph = art.graph
+        self.accumulators: dict[str, SynapseAccumulator] = {}
+        self.engines: dict[str, wiring.Component] = {}
+        self._edges: dict[str, list[tuple[str, int, int]]] = {}  # producer -> (synapse, port, channel offset)
+        self._readers: dict[str, list[tuple[str, int]]] = {}  # synapse -> (engine, source index)
+        self.output = graph.output
+        for node in graph.nodes:
+            if node.name in plan.specs:
+                bits = signed_bits(*graph.proofs[node.name].registers["output"])
+                self.accumulators[node.name] = SynapseAccumulator(plan.specs[node.name], weight_rows(node),
+                                                                  line_bias(node), plan.node_lanes[node.name],
+                                                                  node.weight_bits, bits)
+                for port, src in enumerate(node.inputs):
+                    for producer, offset in _producers(graph, src):
+                        self._edges.setdefault(producer, []).append((node.name, port, offset))
+            elif node.name in plan.lifs:
+                hw = plan.lifs[node.name]
+                sources = []
+                for k, (src, g0, n_groups) in enumerate(hw.sources):
+                    sources.append(Source(groups=n_groups, bits=self.accumulators[src]._cb, first_group=g0))
+                    self._readers.setdefault(src, []).append((node.name, k))
+                self.engines[node.name] = LifEngine(node, hw.layout, plan.node_lanes[node.name], sources,
+                                                    art.timesteps)
+            elif node.name in plan.glifs:
+                src = plan.glifs[node.name]
+                self.engines[node.name] = GlifEngine(node, graph.types[node.name].shape, plan.node_lanes[node.name],
+                                                     self.accumulators[src]._cb)
+                self._readers.setdefault(src, []).append((node.name, 0))
+        super().__init__({
+            "pixels": In(stream.Signature(8 * plan.pixels_per_beat)),
+            "result": Out(stream.Signature(result_layout(plan))),
+        })
+
+    def elaborate(self, platform):
+        plan, graph = self._plan, self.graph
+        art, T = plan.artifact, plan.artifact.timesteps
+        m = Module()
+        m.submodules.encoder = enc = InputEncoder(plan)
+        wiring.connect(m, wiring.flipped(self.pixels), enc.pixels)
+        m.d.comb += enc.hold.eq(0)
+        for name, acc in self.accumulators.items():
+            m.submodules[f"acc_{name}"] = acc
+        for name, eng in self.engines.items():
+            m.submodules[f"eng_{name}"] = eng
+
+        # Pixel index -> (y, x): a ROM, one cycle, a one-entry output register.
+        h, w = graph.source.shape[1:]
+        coords = [y | (x << bits_for(h)) for y in range(h) for x in range(w)]
+        m.submodules.pixel_coords = rom = Memory(shape=bits_for(h) + bits_for(w), depth=len(coords), init=coords)
+        rom_rd = rom.read_port()
+        px_valid, px_eos = Signal(), Signal()
+        px_ready = Signal()
+        enc_take = enc.spikes.valid & (~px_valid | px_ready)
+        m.d.comb += [enc.spikes.ready.eq(~px_valid | px_ready), rom_rd.addr.eq(enc.spikes.payload.addr),
+                     rom_rd.en.eq(enc_take)]
+        with m.If(px_ready):
+            m.d.sync += px_valid.eq(0)
+        with m.If(enc_take):
+            m.d.sync += [px_valid.eq(1), px_eos.eq(enc.spikes.payload.eos)]
+        px_y, px_x = rom_rd.data[:bits_for(h)], rom_rd.data[bits_for(h):]
+
+        # Event sources: the encoder and every neuron engine; "active" picks the one the
+        # schedule runs.
+        emitters = ["input"] + [n for n in self.engines]
+        active = Signal(range(len(emitters) + 1))  # len(emitters): none
+        src_valid = {"input": px_valid & ~px_eos}
+        src_eos = {"input": px_valid & px_eos}
+        src_c = {"input": 0}
+        src_y = {"input": px_y}
+        src_x = {"input": px_x}
+        for name, eng in self.engines.items():
+            ev = eng.events
+            src_valid[name] = ev.valid & ~ev.payload.eos
+            src_eos[name] = ev.valid & ev.payload.eos
+            src_c[name], src_y[name], src_x[name] = ev.payload.c, ev.payload.y, ev.payload.x
+
+        # Broadcast: each synapse input is a mux over its producers; the active producer's
+        # event transfers when every consumer takes it in the same cycle.
+        consumers = {p: [(s, port, off) for s, port, off in self._edges.get(p, [])] for p in emitters}
+        all_ready = {}
+        for p in emitters:
+            readies = [self.accumulators[s].events.ready for s, _, _ in consumers[p]]
+            ok = Signal(name=f"all_ready_{p.replace('.', '_')}")
+            m.d.comb += ok.eq(Cat(*readies).all() if readies else 1)
+            all_ready[p] = ok
+        for s, acc in self.accumulators.items():
+            ev = acc.events
+            for k, p in enumerate(emitters):
+                for s2, port, off in consumers[p]:
+                    if s2 != s:
+                        continue
+                    others = [self.accumulators[o].events.ready for o, _, _ in consumers[p] if o != s]
+                    with m.If(active == k):
+                        m.d.comb += [ev.valid.eq(src_valid[p] & (Cat(*others).all() if others else 1)),
+                                     ev.payload.c.eq(src_c[p] + off), ev.payload.y.eq(src_y[p]),
+                                     ev.payload.x.eq(src_x[p]), ev.payload.port.eq(port)]
+        for k, p in enumerate(emitters):
+            take = (active == k) & (all_ready[p] | src_eos[p])
+            if p == "input":
+                m.d.comb += px_ready.eq(take)
+            else:
+                m.d.comb += self.engines[p].events.ready.eq(take)
+
+        # Buffer read ports: a mux over the readers, chosen by the active engine.
+        for s, acc in self.accumulators.items():
+            for e, k in self._readers.get(s, []):
+                eng = self.engines[e]
+                with m.If((active == emitters.index(e)) & getattr(eng, f"src{k}_en", 1)):
+                    m.d.comb += acc.read_addr.eq(getattr(eng, f"src{k}_addr"))
+                m.d.comb += getattr(eng, f"src{k}_data").eq(acc.read_data)
+
+        # Scores of the output node.
+        out = self.output
+        head = self.accumulators[out.inputs[0]]
+        n, sb = art.n_classes, out.score_bits
+        scores = [Signal(signed(sb), name=f"score{j}") for j in range(n)]
+        m.submodules.decision = decision = ArgmaxDecision(plan)
+        wiring.connect(m, decision.result, wiring.flipped(self.result))
+        for j in range(n):
+            m.d.comb += decision.scores.payload[f"class{j}"].eq(scores[j])
+
+        idle_all = Cat(*[a.idle for a in self.accumulators.values()]).all()
+        eos_seen = Signal()
+        step = Signal(range(max(2, T)))
+        head_g = Signal(range(max(2, head.groups + 1)))
+        head_rd_valid = Signal()
+        head_rd_g = Signal.like(head_g)
+        m.d.sync += head_rd_valid.eq(0)
+        with m.If(head_rd_valid):
+            for g in range(head.groups):
+                with m.If(head_rd_g == g):
+                    for p in range(head.lanes):
+                        j = g * head.lanes + p
+                        if j < n:
+                            m.d.sync += scores[j].eq(scores[j] + lane(head.read_data, p, head._cb))
+
+        with m.FSM(name="schedule"):
+            with m.State("ENCODE"):
+                m.d.comb += active.eq(0)
+                with m.If(px_valid & px_eos & px_ready):
+                    m.next = "ENCODE_DRAIN"
+            with m.State("ENCODE_DRAIN"):
+                m.d.comb += active.eq(len(emitters))
+                with m.If(idle_all):
+                    m.next = f"START_{emitters[1]}" if len(emitters) > 1 else "SCORE"
+            for k, e in enumerate(emitters[1:], start=1):
+                eng = self.engines[e]
+                following = f"START_{emitters[k + 1]}" if k + 1 < len(emitters) else "SCORE"
+                with m.State(f"START_{e}"):
+                    m.d.comb += [active.eq(k), eng.start.eq(1)]
+                    m.d.sync += eos_seen.eq(0)
+                    m.next = f"RUN_{e}"
+                with m.State(f"RUN_{e}"):
+                    # Done once its end-of-step token has left and every consumer is idle.
+                    m.d.comb += active.eq(k)
+                    with m.If(eng.events.valid & eng.events.ready & eng.events.payload.eos):
+                        m.d.sync += eos_seen.eq(1)
+                    with m.If(eos_seen & ~eng.busy & idle_all):
+                        m.next = following
+            with m.State("SCORE"):
+                m.d.comb += [active.eq(len(emitters)), head.read_addr.eq(head_g)]
+                m.d.sync += [head_rd_valid.eq(head_g < head.groups), head_rd_g.eq(head_g)]
+                with m.If(head_g < head.groups):
+                    m.d.sync += head_g.eq(head_g + 1)
+                with m.Elif(~head_rd_valid):
+                    m.d.sync += head_g.eq(0)
+                    m.next = "CLEAR"
+            with m.State("CLEAR"):
+                m.d.comb += active.eq(len(emitters))
+                for acc in self.accumulators.values():
+                    m.d.comb += acc.clear.eq(1)
+                m.next = "CLEAR_WAIT"
+            with m.State("CLEAR_WAIT"):
+                m.d.comb += active.eq(len(emitters))
+                with m.If(idle_all):
+                    with m.If(step == T - 1):
+                        m.d.sync += step.eq(0)
+                        m.next = "DECIDE"
+                    with m.Else():
+                        m.d.sync += step.eq(step + 1)
+                        m.next = "ENCODE"
+            with m.State("DECIDE"):
+                # The decision holds the scores until its result is taken (scores.ready).
+                m.d.comb += [active.eq(len(emitters)), decision.scores.valid.eq(1)]
+                with m.If(decision.scores.ready):
+                    m.d.sync += [s.eq(0) for s in scores]
+                    m.next = "ENCODE"
+        return m

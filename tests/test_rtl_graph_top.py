@@ -1,0 +1,118 @@
+"""The whole layer-graph accelerator in Amaranth's simulator against the reference.
+
+Every spike of every spiking node at every step, every score and every class, on random
+graphs (every node kind: conv with random geometry, axial or group-LIF token mixing, a
+three-input fuse, add and concat of currents, concat of spikes, a strided conv, pool,
+flatten or direct dense heads; random widths, leaks, resets, encoders and T) under random
+input gaps and result back-pressure, and on the shipped mixers (slow marker).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from snnfpga.errors import MappingError
+from snnfpga.model.artifact import load_artifact
+from snnfpga.model.data import load_dataset
+from snnfpga.model.synthetic import random_graph, random_images
+from snnfpga.rtl.graph_top import make_graph_top_plan
+from snnfpga.sim import reference
+from snnfpga.sim.graph_sim import simulate_graph
+from snnfpga.sim.scoreboard import compare_graph
+
+
+def assert_graph_bit_exact(art, images, **kwargs):
+    run = simulate_graph(art, images, **kwargs)
+    assert run.images == len(images)
+    mismatches = compare_graph(reference.run(art, images), run.spikes, run.scores, run.classes)
+    assert not mismatches, "\n".join(map(str, mismatches[:10]))
+    return run
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31), token=st.sampled_from(["axial", "glif"]),
+       head=st.sampled_from(["pool", "flatten", "dense"]), beat=st.sampled_from([1, 2, 4, 8]),
+       wide=st.booleans(), stalls=st.booleans(), narrow=st.booleans())
+def test_random_graphs_are_bit_exact(seed, token, head, beat, wide, stalls, narrow):
+    art = random_graph(seed, token=token, head=head, membrane_bits=5 if narrow else None)
+    c = art.graph.types["stem"].shape[0]
+    lanes = c if wide else 1  # concatenated currents must start on a lane group
+    assert_graph_bit_exact(art, random_images(art, 2, seed=seed), lanes=lanes, pixels_per_beat=beat,
+                           input_gaps=0.3 if stalls else 0.0, output_stall=0.5 if stalls else 0.0, seed=seed)
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31), token=st.sampled_from(["axial", "glif"]),
+       head=st.sampled_from(["pool", "flatten", "dense"]), beat=st.sampled_from([1, 2, 4, 8]),
+       wide=st.booleans(), stalls=st.booleans(), extreme=st.booleans())
+def test_random_graphs_are_bit_exact_long(seed, token, head, beat, wide, stalls, extreme):
+    art = random_graph(seed, token=token, head=head, extreme=extreme)
+    c = art.graph.types["stem"].shape[0]
+    assert_graph_bit_exact(art, random_images(art, 3, seed=seed), lanes=c if wide else 1, pixels_per_beat=beat,
+                           input_gaps=0.3 if stalls else 0.0, output_stall=0.5 if stalls else 0.0, seed=seed)
+
+
+def test_lanes_follow_concatenated_currents():
+    """A LIF summing a concatenation reads its buffers word by word: it and its buffers get
+    the largest lane count that divides every concatenation offset (3 channels at 2 lanes:
+    1); engines elsewhere keep the lanes asked for."""
+    art = random_graph(2, channels=3)  # skipcat.lif sums [stem (3 channels), skip (3 channels)]
+    plan = make_graph_top_plan(art, lanes=2)
+    assert plan.node_lanes["skipcat.lif"] == plan.node_lanes["stem"] == plan.node_lanes["fuse"] == 1
+    assert plan.node_lanes["mlp1"] == 2 and plan.node_lanes["head"] == 2
+    assert make_graph_top_plan(art, lanes=3).node_lanes["skipcat.lif"] == 3
+    with pytest.raises(MappingError, match="lanes must be an integer"):
+        make_graph_top_plan(art, lanes=0)
+
+
+def test_a_graph_the_generator_cannot_map_is_refused_naming_the_node():
+    """A LIF summing an axial current (lanes along H) and a conv current (lanes along the
+    channels): one neuron tensor cannot have both layouts."""
+    from snnfpga.model import kinds as K
+    from snnfpga.model.artifact import Encoder, build_graph_artifact
+
+    rng = np.random.default_rng(0)
+    nodes = [K.Conv(name="stem", inputs=("input",), weight=rng.integers(-3, 4, (2, 1, 3, 3)), bias=np.zeros(2, int),
+                    weight_bits=3, unit="u", stride=1, padding=1),
+             K.Lif(name="stem.lif", inputs=("stem",), threshold=np.full((2, 1, 1), 3), leak_shift=1, reset="zero"),
+             K.Axial(name="ax", inputs=("stem.lif",), axis="h", weight=rng.integers(-3, 4, (5, 5)),
+                     bias=np.zeros(5, int), weight_bits=3, unit="u"),
+             K.Lif(name="mixed", inputs=("stem", "ax"), threshold=np.full((2, 1, 1), 3), leak_shift=1, reset="zero"),
+             K.Pool(name="pool", inputs=("mixed",)),
+             K.Dense(name="head", inputs=("pool",), weight=rng.integers(-3, 4, (2, 2)), bias=np.zeros(2, int),
+                     weight_bits=3, unit="head"),
+             K.Output(name="out", inputs=("head",))]
+    art = build_graph_artifact("mixed-layouts", (5, 5), Encoder("rate", phase=0), 2, nodes)
+    with pytest.raises(MappingError, match=r"^node mixed: sums currents laid out differently \(stem: lanes along c, "
+                                           r"ax: along y\)$"):
+        make_graph_top_plan(art, lanes=2)
+
+
+def test_a_wrong_reference_is_caught_with_node_and_coordinates():
+    """The checks can fail: a different encoder phase changes the stem's spikes first."""
+    import dataclasses
+
+    from snnfpga.model.artifact import Encoder
+
+    art = random_graph(1, channels=2, token="axial", head="pool")
+    art = dataclasses.replace(art, encoder=Encoder("rate", phase=0))
+    other = dataclasses.replace(art, encoder=Encoder("rate", phase=200))
+    images = random_images(art, 1, seed=1)
+    run = simulate_graph(art, images, lanes=2)
+    found = compare_graph(reference.run(other, images), run.spikes, run.scores, run.classes)
+    assert found and str(found[0]).startswith("mismatch: image 0, step ")
+    assert found[0].node in art.graph.types and len(found[0].neuron) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mixer", "mixer-glif", "mixer-tiny"])
+def test_shipped_mixers_are_bit_exact(name):
+    art = load_artifact(name)
+    images = load_dataset("default").split("val").images[:2]
+    run = assert_graph_bit_exact(art, images, lanes=8, input_gaps=0.1, output_stall=0.2)
+    assert (run.cycles > 0).all()
+    assert np.array_equal(run.classes, reference.run(art, images).classes)
