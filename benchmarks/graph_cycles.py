@@ -1,6 +1,6 @@
 """Planned cycles per image of the layer-graph hardware against lanes, per shipped preset.
 
-    python benchmarks/graph_cycles.py [--images N] [--lanes 8,16,32,64,128] [PRESET ...]
+    python benchmarks/graph_cycles.py [--images N] [--lanes 8,16,32,64,128] [--rtl M] [PRESET ...]
 
 A planning estimate from :func:`snnfpga.rtl.graph_plan.estimate` on reference activity of
 the first ``N`` validation images: the graph generator is not built yet, so these are the
@@ -11,6 +11,10 @@ two cycles per state update because SPRAM has one port), the share of those cycl
 integrating, in neuron passes and waiting (pipelined: the busiest engine's own integrate and
 neuron cycles, the rest it waits), microseconds at the target's clock, and whether its
 memories fit the target (blocks used, or the refusal).
+
+``--rtl M`` also runs the generated graph accelerator (rtl/graph_top.py, 8 lanes) on the
+first ``M`` validation images on Verilator and prints its measured cycles per image, its
+verdict against the reference, and the microseconds at the target clock.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ def main(argv=None) -> int:
     p.add_argument("presets", nargs="*", default=list(TARGET_OF))
     p.add_argument("--images", type=int, default=100)
     p.add_argument("--lanes", default="8,16,32,64,128")
+    p.add_argument("--rtl", type=int, default=0, metavar="M", help="also simulate M images of the RTL (Verilator)")
     args = p.parse_args(argv)
     lanes = [int(x) for x in args.lanes.split(",")]
     images = load_dataset("default").split("val").images[:args.images]
@@ -77,6 +82,15 @@ def main(argv=None) -> int:
                   f"{wait / cycles:>7.0%}  {bottleneck:<16} {fit}")
             if fits and (best is None or us < best[1]):
                 best = (P, us)
+        if args.rtl:
+            from snnfpga.rtl.graph_top import make_graph_top_plan
+            from snnfpga.sim import cocotb_sim
+
+            run = cocotb_sim.simulate(make_graph_top_plan(art, 8), images[:args.rtl], simulator="verilator")
+            verdict = "bit-exact" if run.passed else f"FAILED: {run.first_problem()}"
+            print(f"RTL (rtl/graph_top.py, 8 lanes, Verilator, {run.n} images): "
+                  f"{run.cycles.mean():,.0f} cycles per image ({run.cycles.mean() / mhz:,.1f} us at {mhz:g} MHz), "
+                  f"{verdict}")
         goal = LATENCY_TARGET_US.get(name)
         if goal is not None:
             if best is None:

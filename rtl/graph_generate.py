@@ -63,6 +63,16 @@ def describe_graph(dut: GraphAccelerator, top: str, verilog_sha256: str) -> dict
     layout = result_layout(plan)
     nodes = node_entries(dut)
     mem_bits = sum(m["depth"] * m["width"] for n in nodes for m in n.get("memories", {}).values())
+    monitors = []
+    for k, name in enumerate(dut.monitor_names):
+        shape = [art.n_inputs] if name == "input" else list(art.graph.types[name].shape)
+        monitors.append({"port": f"mon{k}", "node": name, "shape": shape})
+    port_rows = ports(dut)
+    for row in port_rows:
+        if row["name"].startswith("mon"):
+            k = int(row["name"][3:row["name"].index("__")])
+            what = "the encoder (pixel index)" if k == 0 else f"node {dut.monitor_names[k]}"
+            row["meaning"] = f"spike monitor of {what}: {row['name'].split('__')[1]}"
     return {
         "format": DESCRIPTION_FORMAT,
         "version": 2,
@@ -77,7 +87,8 @@ def describe_graph(dut: GraphAccelerator, top: str, verilog_sha256: str) -> dict
                        "encoder": art.encoder.to_json(), "n_inputs": art.n_inputs, "n_classes": art.n_classes,
                        "beats_per_image": plan.beats_per_image},
         "clocking": {"clock": "clk", "reset": "rst", "reset_kind": "synchronous, active high"},
-        "ports": ports(dut),
+        "ports": port_rows,
+        "monitors": monitors,
         "result_payload": {
             "cls": {"lsb": layout["cls"].offset, "width": plan.class_bits},
             "scores": [{"class": j, "lsb": layout["scores"].offset + j * plan.score_bits, "width": plan.score_bits,

@@ -41,7 +41,7 @@ from snnfpga.rtl.graph_plan import current_parts, current_sources
 from snnfpga.rtl.neuron import GlifEngine, Layout, LifEngine, Source
 from snnfpga.rtl.plan import MAX_LANES, PIXELS_PER_BEAT, bits_for
 from snnfpga.rtl.scatter import ScatterSpec, line_bias, scatter_spec, weight_rows
-from snnfpga.rtl.tokens import lane
+from snnfpga.rtl.tokens import lane, monitor_signature
 
 
 @dataclass(frozen=True)
@@ -212,6 +212,14 @@ def _producers(graph, name: str, offset: int = 0) -> list[tuple[str, int]]:
     return [(name, offset)]
 
 
+def graph_monitor_signature(shape: tuple[int, int, int], step_bits: int) -> wiring.Signature:
+    """Debug view of one spiking node's events: ``valid`` strobes once per spike with its
+    ``c``, ``y``, ``x`` and the ``step``; ``eos`` once per end of step."""
+    c, h, w = shape
+    return wiring.Signature({"valid": Out(1), "eos": Out(1), "c": Out(bits_for(c)), "y": Out(bits_for(h)),
+                             "x": Out(bits_for(w)), "step": Out(step_bits)})
+
+
 class GraphAccelerator(wiring.Component):
     """Members
     -------
@@ -219,6 +227,10 @@ class GraphAccelerator(wiring.Component):
         Pixel beats, ``B`` pixels per beat (as the chain accelerator).
     result : ``Out(stream.Signature(result_layout))``
         Class and scores of each image, held until taken.
+    mon0 : ``Out(monitor_signature)``
+        The encoder's spikes (pixel index) and ends of step.
+    mon<k> : ``Out(graph_monitor_signature)``
+        The events of the ``k``-th spiking node in topological order (``monitor_names``).
 
     ``engines``, ``accumulators``: the node components by name, for benches that watch
     every node's events (``engines[name].events``) and buffers.
@@ -256,10 +268,15 @@ class GraphAccelerator(wiring.Component):
                 self.engines[node.name] = GlifEngine(node, graph.types[node.name].shape, plan.node_lanes[node.name],
                                                      self.accumulators[src]._cb)
                 self._readers.setdefault(src, []).append((node.name, 0))
-        super().__init__({
+        step_bits = bits_for(art.timesteps)
+        members = {
             "pixels": In(stream.Signature(8 * plan.pixels_per_beat)),
             "result": Out(stream.Signature(result_layout(plan))),
-        })
+            "mon0": Out(monitor_signature(bits_for(art.n_inputs), step_bits)),
+        }
+        for k, name in enumerate(self.engines, start=1):
+            members[f"mon{k}"] = Out(graph_monitor_signature(_event_shape(graph, name), step_bits))
+        super().__init__(members)
 
     def elaborate(self, platform):
         plan, graph = self._plan, self.graph
@@ -268,6 +285,7 @@ class GraphAccelerator(wiring.Component):
         m.submodules.encoder = enc = InputEncoder(plan)
         wiring.connect(m, wiring.flipped(self.pixels), enc.pixels)
         m.d.comb += enc.hold.eq(0)
+        wiring.connect(m, enc.monitor, wiring.flipped(self.mon0))
         for name, acc in self.accumulators.items():
             m.submodules[f"acc_{name}"] = acc
         for name, eng in self.engines.items():
@@ -415,4 +433,14 @@ class GraphAccelerator(wiring.Component):
                 with m.If(decision.scores.ready):
                     m.d.sync += [s.eq(0) for s in scores]
                     m.next = "ENCODE"
+        for k, eng in enumerate(self.engines.values(), start=1):
+            mon, ev = getattr(self, f"mon{k}"), eng.events
+            transfer = ev.valid & ev.ready
+            m.d.comb += [mon.valid.eq(transfer & ~ev.payload.eos), mon.eos.eq(transfer & ev.payload.eos),
+                         mon.c.eq(ev.payload.c), mon.y.eq(ev.payload.y), mon.x.eq(ev.payload.x), mon.step.eq(step)]
         return m
+
+    @property
+    def monitor_names(self) -> list[str]:
+        """What ``mon0``, ``mon1``, ... watch: ``input``, then the spiking nodes in order."""
+        return ["input", *self.engines]

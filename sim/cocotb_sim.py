@@ -26,6 +26,8 @@ from amaranth.lib import wiring
 from snnfpga.model.artifact import Artifact, save_artifact
 from snnfpga.rtl.engine import LayerEngine
 from snnfpga.rtl.generate import write_verilog
+from snnfpga.rtl.graph_generate import write_graph_verilog
+from snnfpga.rtl.graph_top import GraphTopPlan
 from snnfpga.rtl.plan import Plan, make_plan
 from snnfpga.rtl.tokens import scores_layout, token_layout
 from snnfpga.sim import runner
@@ -35,6 +37,9 @@ from snnfpga.sim.reference import Trace
 
 BENCH = "snnfpga.sim.cocotb_tb.bench"
 ENGINE_BENCH = "snnfpga.sim.cocotb_tb.engine_bench"
+# Per-image cycle limit of a layer-graph run (a deadlock shows as no result within it): the
+# first graph accelerator takes about 330,000 cycles per mixer image at 8 lanes.
+GRAPH_MAX_CYCLES_PER_IMAGE = 20_000_000
 
 
 @dataclass
@@ -121,7 +126,7 @@ def _save_inputs(run_dir: Path, art: Artifact, images: np.ndarray) -> tuple[str,
     return str((run_dir / "artifact").resolve()), str((run_dir / "images.npz").resolve())
 
 
-def simulate(plan: Plan, images: np.ndarray, *, simulator: str = "verilator", gaps: float = 0.1,
+def simulate(plan: Plan | GraphTopPlan, images: np.ndarray, *, simulator: str = "verilator", gaps: float = 0.1,
              stall: float = 0.2, seed: int = 0, abandon_beats: int = 0, jobs: int = 1,
              waves_dir: str | Path | None = None, work_dir: str | Path | None = None,
              cache: Path | None = None, top: str = "snn_top", model: Artifact | None = None,
@@ -153,7 +158,8 @@ def simulate(plan: Plan, images: np.ndarray, *, simulator: str = "verilator", ga
     with tempfile.TemporaryDirectory(prefix="snnfpga-sim-") as tmp:
         run_dir = Path(work_dir if work_dir is not None else tmp).resolve()
         run_dir.mkdir(parents=True, exist_ok=True)
-        description = write_verilog(plan, run_dir / "rtl", top)
+        graph = isinstance(plan, GraphTopPlan)
+        description = (write_graph_verilog if graph else write_verilog)(plan, run_dir / "rtl", top)
         sources = {f"{top}.v": (run_dir / "rtl" / f"{top}.v").read_text(),
                    f"{top}{SHELL_SUFFIX}.v": accelerator_shell(description)}
         waves = waves_dir is not None
@@ -172,7 +178,8 @@ def simulate(plan: Plan, images: np.ndarray, *, simulator: str = "verilator", ga
             job = Job(run_dir=str(shard_dir), artifact=artifact, images=images_file,
                       description=str(run_dir / "rtl" / f"{top}.json"), gaps=gaps, stall=stall,
                       seed=seed + k, abandon_beats=abandon_beats, first_image=lo,
-                      wall_limit_s=wall_limit_s)
+                      wall_limit_s=wall_limit_s,
+                      max_cycles_per_image=GRAPH_MAX_CYCLES_PER_IMAGE if graph else Job.max_cycles_per_image)
             wave_file = None
             if waves:
                 Path(waves_dir).mkdir(parents=True, exist_ok=True)
@@ -196,6 +203,12 @@ def simulate(plan: Plan, images: np.ndarray, *, simulator: str = "verilator", ga
                 outcomes = list(pool.map(lambda a: run_shard(*a), [(k, lo, hi) for k, (lo, hi) in enumerate(shards)]))
         run_s = time.time() - run_start
         merged = _merge(outcomes, shards, plan.artifact.n_classes)
+        if graph:  # spikes per node in its own shape, named as the reference names them
+            t = merged["trace"]
+            shapes = [m["shape"] for m in description["monitors"]]
+            merged["trace"] = Trace(spikes=[x.reshape(len(x), x.shape[1], *shape) for x, shape in zip(t.spikes, shapes)],
+                                    scores=t.scores, classes=t.classes,
+                                    names=[m["node"] for m in description["monitors"]])
     return CocotbRun(simulator=simulator, build=built, sim_wall_s=run_s, wall_s=time.time() - start, **merged)
 
 

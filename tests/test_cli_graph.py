@@ -1,6 +1,6 @@
 """Graph models on the command line: describe, eval per node, the report with spike maps,
-Verilog of the graph accelerator, and one-line refusals from the stages that do not map
-graphs yet."""
+Verilog and bit-exact simulation of the graph accelerator, and one-line refusals from the
+stages that do not map graphs yet."""
 
 import json
 
@@ -88,8 +88,20 @@ def test_verilog_of_a_graph_is_deterministic_and_describes_every_node(graph, tmp
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "ROM weights only" in r.stderr
 
 
-@pytest.mark.parametrize("args", [("sim", "--data", "DATA", "--limit", "2"),
-                                  ("synth", "--target", "ice40-up5k"), ("firmware", "--out", "OUT")])
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+def test_sim_of_a_graph_is_bit_exact_on_both_simulators(graph, simulator):
+    from tests.test_sim_cocotb import require
+
+    require(simulator)
+    model, sample = graph
+    r = cli("sim", model, "--data", sample, "--limit", "3", "--simulator", simulator, "--lanes", "2", "--json")
+    assert r.returncode == 0, r.stderr + r.stdout
+    out = last_json(r.stdout)
+    assert out["n"] == 3 and out["mismatches"] == 0 and out["errors"] == 0
+    assert out["accuracy_rtl"] == out["accuracy_ref"] and out["cycles_per_image"] > 100
+
+
+@pytest.mark.parametrize("args", [("synth", "--target", "ice40-up5k"), ("firmware", "--out", "OUT")])
 def test_hardware_stages_refuse_a_graph_in_one_line(graph, tmp_path, args):
     model, sample = graph
     args = [str(tmp_path / "o") if a == "OUT" else str(sample) if a == "DATA" else a for a in args]

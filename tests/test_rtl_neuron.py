@@ -111,8 +111,12 @@ def lif_case(art, trace, name, lanes):
     return node, layout, sources, currents
 
 
-MIXER_LIFS = ["stem.lif", "s0.b0.ax_h.lif", "s0.b0.ax_w.lif", "s0.b0.tok", "s0.b0.mlp1.lif", "s0.b0.ch",
-              "s1.spe.n1", "s1.spe.n2", "s1.spe.n3", "s1.b0.ax_h.lif", "s1.b0.tok", "s1.b0.ch"]
+# In the default run: the stem, an axial branch, a patch-encoding node summing an add of
+# three currents, a token LIF summing a concatenation and the fuse; the rest with -m slow.
+MIXER_LIFS = ["stem.lif", "s0.b0.ax_h.lif", "s1.spe.n3", "s1.b0.tok"] + [
+    pytest.param(name, marks=pytest.mark.slow)
+    for name in ("s0.b0.ax_w.lif", "s0.b0.tok", "s0.b0.mlp1.lif", "s0.b0.ch", "s1.spe.n1", "s1.spe.n2",
+                 "s1.b0.ax_h.lif", "s1.b0.ch")]
 
 
 @pytest.mark.parametrize("name", MIXER_LIFS)

@@ -98,18 +98,32 @@ def shell(top: str, ports: list[dict], events: list[tuple[str, str, str, str]], 
     return "\n".join(lines)
 
 
+def _flat_index(port: str, shape: list[int]) -> str:
+    """Verilog for the row-major index of a graph monitor's ``(c, y, x)`` (the shell is
+    simulation only: its products are never synthesized)."""
+    if len(shape) != 3:
+        return f"{port}__c"
+    _, h, w = shape
+    return f"({port}__c * {h * w} + {port}__y * {w} + {port}__x)"
+
+
 def accelerator_shell(description: dict) -> str:
-    """The shell of a generated accelerator, from its JSON description (``<top>.json``)."""
+    """The shell of a generated accelerator (a chain or a layer graph), from its JSON
+    description (``<top>.json``): stage ``k`` logs monitor ``mon<k>`` (graphs: the
+    row-major index of each event's ``(c, y, x)``)."""
     ports = description["ports"]
     names = {p["name"] for p in ports}
     events = []
+    shapes = {m["port"]: m["shape"] for m in description.get("monitors", [])}
     stage = 0
     while f"mon{stage}__valid" in names:
-        events.append((f"mon{stage}__valid", f"mon{stage}__eos", f"mon{stage}__addr", f"mon{stage}__step"))
+        port = f"mon{stage}"
+        addr = f"{port}__addr" if f"{port}__addr" in names else _flat_index(port, shapes[port])
+        events.append((f"{port}__valid", f"{port}__eos", addr, f"{port}__step"))
         stage += 1
     return shell(description["top"], ports, events, beat="pixels__valid & pixels__ready",
                  result=("result__valid", "result__ready"), flush="result__valid & result__ready",
-                 resets=("rst", "soft_reset"))
+                 resets=("rst", "soft_reset") if "soft_reset" in names else ("rst",))
 
 
 def engine_shell(top: str, ports: list[dict], eos_bit: int) -> str:

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from snnfpga.commands.common import emit_json, positive_float, positive_int, probability
-from snnfpga.commands.verilog import add_hardware_options, plan_from_args
+from snnfpga.commands.verilog import add_hardware_options, hardware_plan_from_args
 from snnfpga.sim.cocotb_tb.job import DEFAULT_WALL_LIMIT_S
 
 DESCRIPTION = __doc__.split("\n\n")[0]
@@ -64,12 +64,13 @@ def run(args) -> int:
 
     if args.waves and not args.out:
         raise ConfigError("--waves needs --out DIR (waveforms are never written into the working directory)")
-    plan = plan_from_args(args)
+    plan = hardware_plan_from_args(args)
     art = plan.artifact
     dataset = load_dataset(args.data).split(args.split).limit(args.limit).require_input_shape(art.input_shape)
     runner.configure(args.simulator)
     n = len(dataset)
-    print(f"sim {args.model} ({'-'.join(map(str, art.sizes))}, T={art.timesteps}, {plan.lanes} lanes) on {n} "
+    shape = '-'.join(map(str, art.sizes)) if art.is_chain else f"a layer graph of {len(art.graph.nodes)} nodes"
+    print(f"sim {args.model} ({shape}, T={art.timesteps}, {plan.lanes} lanes) on {n} "
           f"images, {args.simulator}", file=sys.stderr)
     bar = tqdm(total=n, unit="img", file=sys.stderr, desc="building", leave=False, mininterval=0.5)
 
@@ -111,7 +112,7 @@ def run(args) -> int:
         "simulator": args.simulator,
         "simulator_version": runner.simulator_version(args.simulator),
         "lanes": plan.lanes,
-        "weights": plan.weight_storage,
+        "weights": getattr(plan, "weight_storage", "rom"),
         "wall_s": round(rtl.wall_s, 2),
         "build_s": round(rtl.build.build_s, 2),
         "build_cached": rtl.build.cached,

@@ -11,6 +11,7 @@ from snnfpga.rtl.generate import check_top_name, write_verilog
 from snnfpga.rtl.plan import make_plan
 
 DEFAULT_LANES = 64  # the ECP5 configuration: <= 5,000 cycles per image for the default model
+DEFAULT_GRAPH_LANES = 8  # layer graphs: the first graph accelerator (docs/hardware.md, "Layer graphs")
 
 
 def top_name(text: str) -> str:
@@ -23,8 +24,8 @@ def top_name(text: str) -> str:
 
 def add_hardware_options(parser, lanes_default=DEFAULT_LANES):
     """Options shared by every command that generates hardware."""
-    parser.add_argument("--lanes", type=positive_int, default=lanes_default,
-                        help=f"parallel lanes P per layer (default {lanes_default})")
+    parser.add_argument("--lanes", type=positive_int, default=None,
+                        help=f"parallel lanes P per layer (default {lanes_default}; {DEFAULT_GRAPH_LANES} for a layer graph)")
     parser.add_argument("--pixels-per-beat", type=positive_int, default=4, choices=(1, 2, 4, 8),
                         help="pixels per input stream beat (default 4: 32-bit beats)")
     parser.add_argument("--fifo-depth", type=positive_int, default=16,
@@ -34,9 +35,26 @@ def add_hardware_options(parser, lanes_default=DEFAULT_LANES):
                              "(written at run time; lets iCE40 use SPRAM)")
 
 
-def plan_from_args(args):
-    return make_plan(load_artifact(args.model), lanes=args.lanes, pixels_per_beat=args.pixels_per_beat,
-                     fifo_depth=args.fifo_depth, weight_storage=args.weights)
+def plan_from_args(args, lanes_default=DEFAULT_LANES):
+    """The chain plan of ``args.model`` (a layer graph is refused in one line)."""
+    return make_plan(load_artifact(args.model), lanes=args.lanes or lanes_default,
+                     pixels_per_beat=args.pixels_per_beat, fifo_depth=args.fifo_depth, weight_storage=args.weights)
+
+
+def hardware_plan_from_args(args, lanes_default=DEFAULT_LANES):
+    """The chain plan, or for a layer graph the graph accelerator's plan (stream interface,
+    ROM weights; other options refused in one line)."""
+    from snnfpga.errors import MappingError
+    from snnfpga.rtl.graph_top import make_graph_top_plan
+
+    art = load_artifact(args.model)
+    if art.is_chain:
+        return plan_from_args(args, lanes_default)
+    if args.weights != "rom" or getattr(args, "interface", "stream") != "stream":
+        raise MappingError(f"{art.name} is a layer graph: its accelerator has the stream interface and ROM weights "
+                           f"only so far (got --interface {getattr(args, 'interface', 'stream')} "
+                           f"--weights {args.weights})")
+    return make_graph_top_plan(art, lanes=args.lanes or DEFAULT_GRAPH_LANES, pixels_per_beat=args.pixels_per_beat)
 
 
 def add_parser(sub):
@@ -55,16 +73,11 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def run_graph(args, art) -> int:
+def run_graph(args) -> int:
     """A layer graph: the graph accelerator (rtl/graph_top.py), stream interface, ROM weights."""
-    from snnfpga.errors import MappingError
     from snnfpga.rtl.graph_generate import write_graph_verilog
-    from snnfpga.rtl.graph_top import make_graph_top_plan
 
-    if args.interface != "stream" or args.weights != "rom":
-        raise MappingError(f"{art.name} is a layer graph: its accelerator has the stream interface and ROM weights "
-                           f"only so far (got --interface {args.interface} --weights {args.weights})")
-    plan = make_graph_top_plan(art, lanes=args.lanes, pixels_per_beat=args.pixels_per_beat)
+    plan = hardware_plan_from_args(args)
     description = write_graph_verilog(plan, args.out, args.top)
     engines = [n for n in description["nodes"] if n["role"] != "wiring"]
     summary = {
@@ -88,9 +101,8 @@ def run_graph(args, art) -> int:
 
 
 def run(args) -> int:
-    art = load_artifact(args.model)
-    if not art.is_chain:
-        return run_graph(args, art)
+    if not load_artifact(args.model).is_chain:
+        return run_graph(args)
     plan = plan_from_args(args)
     description = write_verilog(plan, args.out, args.top, args.interface)
     summary = {
