@@ -28,6 +28,41 @@ from snnfpga.rtl.scatter import scatter_spec
 from snnfpga.sim import reference
 
 
+async def write_words(ctx, port, words):
+    """Write ``words`` to a memory write port, one per cycle from address 0."""
+    for addr, word in enumerate(words):
+        ctx.set(port.en, 1)
+        ctx.set(port.addr, addr)
+        ctx.set(port.data, word)
+        await ctx.tick()
+    ctx.set(port.en, 0)
+
+
+async def run_pass(ctx, engine, got_step, rng, stall, words=None):
+    """Start one pass of ``engine``; count its events into ``got_step[c, y, x]`` under random
+    back-pressure until its end-of-step token, then wait until it is idle. ``words``: the
+    pass's words, for a deadlock bound of 50 cycles per word or spike."""
+    ctx.set(engine.start, 1)
+    await ctx.tick()
+    ctx.set(engine.start, 0)
+    cycles = 0
+    while True:
+        ready = rng.random() >= stall
+        ctx.set(engine.events.ready, ready)
+        await ctx.delay(1e-9)
+        if ready and ctx.get(engine.events.valid):
+            ev = ctx.get(engine.events.payload)
+            if ev.eos:
+                await ctx.tick()
+                break
+            got_step[ev.c, ev.y, ev.x] += 1
+        await ctx.tick()
+        cycles += 1
+        assert words is None or cycles < 50 * (words + got_step.sum() + 10), "no end of step"
+    ctx.set(engine.events.ready, 0)
+    await ctx.tick().until(~engine.busy)
+
+
 def run_lif(node, layout, lanes, sources, currents, timesteps, stall=0.0, seed=0):
     """``currents``: per source ``int [T, lines, length_k]``; returns the spikes the engine
     emitted as ``int [T, C, H, W]`` counts."""
@@ -48,31 +83,8 @@ def run_lif(node, layout, lanes, sources, currents, timesteps, stall=0.0, seed=0
     async def bench(ctx):
         for t in range(timesteps):
             for k, (s, wr) in enumerate(zip(sources, ports)):
-                for addr, word in enumerate(buffer_words(currents[k][t], P, s.bits)):
-                    ctx.set(wr.en, 1)
-                    ctx.set(wr.addr, addr)
-                    ctx.set(wr.data, word)
-                    await ctx.tick()
-                ctx.set(wr.en, 0)
-            ctx.set(engine.start, 1)
-            await ctx.tick()
-            ctx.set(engine.start, 0)
-            cycles = 0
-            while True:
-                ready = rng.random() >= stall
-                ctx.set(engine.events.ready, ready)
-                await ctx.delay(1e-9)
-                if ready and ctx.get(engine.events.valid):
-                    ev = ctx.get(engine.events.payload)
-                    if ev.eos:
-                        await ctx.tick()
-                        break
-                    got[t, ev.c, ev.y, ev.x] += 1
-                await ctx.tick()
-                cycles += 1
-                assert cycles < 50 * (layout.lines * engine.groups + got[t].sum() + 10), "no end of step"
-            ctx.set(engine.events.ready, 0)
-            await ctx.tick().until(~engine.busy)
+                await write_words(ctx, wr, buffer_words(currents[k][t], P, s.bits))
+            await run_pass(ctx, engine, got[t], rng, stall, words=layout.lines * engine.groups)
 
     sim = Simulator(top)
     sim.add_clock(1e-6)
@@ -171,28 +183,8 @@ def run_glif(node, shape, lanes, bits, currents, stall=0.0, seed=0):
 
     async def bench(ctx):
         for t, values in enumerate(currents):
-            for addr, word in enumerate(buffer_words(layout_values(values, layout), engine.lanes, bits)):
-                ctx.set(wr.en, 1)
-                ctx.set(wr.addr, addr)
-                ctx.set(wr.data, word)
-                await ctx.tick()
-            ctx.set(wr.en, 0)
-            ctx.set(engine.start, 1)
-            await ctx.tick()
-            ctx.set(engine.start, 0)
-            while True:
-                ready = rng.random() >= stall
-                ctx.set(engine.events.ready, ready)
-                await ctx.delay(1e-9)
-                if ready and ctx.get(engine.events.valid):
-                    ev = ctx.get(engine.events.payload)
-                    if ev.eos:
-                        await ctx.tick()
-                        break
-                    got[t, ev.c, ev.y, ev.x] += 1
-                await ctx.tick()
-            ctx.set(engine.events.ready, 0)
-            await ctx.tick().until(~engine.busy)
+            await write_words(ctx, wr, buffer_words(layout_values(values, layout), engine.lanes, bits))
+            await run_pass(ctx, engine, got[t], rng, stall)
 
     sim = Simulator(top)
     sim.add_clock(1e-6)

@@ -120,6 +120,19 @@ def test_a_kind_without_scatter_is_refused_with_its_name():
         scatter_spec(lif, [TensorType((1,), "current", unit="u")])
 
 
+async def send_events(ctx, events_port, events, rng, gaps):
+    """Push events ``(c, y, x, port)`` into a stream, a random idle gap (probability
+    ``gaps`` per extra cycle) before each."""
+    for c, y, x, port in events:
+        while rng.random() < gaps:
+            ctx.set(events_port.valid, 0)
+            await ctx.tick()
+        ctx.set(events_port.payload, {"c": c, "y": y, "x": x, "port": port})
+        ctx.set(events_port.valid, 1)
+        await ctx.tick().until(events_port.ready)
+    ctx.set(events_port.valid, 0)
+
+
 def simulate_generator(spec, events, seed, gaps=0.3, stall=0.3):
     """Push ``events`` ``(c, y, x, port)`` through the generator under random input gaps
     and output back-pressure; return every row operation ``(row, line, last)`` in order."""
@@ -129,14 +142,7 @@ def simulate_generator(spec, events, seed, gaps=0.3, stall=0.3):
     expected_rows = sum(len(spec.event_rows(*e[:3], e[3])) for e in events)
 
     async def driver(ctx):
-        for c, y, x, port in events:
-            while rng.random() < gaps:
-                ctx.set(dut.events.valid, 0)
-                await ctx.tick()
-            ctx.set(dut.events.payload, {"c": c, "y": y, "x": x, "port": port})
-            ctx.set(dut.events.valid, 1)
-            await ctx.tick().until(dut.events.ready)
-        ctx.set(dut.events.valid, 0)
+        await send_events(ctx, dut.events, events, rng, gaps)
 
     async def consumer(ctx):
         cycles = 0
@@ -343,14 +349,7 @@ def simulate_accumulator(node, ins, steps, lanes, seed, bits=None):
                 await ctx.tick()
                 ctx.set(dut.clear, 0)
                 await ctx.tick()
-            for c, y, x, port in events:
-                while rng.random() < 0.3:
-                    ctx.set(dut.events.valid, 0)
-                    await ctx.tick()
-                ctx.set(dut.events.payload, {"c": c, "y": y, "x": x, "port": port})
-                ctx.set(dut.events.valid, 1)
-                await ctx.tick().until(dut.events.ready)
-            ctx.set(dut.events.valid, 0)
+            await send_events(ctx, dut.events, events, rng, 0.3)
             await ctx.tick().until(dut.idle)
             words = []
             for addr in range(dut.depth):
