@@ -34,6 +34,19 @@ class RtlRun:
     total_cycles: int
 
 
+async def send_beats(ctx, port, beats, rng: random.Random, gaps: float) -> None:
+    """Push ``beats`` into a stream ``port`` (Amaranth testbench), each after a random idle
+    gap (probability ``gaps`` of one more idle cycle)."""
+    for beat in beats:
+        while gaps and rng.random() < gaps:
+            ctx.set(port.valid, 0)
+            await ctx.tick()
+        ctx.set(port.payload, beat)
+        ctx.set(port.valid, 1)
+        await ctx.tick().until(port.ready)
+    ctx.set(port.valid, 0)
+
+
 def weight_load_words(plan: Plan):
     """``(layer, addr, word)`` writes that fill the weight RAMs (weight storage ``ram``)."""
     for lp in plan.layers:
@@ -91,14 +104,7 @@ def simulate(plan: Plan, images: np.ndarray, *, input_gaps: float = 0.0, output_
             if serial:
                 while results["done"] < n:
                     await ctx.tick()
-            for beat in pixel_beats(image, plan.pixels_per_beat, padding):
-                while input_gaps and rng.random() < input_gaps:
-                    ctx.set(dut.pixels.valid, 0)
-                    await ctx.tick()
-                ctx.set(dut.pixels.payload, beat)
-                ctx.set(dut.pixels.valid, 1)
-                await ctx.tick().until(dut.pixels.ready)
-            ctx.set(dut.pixels.valid, 0)
+            await send_beats(ctx, dut.pixels, pixel_beats(image, plan.pixels_per_beat, padding), rng, input_gaps)
 
     async def consumer(ctx):
         got, read_counters = 0, False

@@ -17,6 +17,7 @@ from amaranth.sim import Simulator
 from snnfpga.model.artifact import Artifact
 from snnfpga.rtl.encoder import pixel_beats
 from snnfpga.rtl.graph_top import GraphAccelerator, make_graph_top_plan
+from snnfpga.sim.amaranth_sim import send_beats
 from snnfpga.sim.reference import flatten_images
 
 
@@ -24,7 +25,7 @@ from snnfpga.sim.reference import flatten_images
 class GraphRun:
     """What the design produced: ``spikes[name]`` counts ``int [N, T, *shape]`` per spiking
     node, ``scores`` ``int [N, n_classes]``, ``classes`` ``int [N]``, ``cycles`` per image
-    (first beat accepted to result valid) and ``images`` finished."""
+    (the cycle its first beat is accepted to the cycle its result is taken) and ``images`` finished."""
 
     spikes: dict[str, np.ndarray]
     scores: np.ndarray
@@ -57,24 +58,21 @@ def simulate_graph(art: Artifact, images: np.ndarray, *, lanes: int = 8, pixels_
 
     async def driver(ctx):
         for image in pixels:
-            for k, beat in enumerate(pixel_beats(image, plan.pixels_per_beat, padding)):
-                while input_gaps and rng.random() < input_gaps:
-                    ctx.set(dut.pixels.valid, 0)
-                    await ctx.tick()
-                ctx.set(dut.pixels.payload, beat)
-                ctx.set(dut.pixels.valid, 1)
-                await ctx.tick().until(dut.pixels.ready)
-                if k == 0:
-                    starts.append(state["cycle"] - 1)
-        ctx.set(dut.pixels.valid, 0)
+            await send_beats(ctx, dut.pixels, pixel_beats(image, plan.pixels_per_beat, padding), rng, input_gaps)
 
     async def monitor(ctx):
         steps = {name: 0 for name in names}
         images_seen = {name: 0 for name in names}
         limit = max_cycles_per_image * (n + 1)
+        beats = 0
         async for _, _, *values in ctx.tick().sample(*watched, dut.result.valid, dut.result.ready,
-                                                     dut.result.payload):
+                                                     dut.result.payload, dut.pixels.valid, dut.pixels.ready):
             state["cycle"] += 1
+            *values, p_valid, p_ready = values
+            if p_valid and p_ready:  # the first beat of an image starts its cycle count
+                if beats % plan.beats_per_image == 0:
+                    starts.append(state["cycle"] - 1)
+                beats += 1
             for k, name in enumerate(names):
                 valid, ready, payload = values[3 * k:3 * k + 3]
                 if not (valid and ready):
