@@ -110,6 +110,19 @@ def ports(dut) -> list[dict]:
     return rows
 
 
+def description_header(version_: int, top: str, verilog_sha256: str, art: Artifact) -> dict:
+    """The first keys of every JSON description: format, version, files, generator, artifact."""
+    return {
+        "format": DESCRIPTION_FORMAT,
+        "version": version_,
+        "top": top,
+        "files": [f"{top}.v"],
+        "verilog_sha256": verilog_sha256,
+        "generator": {"snnfpga": __version__, "amaranth": version("amaranth")},
+        "artifact": {"name": art.name, "arrays_sha256": arrays_sha256(art)},
+    }
+
+
 def describe(dut, top: str, verilog_sha256: str) -> dict:
     """The JSON description written beside the Verilog."""
     plan = dut.plan
@@ -141,13 +154,7 @@ def describe(dut, top: str, verilog_sha256: str) -> dict:
     mem_bits = sum(m["depth"] * m["width"] for e in layers for m in e["memories"].values())
     mem_bits += 2 * plan.beats_per_image * 8 * plan.pixels_per_beat
     return {
-        "format": DESCRIPTION_FORMAT,
-        "version": 1,
-        "top": top,
-        "files": [f"{top}.v"],
-        "verilog_sha256": verilog_sha256,
-        "generator": {"snnfpga": __version__, "amaranth": version("amaranth")},
-        "artifact": {"name": art.name, "arrays_sha256": arrays_sha256(art)},
+        **description_header(1, top, verilog_sha256, art),
         "interface": "wishbone" if isinstance(dut, AcceleratorSystem) else "stream",
         "parameters": {"lanes": plan.lanes, "pixels_per_beat": plan.pixels_per_beat,
                        "weight_storage": plan.weight_storage,

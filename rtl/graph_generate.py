@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from importlib.metadata import version
 from pathlib import Path
 
 from amaranth.back import verilog
 
-from snnfpga import __version__
-from snnfpga.model.artifact import arrays_sha256
 from snnfpga.rtl.decision import result_layout
-from snnfpga.rtl.generate import DESCRIPTION_FORMAT, check_top_name, ports
+from snnfpga.rtl.generate import check_top_name, description_header, ports
 from snnfpga.rtl.graph_top import GraphAccelerator, GraphTopPlan
 
 
@@ -74,13 +71,7 @@ def describe_graph(dut: GraphAccelerator, top: str, verilog_sha256: str) -> dict
             what = "the encoder (pixel index)" if k == 0 else f"node {dut.monitor_names[k]}"
             row["meaning"] = f"spike monitor of {what}: {row['name'].split('__')[1]}"
     return {
-        "format": DESCRIPTION_FORMAT,
-        "version": 2,
-        "top": top,
-        "files": [f"{top}.v"],
-        "verilog_sha256": verilog_sha256,
-        "generator": {"snnfpga": __version__, "amaranth": version("amaranth")},
-        "artifact": {"name": art.name, "arrays_sha256": arrays_sha256(art)},
+        **description_header(2, top, verilog_sha256, art),
         "interface": "stream",
         "architecture": "layer graph: one engine per node, a static schedule per time step (docs/hardware.md)",
         "parameters": {"lanes": plan.lanes, "pixels_per_beat": plan.pixels_per_beat, "timesteps": art.timesteps,

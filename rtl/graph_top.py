@@ -39,7 +39,7 @@ from snnfpga.rtl.decision import ArgmaxDecision, result_layout
 from snnfpga.rtl.encoder import InputEncoder
 from snnfpga.rtl.graph_plan import current_parts, current_sources
 from snnfpga.rtl.neuron import GlifEngine, Layout, LifEngine, Source
-from snnfpga.rtl.plan import MAX_LANES, PIXELS_PER_BEAT, bits_for
+from snnfpga.rtl.plan import MAX_LANES, PIXELS_PER_BEAT, StreamInterface, bits_for
 from snnfpga.rtl.scatter import ScatterSpec, line_bias, scatter_spec, weight_rows
 from snnfpga.rtl.tokens import lane, monitor_signature
 
@@ -53,7 +53,7 @@ class LifHw:
 
 
 @dataclass(frozen=True)
-class GraphTopPlan:
+class GraphTopPlan(StreamInterface):
     """The parameters of a graph accelerator (what the encoder and the decision read), and
     per node what it becomes: ``specs`` (synapses), ``lifs``, ``glifs`` (node -> its buffer)."""
 
@@ -64,14 +64,6 @@ class GraphTopPlan:
     lifs: dict
     glifs: dict
     node_lanes: dict  # lanes of every synapse, lif and glif engine
-
-    @property
-    def beats_per_image(self) -> int:
-        return -(-self.artifact.n_inputs // self.pixels_per_beat)
-
-    @property
-    def class_bits(self) -> int:
-        return bits_for(self.artifact.n_classes)
 
     @property
     def score_bits(self) -> int:

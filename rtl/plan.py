@@ -82,16 +82,9 @@ class LayerPlan:
         return -(-self.weight_depth // self.weight_bank_depth) if self.weight_bank_depth else 1
 
 
-@dataclass(frozen=True)
-class Plan:
-    """The whole accelerator: encoder, layer engines, result."""
-
-    artifact: Artifact
-    lanes: int
-    pixels_per_beat: int
-    fifo_depth: int
-    layers: tuple[LayerPlan, ...]
-    weight_storage: str = "rom"
+class StreamInterface:
+    """What the pixel and result streams derive from ``artifact`` and ``pixels_per_beat``
+    (shared by the chain's :class:`Plan` and the graph accelerator's plan)."""
 
     @property
     def beats_per_image(self) -> int:
@@ -100,6 +93,18 @@ class Plan:
     @property
     def class_bits(self) -> int:
         return bits_for(self.artifact.n_classes)
+
+
+@dataclass(frozen=True)
+class Plan(StreamInterface):
+    """The whole accelerator: encoder, layer engines, result."""
+
+    artifact: Artifact
+    lanes: int
+    pixels_per_beat: int
+    fifo_depth: int
+    layers: tuple[LayerPlan, ...]
+    weight_storage: str = "rom"
 
     @property
     def score_bits(self) -> int:
