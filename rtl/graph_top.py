@@ -229,7 +229,6 @@ class GraphAccelerator(wiring.Component):
     """
 
     def __init__(self, plan: GraphTopPlan):
-        self._plan = plan
         self.plan = plan
         art = plan.artifact
         self.graph = graph = art.graph
@@ -271,7 +270,7 @@ class GraphAccelerator(wiring.Component):
         super().__init__(members)
 
     def elaborate(self, platform):
-        plan, graph = self._plan, self.graph
+        plan, graph = self.plan, self.graph
         art, T = plan.artifact, plan.artifact.timesteps
         m = Module()
         m.submodules.encoder = enc = InputEncoder(plan)
