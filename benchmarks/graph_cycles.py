@@ -1,20 +1,22 @@
-"""Planned cycles per image of the layer-graph hardware against lanes, per shipped preset.
+"""Cycles per image of the layer-graph hardware against lanes, per shipped preset.
 
     python benchmarks/graph_cycles.py [--images N] [--lanes 8,16,32,64,128] [--rtl M] [PRESET ...]
 
-A planning estimate from :func:`snnfpga.rtl.graph_plan.estimate` on reference activity of
-the first ``N`` validation images: the graph generator is not built yet, so these are the
-figures the design is aimed at, not measurements. For each preset and lane count: cycles
-per image in the schedule of its target (``pipelined`` on the ECP5-85F: one engine per
-neuron, buffer and scan node; ``shared`` on the iCE40 UP5K: one engine, memories pooled,
-two cycles per state update because SPRAM has one port), the share of those cycles spent
-integrating, in neuron passes and waiting (pipelined: the busiest engine's own integrate and
-neuron cycles, the rest it waits), microseconds at the target's clock, and whether its
-memories fit the target (blocks used, or the refusal).
+For each preset, on reference activity of the first ``N`` validation images:
 
-``--rtl M`` also runs the generated graph accelerator (rtl/graph_top.py, 8 lanes) on the
-first ``M`` validation images on Verilator and prints its measured cycles per image, its
-verdict against the reference, and the microseconds at the target clock.
+1. **The generated accelerator** (rtl/graph_top.py) from its cycle model
+   (:mod:`snnfpga.rtl.graph_cycles`, an image entering an idle accelerator) for each lane
+   count: cycles per image, microseconds at the target's clock, and the share of cycles in
+   the encoder's phases, the engines' neuron passes, the scatter of their events into the
+   readers (integrate) and the fixed schedule (clearing, starts, decision).
+2. **The planned pipelined design** (:func:`snnfpga.rtl.graph_plan.estimate`, not built yet):
+   the figures the next design is aimed at, ``pipelined`` on the ECP5-85F (one engine per
+   neuron, buffer and scan node), ``shared`` on the iCE40 UP5K (one engine, memories pooled,
+   two cycles per state update on single-port SPRAM), with whether its memories fit.
+
+``--rtl M`` also runs the generated accelerator (8 lanes) on the first ``M`` validation
+images on Verilator, images back to back, and compares its cycles per image with the cycle
+model for the same stream (``streamed=True``): PASS when every image is within 2%.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def main(argv=None) -> int:
     from snnfpga.errors import MappingError
     from snnfpga.model.artifact import load_artifact
     from snnfpga.model.data import load_dataset
-    from snnfpga.rtl import graph_plan
+    from snnfpga.rtl import graph_cycles, graph_plan
+    from snnfpga.rtl.graph_top import make_graph_top_plan
     from snnfpga.rtl.targets import get_target
     from snnfpga.sim import reference
 
@@ -50,9 +53,18 @@ def main(argv=None) -> int:
         target = get_target(TARGET_OF.get(name, "ecp5-85k"))
         mhz = CLOCK_TARGET_MHZ[target.name]
         trace = reference.run(art, images, record="all")
+        print(f"\n{name}: {len(images)} validation images, {int(reference.synaptic_ops(art, trace).mean()):,} "
+              f"synaptic ops/image; {target.name} at {mhz:g} MHz")
+        print("generated accelerator (rtl/graph_top.py), cycle model:")
+        print(f"{'lanes':>5} {'cycles':>9} {'us':>8} {'encode':>7} {'neuron':>7} {'integrate':>9} {'fixed':>6}")
+        for P in lanes:
+            est = graph_cycles.estimate(make_graph_top_plan(art, P), trace)
+            c = float(est["cycles"].mean())
+            shares = " ".join(f"{float(est[k].mean()) / c:>{w}.0%}" for k, w in
+                              (("encode", 7), ("neuron", 7), ("integrate", 9), ("fixed", 6)))
+            print(f"{P:>5} {c:>9,.0f} {c / mhz:>8,.1f} {shares}")
         mode = graph_plan.schedule(target)
-        print(f"\n{name} on {target.name} ({mode} schedule, {mhz:g} MHz), {len(images)} validation images, "
-              f"{int(reference.synaptic_ops(art, trace).mean()):,} synaptic ops/image")
+        print(f"planned design ({mode} schedule):")
         print(f"{'lanes':>5} {'cycles':>9} {'us':>8} {'integrate':>9} {'neuron':>7} {'waiting':>7}  "
               f"{'bottleneck':<16} memory")
         best = None
@@ -83,18 +95,24 @@ def main(argv=None) -> int:
             if fits and (best is None or us < best[1]):
                 best = (P, us)
         if args.rtl:
-            from snnfpga.rtl.graph_top import make_graph_top_plan
             from snnfpga.sim import cocotb_sim
 
-            run = cocotb_sim.simulate(make_graph_top_plan(art, 8), images[:args.rtl], simulator="verilator")
+            plan = make_graph_top_plan(art, 8)
+            run = cocotb_sim.simulate(plan, images[:args.rtl], simulator="verilator")
             verdict = "bit-exact" if run.passed else f"FAILED: {run.first_problem()}"
-            print(f"RTL (rtl/graph_top.py, 8 lanes, Verilator, {run.n} images): "
-                  f"{run.cycles.mean():,.0f} cycles per image ({run.cycles.mean() / mhz:,.1f} us at {mhz:g} MHz), "
-                  f"{verdict}")
+            model = graph_cycles.estimate(plan, reference.run(art, images[:run.n]), streamed=True)["cycles"]
+            err = 100.0 * np.abs(model - run.cycles) / run.cycles
+            print(f"RTL (8 lanes, Verilator, {run.n} images back to back): {run.cycles.mean():,.0f} cycles per image "
+                  f"({run.cycles.mean() / mhz:,.1f} us at {mhz:g} MHz), {verdict}")
+            print(f"{'PASS' if err.max() <= 2.0 else 'MISS'}  cycle model within 2% of the RTL per image: "
+                  f"largest error {err.max():.2f}%, mean {err.mean():.2f}% ({run.n} images)")
         goal = LATENCY_TARGET_US.get(name)
         if goal is not None:
+            rtl_us = float(graph_cycles.estimate(make_graph_top_plan(art, 8), trace)["cycles"].mean()) / mhz
+            print(f"{'PASS' if rtl_us <= goal else 'MISS'}  {name} <= {goal:g} us per image (generated, 8 lanes, "
+                  f"model): {rtl_us:,.1f} us")
             if best is None:
-                print(f"MISS  {name} <= {goal:g} us per image: no lane count fits the {target.name}")
+                print(f"MISS  {name} <= {goal:g} us per image (planned): no lane count fits the {target.name}")
             else:
                 verdict = "PASS" if best[1] <= goal else "MISS"
                 print(f"{verdict}  {name} <= {goal:g} us per image (planned): {best[1]:,.1f} us at {best[0]} lanes, "

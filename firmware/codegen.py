@@ -37,12 +37,8 @@ def hardware_errors() -> list[tuple[str, int, str]]:
 
 
 def plan_summary(plan) -> str:
-    """One line naming what a plan's build constants describe."""
-    art = plan.artifact
-    sizes = "-".join(str(n) for n in art.sizes)
-    name = "".join(ch if ch.isprintable() and ch not in "*/\\" else "_" for ch in art.name)
-    return (f"model {name} ({sizes}, T={art.timesteps}), {plan.lanes} lanes, "
-            f"{plan.pixels_per_beat} pixels per beat, weight storage {plan.weight_storage}")
+    """One line naming what a plan's build constants describe (safe inside a C comment)."""
+    return "".join(ch if ch.isprintable() and ch not in "*/\\" else "_" for ch in plan.summary())
 
 
 def _hex(value: int) -> str:
@@ -134,6 +130,9 @@ def c_header(plan) -> str:
     for name, value in _field_constants(consts):
         lines.append(f"#define {PREFIX}BUILD_{name} {value}u")
     sizes = consts["LAYER_SIZE"]
+    if plan.is_graph:
+        lines.append(_comment("Spike counters (SPIKES[s]) of this layer graph: "
+                              + ", ".join(f"{s} {name}" for s, name in enumerate(plan.stage_names))))
     lines.append(f"#define {PREFIX}BUILD_N_STAGES {len(sizes)}u  /* spike counters: encoder + hidden layers */")
     lines.append(f"#define {PREFIX}BUILD_PIXEL_WORDS {-(-plan.artifact.n_inputs // 4)}u")
     for layer, size in enumerate(sizes):

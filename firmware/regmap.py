@@ -99,7 +99,9 @@ REGISTERS: tuple[Register, ...] = (
         Field("N_LAYERS", 0, 8, "layers (hidden and output)"),
         Field("PIXELS_PER_BEAT", 8, 8, "pixels per accelerator input beat"),
         Field("LANES", 16, 12, "parallel lanes P"),
-        Field("WEIGHT_RAM", 28, 1, "1: weights are loaded at run time through WEIGHT_ADDR/WEIGHT_DATA"))),
+        Field("WEIGHT_RAM", 28, 1, "1: weights are loaded at run time through WEIGHT_ADDR/WEIGHT_DATA"),
+        Field("GRAPH", 29, 1, "1: a layer graph (LAYER_SIZE and SPIKES follow its spiking nodes in topological "
+                              "order), 0: a chain of dense layers"))),
     Register("WIDTHS", 0x014, "const", "result widths", (
         Field("SCORE_BITS", 0, 8, "bits of a score (signed)"),
         Field("WEIGHT_CHUNKS", 8, 8, "32-bit chunks per weight word (WEIGHT_DATA registers used)"))),
@@ -121,8 +123,10 @@ REGISTERS: tuple[Register, ...] = (
     Register("WEIGHT_ADDR", 0x02C, "rw", "next weight word to write (auto-increments on WEIGHT_DATA[0])", (
         Field("ADDR", 0, 24, "word address inside the layer's weight memory"),
         Field("LAYER", 24, 8, "layer index"))),
-    Register("LAYER_SIZE", 0x040, "const", "neurons of layer l", count=MAX_LAYERS),
-    Register("SPIKES", 0x080, "ro", "spikes of stage s in the last image (0 = encoder, l = hidden layer l)",
+    Register("LAYER_SIZE", 0x040, "const", "neurons of layer l (a layer graph: of its spiking node l, the last "
+             "entry the classes)", count=MAX_LAYERS),
+    Register("SPIKES", 0x080, "ro", "spikes of stage s in the last image (0 = encoder, s = hidden layer s; a "
+             "layer graph: spiking node s)",
              count=MAX_STAGES),
     Register("WEIGHT_DATA", 0x0C0, "wo",
              "weight word, 32 bits per chunk; writing chunk 0 writes the word (chunks > 0 first) and "
@@ -175,8 +179,9 @@ def build_constants(plan) -> dict[str, int | list[int]]:
         "VERSION": pack_fields("VERSION", REGMAP=REGMAP_VERSION, GENERATOR=generator_version()),
         "MODEL_HASH": model_hash(art),
         "SHAPE": pack_fields("SHAPE", N_INPUTS=art.n_inputs, N_CLASSES=art.n_classes, TIMESTEPS=art.timesteps),
-        "GEOMETRY": pack_fields("GEOMETRY", N_LAYERS=len(art.layers), PIXELS_PER_BEAT=plan.pixels_per_beat,
-                                LANES=plan.lanes, WEIGHT_RAM=int(plan.weight_storage == "ram")),
+        "GEOMETRY": pack_fields("GEOMETRY", N_LAYERS=len(plan.layer_sizes), PIXELS_PER_BEAT=plan.pixels_per_beat,
+                                LANES=plan.lanes, WEIGHT_RAM=int(plan.weight_storage == "ram"),
+                                GRAPH=int(plan.is_graph)),
         "WIDTHS": pack_fields("WIDTHS", SCORE_BITS=plan.score_bits, WEIGHT_CHUNKS=weight_chunks(plan)),
-        "LAYER_SIZE": [layer.n_out for layer in art.layers],
+        "LAYER_SIZE": list(plan.layer_sizes),
     }

@@ -67,10 +67,10 @@ class SynapseAccumulator(wiring.Component):
         length = spec.line_length
         self.lanes = min(lanes, length)
         self.groups = -(-length // self.lanes)
-        self._spec = spec
+        self.spec = spec
         self._rows = np.asarray(rows, dtype=np.int64)
         self._bias = np.asarray(bias, dtype=np.int64)
-        self._wb, self._cb = weight_bits, current_bits
+        self.weight_bits, self.current_bits = weight_bits, current_bits
         self.depth = spec.lines * self.groups
         super().__init__({
             "events": In(stream.Signature(event_layout(spec))),
@@ -81,17 +81,17 @@ class SynapseAccumulator(wiring.Component):
         })
 
     def elaborate(self, platform):
-        spec, P, G = self._spec, self.lanes, self.groups
+        spec, P, G = self.spec, self.lanes, self.groups
         m = Module()
         m.submodules.scatter = scatter = ScatterGenerator(spec.scaled(G, G))
         wiring.connect(m, wiring.flipped(self.events), scatter.events)
 
-        weights = buffer_words(self._rows, P, self._wb)
-        m.submodules.weights = wmem = Memory(shape=P * self._wb, depth=max(2, len(weights)),
+        weights = buffer_words(self._rows, P, self.weight_bits)
+        m.submodules.weights = wmem = Memory(shape=P * self.weight_bits, depth=max(2, len(weights)),
                                              init=weights + [0] * max(0, 2 - len(weights)))
-        bias_words = buffer_words(self._bias[None, :], P, self._cb)  # one line: G words
+        bias_words = buffer_words(self._bias[None, :], P, self.current_bits)  # one line: G words
         init = bias_words * spec.lines
-        m.submodules.buffer = bmem = Memory(shape=P * self._cb, depth=max(2, self.depth),
+        m.submodules.buffer = bmem = Memory(shape=P * self.current_bits, depth=max(2, self.depth),
                                             init=init + [0] * (max(2, self.depth) - len(init)))
         w_rd = wmem.read_port()
         b_wr = bmem.write_port()
@@ -121,8 +121,8 @@ class SynapseAccumulator(wiring.Component):
         m.d.sync += [s1_valid.eq(issue), s1_addr.eq(b_rd.addr)]
 
         # Write (cycle c+1): u + w per lane, or the bias of the word being cleared.
-        total = Cat(*[(lane(b_rd.data, p, self._cb) + lane(w_rd.data, p, self._wb))[:self._cb] for p in range(P)])
-        bias_of_group = [Signal(P * self._cb, name=f"bias_group{k}") for k in range(G)]
+        total = Cat(*[(lane(b_rd.data, p, self.current_bits) + lane(w_rd.data, p, self.weight_bits))[:self.current_bits] for p in range(P)])
+        bias_of_group = [Signal(P * self.current_bits, name=f"bias_group{k}") for k in range(G)]
         for k, word in enumerate(bias_words):
             m.d.comb += bias_of_group[k].eq(word)
         with m.If(clearing):

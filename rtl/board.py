@@ -30,10 +30,8 @@ from amaranth.lib.wiring import In, Out
 from snnfpga import __version__
 from snnfpga.firmware import regmap as R
 from snnfpga.model.artifact import arrays_sha256
-from snnfpga.rtl import cycle_model
 from snnfpga.rtl.csr import check_mappable
 from snnfpga.rtl.generate import to_verilog
-from snnfpga.rtl.plan import Plan
 from snnfpga.rtl.spi_bridge import COMMANDS, SpiWishboneBridge
 from snnfpga.rtl.system import AcceleratorSystem
 
@@ -64,7 +62,7 @@ class SpiAccelerator(wiring.Component):
     irq : ``Out(1)``
     """
 
-    def __init__(self, plan: Plan):
+    def __init__(self, plan):
         check_mappable(plan)  # before elaboration: a plan the register block cannot take fails here
         self.plan = plan  # generate.to_verilog reads plan.weight_storage
         super().__init__({"clk": In(1), "rst": In(1), "spi_sck": In(1), "spi_cs_n": In(1, init=1), "spi_mosi": In(1),
@@ -84,7 +82,7 @@ class SpiAccelerator(wiring.Component):
         return m
 
 
-def write_shell(plan: Plan, out_dir: str | Path, top: str = "snn_board") -> dict:
+def write_shell(plan, out_dir: str | Path, top: str = "snn_board") -> dict:
     """Write ``<top>.v`` and ``<top>.json`` into ``out_dir``; return the description."""
     dut = SpiAccelerator(plan)
     text = to_verilog(dut, top)
@@ -99,16 +97,14 @@ def write_shell(plan: Plan, out_dir: str | Path, top: str = "snn_board") -> dict
         "files": [f"{top}.v"],
         "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(),
         "generator": {"snnfpga": __version__, "amaranth": version("amaranth")},
-        "artifact": {"name": art.name, "sizes": art.sizes,
+        "artifact": {"name": art.name, **({"sizes": art.sizes} if art.is_chain else {"graph": True}),
                      "arrays_sha256": arrays_sha256(art)},
         "interface": "spi (mode 0) -> Wishbone -> register block, see docs/implementation.md",
         "spi_commands": {f"0x{k:02X}": v for k, v in COMMANDS.items()},
-        "parameters": {"lanes": plan.lanes, "pixels_per_beat": plan.pixels_per_beat,
-                       "weight_storage": plan.weight_storage, "fifo_depth": plan.fifo_depth,
-                       "timesteps": art.timesteps, "groups": [lp.groups for lp in plan.layers]},
+        "parameters": plan.parameters(),
         "ports": [{"name": p, "direction": "output" if p in ("spi_miso", "irq") else "input", "width": 1,
                    "meaning": PIN_MEANINGS[p]} for p in PINS],
-        "cycle_model": cycle_model.describe(plan),
+        "cycle_model": plan.cycle_model.describe(plan),
     }
     (out / f"{top}.json").write_text(json.dumps(description, indent=2) + "\n")
     return description

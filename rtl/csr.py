@@ -22,20 +22,22 @@ from amaranth.lib.wiring import In, Out
 from snnfpga.errors import MappingError
 from snnfpga.firmware import regmap as R
 from snnfpga.rtl.decision import result_layout
-from snnfpga.rtl.plan import Plan, bits_for
+from snnfpga.rtl.plan import bits_for
 from snnfpga.rtl.tokens import or_tree, weight_load_layout
 from snnfpga.rtl.top import counters_signature
 from snnfpga.rtl.wishbone import wishbone_signature
 
 
-def check_mappable(plan: Plan) -> None:
+def check_mappable(plan) -> None:
     """Raise :class:`MappingError` if the plan does not fit the register map."""
     art = plan.artifact
     limits = [
         (plan.pixels_per_beat in (1, 2, 4), f"the register block streams 1, 2 or 4 pixels per beat, not {plan.pixels_per_beat}"),
         (art.n_inputs <= 4 * R.PIXEL_WINDOW_WORDS, f"{art.n_inputs} inputs exceed the pixel window ({4 * R.PIXEL_WINDOW_WORDS})"),
         (art.n_classes <= R.MAX_CLASSES, f"{art.n_classes} classes exceed the {R.MAX_CLASSES} SCORE registers"),
-        (len(art.layers) <= R.MAX_LAYERS, f"{len(art.layers)} layers exceed the {R.MAX_LAYERS} LAYER_SIZE registers"),
+        (len(plan.layer_sizes) <= R.MAX_LAYERS,
+         f"{len(plan.layer_sizes)} layers exceed the {R.MAX_LAYERS} LAYER_SIZE registers"),
+        (plan.n_stages <= R.MAX_STAGES, f"{plan.n_stages} spiking stages exceed the {R.MAX_STAGES} SPIKES registers"),
         (plan.score_bits <= 32, f"{plan.score_bits}-bit scores do not fit a 32-bit register"),
         (plan.weight_storage != "ram" or R.weight_chunks(plan) <= R.MAX_WEIGHT_CHUNKS,
          f"{plan.weight_data_bits}-bit weight words exceed the {R.MAX_WEIGHT_CHUNKS} WEIGHT_DATA chunks "
@@ -59,7 +61,7 @@ class RegisterBlock(wiring.Component):
     weights : ``Out(stream.Signature(weight_load_layout))`` (weight storage ``ram``).
     """
 
-    def __init__(self, plan: Plan):
+    def __init__(self, plan):
         check_mappable(plan)
         self._plan = plan
         members = {
@@ -143,7 +145,7 @@ class RegisterBlock(wiring.Component):
         sources.append((R.BY_NAME["RESULT"].offset, self.result.payload.cls))
         sources.append((R.BY_NAME["CYCLES"].offset, self.counters.cycles))
         sources.append((R.BY_NAME["IMAGES"].offset, self.counters.images))
-        for stage in range(len(art.layers)):
+        for stage in range(plan.n_stages):
             sources.append((R.BY_NAME["SPIKES"].address(stage), self.counters.spikes[f"stage{stage}"]))
         for j in range(art.n_classes):
             sources.append((R.BY_NAME["SCORE"].address(j), self.result.payload.scores[f"class{j}"].as_signed()))

@@ -68,6 +68,11 @@ def estimate(plan: Plan, trace: Trace) -> dict[str, np.ndarray]:
     }
 
 
+def cycles_per_image(plan: Plan, trace: Trace) -> np.ndarray:
+    """The model's latency of each image entering an idle accelerator, ``int [N]``."""
+    return estimate(plan, trace)["pipelined"]
+
+
 def at_clock(cycles_per_image: float, mhz: float | None) -> dict:
     """``latency_us`` (us per image) and ``images_per_s`` at a clock of ``mhz`` MHz (both None
     without a clock, e.g. a design that did not place)."""

@@ -68,7 +68,7 @@ def make_top(plan: Plan, interface: str = "stream"):
     """The top-level component: the streaming :class:`Accelerator` or the Wishbone
     :class:`~snnfpga.rtl.system.AcceleratorSystem` (register block + accelerator)."""
     if interface == "stream":
-        return Accelerator(plan)
+        return plan.accelerator()
     if interface == "wishbone":
         return AcceleratorSystem(plan)
     raise ConfigError(f"interface must be one of {', '.join(INTERFACES)}, got {interface!r}")

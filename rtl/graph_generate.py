@@ -12,10 +12,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from amaranth.back import verilog
-
 from snnfpga.rtl.decision import result_layout
-from snnfpga.rtl.generate import check_top_name, description_header, ports
+from snnfpga.rtl.generate import check_top_name, description_header, make_top, ports, to_verilog
 from snnfpga.rtl.graph_top import GraphAccelerator, GraphTopPlan
 
 
@@ -29,10 +27,10 @@ def node_entries(dut: GraphAccelerator) -> list[dict]:
             acc = dut.accumulators[node.name]
             spec = plan.specs[node.name]
             row.update(role="synapse (accumulate engine into its current buffer)", lanes=acc.lanes,
-                       groups=acc.groups, lines=spec.lines, weight_bits=node.weight_bits, buffer_bits=acc._cb,
+                       groups=acc.groups, lines=spec.lines, weight_bits=node.weight_bits, buffer_bits=acc.current_bits,
                        memories={"weights": {"depth": spec.rows * acc.groups, "width": acc.lanes * node.weight_bits,
                                              "kind": "rom"},
-                                 "buffer": {"depth": acc.depth, "width": acc.lanes * acc._cb, "kind": "ram 2R1W"}})
+                                 "buffer": {"depth": acc.depth, "width": acc.lanes * acc.current_bits, "kind": "ram 2R1W"}})
         elif node.name in dut.engines:
             eng = dut.engines[node.name]
             if node.KIND == "lif":
@@ -54,32 +52,38 @@ def node_entries(dut: GraphAccelerator) -> list[dict]:
     return rows
 
 
-def describe_graph(dut: GraphAccelerator, top: str, verilog_sha256: str) -> dict:
-    plan: GraphTopPlan = dut.plan
+def describe_graph(dut, top: str, verilog_sha256: str, interface: str = "stream") -> dict:
+    """The JSON description of ``dut``: the :class:`GraphAccelerator` (``stream``) or the
+    :class:`~snnfpga.rtl.system.AcceleratorSystem` around it (``wishbone``)."""
+    core: GraphAccelerator = dut if interface == "stream" else dut.core
+    plan: GraphTopPlan = core.plan
     art = plan.artifact
     layout = result_layout(plan)
-    nodes = node_entries(dut)
+    nodes = node_entries(core)
     mem_bits = sum(m["depth"] * m["width"] for n in nodes for m in n.get("memories", {}).values())
-    monitors = []
-    for k, name in enumerate(dut.monitor_names):
-        shape = [art.n_inputs] if name == "input" else list(art.graph.types[name].shape)
-        monitors.append({"port": f"mon{k}", "node": name, "shape": shape})
     port_rows = ports(dut)
-    for row in port_rows:
-        if row["name"].startswith("mon"):
-            k = int(row["name"][3:row["name"].index("__")])
-            what = "the encoder (pixel index)" if k == 0 else f"node {dut.monitor_names[k]}"
-            row["meaning"] = f"spike monitor of {what}: {row['name'].split('__')[1]}"
+    monitors = []
+    if interface == "stream":
+        for k, name in enumerate(core.monitor_names):
+            shape = [art.n_inputs] if name == "input" else list(art.graph.types[name].shape)
+            monitors.append({"port": f"mon{k}", "node": name, "shape": shape})
+        for row in port_rows:
+            if row["name"].startswith("mon"):
+                k = int(row["name"][3:row["name"].index("__")])
+                what = "the encoder (pixel index)" if k == 0 else f"node {core.monitor_names[k]}"
+                row["meaning"] = f"spike monitor of {what}: {row['name'].split('__')[1]}"
     return {
         **description_header(2, top, verilog_sha256, art),
-        "interface": "stream",
+        "interface": interface,
         "architecture": "layer graph: one engine per node, a static schedule per time step (docs/hardware.md)",
         "parameters": {"lanes": plan.lanes, "pixels_per_beat": plan.pixels_per_beat, "timesteps": art.timesteps,
                        "encoder": art.encoder.to_json(), "n_inputs": art.n_inputs, "n_classes": art.n_classes,
                        "beats_per_image": plan.beats_per_image},
         "clocking": {"clock": "clk", "reset": "rst", "reset_kind": "synchronous, active high"},
         "ports": port_rows,
-        "monitors": monitors,
+        **({"monitors": monitors} if monitors else {}),
+        "stages": [{"counter": f"stage{k}", "node": name, "size": size}
+                   for k, (name, size) in enumerate(zip(plan.stage_names, plan.stage_sizes))],
         "result_payload": {
             "cls": {"lsb": layout["cls"].offset, "width": plan.class_bits},
             "scores": [{"class": j, "lsb": layout["scores"].offset + j * plan.score_bits, "width": plan.score_bits,
@@ -88,17 +92,20 @@ def describe_graph(dut: GraphAccelerator, top: str, verilog_sha256: str) -> dict
         "memory_contents": "inside the Verilog as initial blocks (no $readmemh files)",
         "memory_bits": mem_bits,
         "nodes": nodes,
+        "cycle_model": plan.cycle_model.describe(plan),
     }
 
 
-def write_graph_verilog(plan: GraphTopPlan, out_dir: str | Path, top: str = "snn_top") -> dict:
+def write_graph_verilog(plan: GraphTopPlan, out_dir: str | Path, top: str = "snn_top",
+                        interface: str = "stream") -> dict:
     """Write ``<top>.v`` and ``<top>.json`` for a graph into ``out_dir``; return the description."""
     check_top_name(top)
-    dut = GraphAccelerator(plan)
-    text = verilog.convert(dut, name=top, emit_src=False)
+    dut = make_top(plan, interface)
+    text = to_verilog(dut, top)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{top}.v").write_text(text)
-    description = describe_graph(dut, top, hashlib.sha256(text.encode()).hexdigest())
-    (out / f"{top}.json").write_text(json.dumps(description, indent=2) + "\n")
+    description = describe_graph(dut, top, hashlib.sha256(text.encode()).hexdigest(), interface)
+    (out / f"{top}.json").write_text(json.dumps(description, indent=2) + "
+")
     return description

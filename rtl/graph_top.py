@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Module, Signal, signed
+import numpy as np
+from amaranth.hdl import Cat, Module, ResetInserter, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -42,6 +43,10 @@ from snnfpga.rtl.neuron import GlifEngine, Layout, LifEngine, Source
 from snnfpga.rtl.plan import MAX_LANES, PIXELS_PER_BEAT, StreamInterface, bits_for
 from snnfpga.rtl.scatter import ScatterSpec, line_bias, scatter_spec, weight_rows
 from snnfpga.rtl.tokens import lane, monitor_signature
+from snnfpga.rtl.top import count_images, counters_signature
+
+
+DEFAULT_LANES = 8  # lanes of the graph accelerator unless the user says otherwise
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,57 @@ class GraphTopPlan(StreamInterface):
     glifs: dict
     node_lanes: dict  # lanes of every synapse, lif and glif engine
 
+    weight_storage = "rom"  # weights are in the bitstream (run-time loading: not yet for graphs)
+    weight_data_bits = 0  # no weight load port
+
     @property
     def score_bits(self) -> int:
         return self.artifact.graph.output.score_bits
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """``encoder``, then the spiking nodes in topological order (``mon0``, ``mon1``, ...)."""
+        return ("encoder", *(n.name for n in self.artifact.spiking_nodes))
+
+    @property
+    def stage_sizes(self) -> tuple[int, ...]:
+        types = self.artifact.graph.types
+        return (self.artifact.n_inputs, *(int(np.prod(types[n.name].shape)) for n in self.artifact.spiking_nodes))
+
+    def parameters(self) -> dict:
+        return {"lanes": self.lanes, "pixels_per_beat": self.pixels_per_beat, "weight_storage": self.weight_storage,
+                "timesteps": self.artifact.timesteps, "node_lanes": dict(self.node_lanes)}
+
+    def accelerator(self):
+        return GraphAccelerator(self)
+
+    @property
+    def cycle_model(self):
+        from snnfpga.rtl import graph_cycles
+
+        return graph_cycles
+
+    @property
+    def edges(self) -> dict[str, list[tuple[str, int, int]]]:
+        """Producer (``input`` or a spiking node) -> the synapses its events reach, as
+        ``(synapse, port, channel offset)`` in node order."""
+        graph, out = self.artifact.graph, {}
+        for node in graph.nodes:
+            if node.name in self.specs:
+                for port, src in enumerate(node.inputs):
+                    for producer, offset in _producers(graph, src):
+                        out.setdefault(producer, []).append((node.name, port, offset))
+        return out
+
+    def groups(self, name: str) -> int:
+        """Words per line of a synapse's buffer or a neuron engine's state (``ceil(L / P_n)``)."""
+        if name in self.specs:
+            length = self.specs[name].line_length
+        elif name in self.lifs:
+            length = self.lifs[name].layout.line_length
+        else:
+            length = self.artifact.graph.types[name].shape[0]
+        return -(-length // self.node_lanes[name])
 
 
 def make_graph_top_plan(art: Artifact, lanes: int = 8, pixels_per_beat: int = 4) -> GraphTopPlan:
@@ -86,7 +139,7 @@ def make_graph_top_plan(art: Artifact, lanes: int = 8, pixels_per_beat: int = 4)
             p = node_lanes[node.name]
             first = current_parts(graph, node)[0][0]
             kind = Layout.of_spec(specs[first])
-            layout = Layout(kind.lane_axis, kind.outer, kind.inner, _event_shape(graph, node.name))
+            layout = Layout(kind.lane_axis, kind.outer, kind.inner, event_shape(graph, node.name))
             groups = -(-layout.line_length // min(p, layout.line_length))
             sources = tuple(current_sources(graph, node, p, groups))
             for src, _, _ in sources:
@@ -127,7 +180,7 @@ def _lanes_per_node(graph, specs: dict, lanes: int) -> dict:
             first = parts[0][0]
             kind = Layout.of_spec(specs[first])
             lengths[node.name] = Layout(kind.lane_axis, kind.outer, kind.inner,
-                                        _event_shape(graph, node.name)).line_length
+                                        event_shape(graph, node.name)).line_length
             for src, offset, _ in parts:
                 parent[find(src)] = find(node.name)
                 starts.setdefault(node.name, set()).add(offset)
@@ -147,13 +200,13 @@ def _lanes_per_node(graph, specs: dict, lanes: int) -> dict:
     return out
 
 
-def _event_shape(graph, name: str) -> tuple[int, int, int]:
+def event_shape(graph, name: str) -> tuple[int, int, int]:
     """The map whose events reach a node reading ``name`` (through pool, flatten, concat)."""
     if name == "input":
         return graph.source.shape
     node = graph.node(name)
     if node.KIND in ("pool", "flatten"):
-        return _event_shape(graph, node.inputs[0])
+        return event_shape(graph, node.inputs[0])
     shape = graph.types[name].shape
     return shape if len(shape) == 3 else (shape[0], 1, 1)
 
@@ -179,7 +232,7 @@ def synapse_spec(graph, node) -> ScatterSpec:
     if node.KIND == "dense":
         src = node.inputs[0]
         kind = "input" if src == "input" else graph.node(src).KIND
-        shape = _event_shape(graph, src)
+        shape = event_shape(graph, src)
         if kind == "pool":
             return _dense_on_pool(node, shape)
         if shape[1:] != (1, 1):
@@ -219,6 +272,10 @@ class GraphAccelerator(wiring.Component):
         Pixel beats, ``B`` pixels per beat (as the chain accelerator).
     result : ``Out(stream.Signature(result_layout))``
         Class and scores of each image, held until taken.
+    soft_reset : ``In(1)``
+        Synchronous reset of all state (abandons an image in flight).
+    counters : ``Out(counters_signature)``
+        Cycles and spikes per stage of the last image, images since reset (as the chain's).
     mon0 : ``Out(monitor_signature)``
         The encoder's spikes (pixel index) and ends of step.
     mon<k> : ``Out(graph_monitor_signature)``
@@ -234,7 +291,7 @@ class GraphAccelerator(wiring.Component):
         self.graph = graph = art.graph
         self.accumulators: dict[str, SynapseAccumulator] = {}
         self.engines: dict[str, wiring.Component] = {}
-        self._edges: dict[str, list[tuple[str, int, int]]] = {}  # producer -> (synapse, port, channel offset)
+        self.edges = plan.edges  # producer -> (synapse, port, channel offset)
         self._readers: dict[str, list[tuple[str, int]]] = {}  # synapse -> (engine, source index)
         self.output = graph.output
         for node in graph.nodes:
@@ -243,30 +300,29 @@ class GraphAccelerator(wiring.Component):
                 self.accumulators[node.name] = SynapseAccumulator(plan.specs[node.name], weight_rows(node),
                                                                   line_bias(node), plan.node_lanes[node.name],
                                                                   node.weight_bits, bits)
-                for port, src in enumerate(node.inputs):
-                    for producer, offset in _producers(graph, src):
-                        self._edges.setdefault(producer, []).append((node.name, port, offset))
             elif node.name in plan.lifs:
                 hw = plan.lifs[node.name]
                 sources = []
                 for k, (src, g0, n_groups) in enumerate(hw.sources):
-                    sources.append(Source(groups=n_groups, bits=self.accumulators[src]._cb, first_group=g0))
+                    sources.append(Source(groups=n_groups, bits=self.accumulators[src].current_bits, first_group=g0))
                     self._readers.setdefault(src, []).append((node.name, k))
                 self.engines[node.name] = LifEngine(node, hw.layout, plan.node_lanes[node.name], sources,
                                                     art.timesteps)
             elif node.name in plan.glifs:
                 src = plan.glifs[node.name]
                 self.engines[node.name] = GlifEngine(node, graph.types[node.name].shape, plan.node_lanes[node.name],
-                                                     self.accumulators[src]._cb)
+                                                     self.accumulators[src].current_bits)
                 self._readers.setdefault(src, []).append((node.name, 0))
         step_bits = bits_for(art.timesteps)
         members = {
             "pixels": In(stream.Signature(8 * plan.pixels_per_beat)),
             "result": Out(stream.Signature(result_layout(plan))),
+            "soft_reset": In(1),
+            "counters": Out(counters_signature(plan)),
             "mon0": Out(monitor_signature(bits_for(art.n_inputs), step_bits)),
         }
         for k, name in enumerate(self.engines, start=1):
-            members[f"mon{k}"] = Out(graph_monitor_signature(_event_shape(graph, name), step_bits))
+            members[f"mon{k}"] = Out(graph_monitor_signature(event_shape(graph, name), step_bits))
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -275,7 +331,6 @@ class GraphAccelerator(wiring.Component):
         m = Module()
         m.submodules.encoder = enc = InputEncoder(plan)
         wiring.connect(m, wiring.flipped(self.pixels), enc.pixels)
-        m.d.comb += enc.hold.eq(0)
         wiring.connect(m, enc.monitor, wiring.flipped(self.mon0))
         for name, acc in self.accumulators.items():
             m.submodules[f"acc_{name}"] = acc
@@ -315,7 +370,7 @@ class GraphAccelerator(wiring.Component):
 
         # Broadcast: each synapse input is a mux over its producers; the active producer's
         # event transfers when every consumer takes it in the same cycle.
-        consumers = {p: [(s, port, off) for s, port, off in self._edges.get(p, [])] for p in emitters}
+        consumers = {p: [(s, port, off) for s, port, off in self.edges.get(p, [])] for p in emitters}
         all_ready = {}
         for p in emitters:
             readies = [self.accumulators[s].events.ready for s, _, _ in consumers[p]]
@@ -371,9 +426,24 @@ class GraphAccelerator(wiring.Component):
                     for p in range(head.lanes):
                         j = g * head.lanes + p
                         if j < n:
-                            m.d.sync += scores[j].eq(scores[j] + lane(head.read_data, p, head._cb))
+                            m.d.sync += scores[j].eq(scores[j] + lane(head.read_data, p, head.current_bits))
 
         with m.FSM(name="schedule"):
+            # After a reset (power-up or soft reset, which may abandon an image mid-way) the
+            # memories hold whatever they held: every buffer back to its bias, every
+            # membrane to 0, before the first image.
+            with m.State("INIT"):
+                m.d.comb += active.eq(len(emitters))
+                for acc in self.accumulators.values():
+                    m.d.comb += acc.clear.eq(1)
+                for eng in self.engines.values():
+                    if hasattr(eng, "zero"):
+                        m.d.comb += eng.zero.eq(1)
+                m.next = "INIT_WAIT"
+            with m.State("INIT_WAIT"):
+                m.d.comb += active.eq(len(emitters))
+                with m.If(idle_all & ~Cat(*[e.busy for e in self.engines.values()]).any()):
+                    m.next = "ENCODE"
             with m.State("ENCODE"):
                 m.d.comb += active.eq(0)
                 with m.If(px_valid & px_eos & px_ready):
@@ -429,7 +499,9 @@ class GraphAccelerator(wiring.Component):
             transfer = ev.valid & ev.ready
             m.d.comb += [mon.valid.eq(transfer & ~ev.payload.eos), mon.eos.eq(transfer & ev.payload.eos),
                          mon.c.eq(ev.payload.c), mon.y.eq(ev.payload.y), mon.x.eq(ev.payload.x), mon.step.eq(step)]
-        return m
+        monitors = [getattr(self, f"mon{k}") for k in range(len(self.engines) + 1)]
+        count_images(m, self.counters, enc, decision, monitors, T)
+        return ResetInserter(self.soft_reset)(m)
 
     @property
     def monitor_names(self) -> list[str]:

@@ -39,7 +39,6 @@ from pathlib import Path
 
 from snnfpga.errors import ToolError
 from snnfpga.rtl.board import lpf_text, pcf_text, write_shell
-from snnfpga.rtl.plan import Plan
 from snnfpga.rtl.targets import Target
 from snnfpga.rtl.toolchain import DSP_CELLS, MULTIPLIER_CELLS, cell_counts, run_tool, synth_commands, yosys
 
@@ -98,7 +97,7 @@ class Progress:
         self.say(f"{name} done in {time.time() - began:.1f} s")
 
 
-def synth_script(target: Target, plan: Plan) -> list[str]:
+def synth_script(target: Target, plan) -> list[str]:
     """Yosys commands (relative names): RTL-level stat, synth_<family>, stat, netlist."""
     commands = synth_commands(target.family, f"{TOP}.v", TOP, runtime_weights=plan.weight_storage == "ram")
     return [commands[0], f"hierarchy -top {TOP}", "proc", "flatten", "opt_expr",
@@ -221,7 +220,7 @@ def place_and_route_seeds(target: Target, out: Path, clock_mhz: float, seeds: in
     return reports, runs[0][2]
 
 
-def implement(plan: Plan, target: Target, out_dir: str | Path, *, clock_mhz: float | None = None,
+def implement(plan, target: Target, out_dir: str | Path, *, clock_mhz: float | None = None,
               seeds: int | None = None, progress: Progress | None = None, reuse: bool = True,
               timeout: float | None = None, place_and_route: bool = True) -> dict:
     """Synthesize and place and route ``plan`` for ``target`` in ``out_dir`` (see module doc).
@@ -266,10 +265,11 @@ def implement(plan: Plan, target: Target, out_dir: str | Path, *, clock_mhz: flo
         "package": target.package,
         "speed": target.speed,
         "model": plan.artifact.name,
-        "sizes": plan.artifact.sizes,
+        "sizes": None if plan.is_graph else plan.artifact.sizes,
+        "graph": plan.is_graph,
         "arrays_sha256": description["artifact"]["arrays_sha256"],
         "lanes": plan.lanes,
-        "groups": [lp.groups for lp in plan.layers],
+        "groups": plan.parameters().get("groups"),
         "weight_storage": plan.weight_storage,
         "pixels_per_beat": plan.pixels_per_beat,
         "top": TOP,

@@ -171,8 +171,11 @@ class LifEngine(wiring.Component):
     -------
     start : ``In(1)``
         Strobe: run this step's neuron pass (only while ``busy`` is low).
+    zero : ``In(1)``
+        Strobe, only while ``busy`` is low: set every membrane to 0 (``lines x G`` cycles;
+        after a reset, which may have abandoned an image mid-way).
     busy : ``Out(1)``
-        A pass is running or its spikes are still leaving.
+        A pass, its spikes or a zeroing is still running.
     done : ``Out(1)``
         Strobes when the pass has read every source word.
     src<k>_addr : ``Out(range)``, src<k>_en : ``Out(1)``, src<k>_data : ``In(P * bits)``
@@ -190,7 +193,7 @@ class LifEngine(wiring.Component):
         self._sources = sources
         self._T = timesteps
         P, mb = self.lanes, node.membrane_bits
-        members = {"start": In(1), "busy": Out(1), "done": Out(1),
+        members = {"start": In(1), "zero": In(1), "busy": Out(1), "done": Out(1),
                    "events": Out(stream.Signature(event_layout_of(layout)))}
         for k, s in enumerate(sources):
             members[f"src{k}_addr"] = Out(range(max(2, layout.lines * s.groups)))
@@ -287,13 +290,23 @@ class LifEngine(wiring.Component):
         mask = Signal(P)
         m.d.comb += mask.eq(Cat(*spikes) & Mux(s1_g == G - 1, (1 << tail) - 1, (1 << P) - 1))
         m.d.comb += [v_wr.en.eq(s1_valid), v_wr.addr.eq(s1_addr), v_wr.data.eq(Cat(*new_words))]
+        # Zeroing (after a reset, while no pass runs): every membrane word to 0, one per cycle.
+        zeroing = Signal()
+        zero_addr = Signal.like(addr)
+        with m.If(self.zero & ~running):
+            m.d.sync += [zeroing.eq(1), zero_addr.eq(0)]
+        with m.If(zeroing):
+            m.d.comb += [v_wr.en.eq(1), v_wr.addr.eq(zero_addr), v_wr.data.eq(0)]
+            m.d.sync += zero_addr.eq(zero_addr + 1)
+            with m.If(zero_addr == depth - 1):
+                m.d.sync += zeroing.eq(0)
         w = out.push_data
         m.d.comb += [w.mask.eq(mask), w.base.eq(s1_base), w.a.eq(s1_outer), w.b.eq(s1_inner), w.eos.eq(s1_last),
                      out.push.eq(s1_valid & ((mask != 0) | s1_last)), self.done.eq(s1_last)]
         with m.If(s1_last):
             m.d.sync += step.eq(step_counter_next(step, T))
 
-        m.d.comb += self.busy.eq(running | s1_valid | out.busy)
+        m.d.comb += self.busy.eq(running | s1_valid | out.busy | zeroing)
         return m
 
 

@@ -83,8 +83,18 @@ class LayerPlan:
 
 
 class StreamInterface:
-    """What the pixel and result streams derive from ``artifact`` and ``pixels_per_beat``
-    (shared by the chain's :class:`Plan` and the graph accelerator's plan)."""
+    """What every accelerator plan (the chain's :class:`Plan`, the graph's
+    :class:`~snnfpga.rtl.graph_top.GraphTopPlan`) tells the parts around the accelerator:
+    the pixel and result streams (from ``artifact`` and ``pixels_per_beat``), and for the
+    register block, the firmware and the board shell its spiking stages and weight storage.
+
+    A plan provides ``artifact``, ``lanes``, ``pixels_per_beat``, ``weight_storage``,
+    ``weight_data_bits``, ``score_bits``, ``stage_names`` (the spike counters: ``encoder``
+    first, then each spiking layer or node) and ``parameters()`` (the generation parameters
+    for descriptions); :meth:`accelerator` builds its streaming accelerator component and
+    ``cycle_model`` is the module of its cycle model (``describe(plan)``,
+    ``cycles_per_image(plan, trace)``).
+    """
 
     @property
     def beats_per_image(self) -> int:
@@ -93,6 +103,27 @@ class StreamInterface:
     @property
     def class_bits(self) -> int:
         return bits_for(self.artifact.n_classes)
+
+    @property
+    def is_graph(self) -> bool:
+        return not self.artifact.is_chain
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        """Neurons per spiking stage after the encoder, then the classes (``LAYER_SIZE``)."""
+        return (*self.stage_sizes[1:], self.artifact.n_classes)
+
+    @property
+    def n_stages(self) -> int:
+        """Spike counters: the encoder and every spiking stage (``== len(layer_sizes)``)."""
+        return len(self.stage_names)
+
+    def summary(self) -> str:
+        """One line naming the model and the hardware parameters."""
+        art = self.artifact
+        shape = "-".join(map(str, art.sizes)) if art.is_chain else f"a layer graph of {len(art.graph.nodes)} nodes"
+        return (f"model {art.name} ({shape}, T={art.timesteps}), {self.lanes} lanes, "
+                f"{self.pixels_per_beat} pixels per beat, weight storage {self.weight_storage}")
 
 
 @dataclass(frozen=True)
@@ -109,6 +140,31 @@ class Plan(StreamInterface):
     @property
     def score_bits(self) -> int:
         return self.artifact.layers[-1].score_bits
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return ("encoder", *(layer.name for layer in self.artifact.layers[:-1]))
+
+    @property
+    def stage_sizes(self) -> tuple[int, ...]:
+        """Neurons (or inputs) per spiking stage, the encoder first."""
+        return tuple(self.artifact.sizes[:-1])
+
+    def parameters(self) -> dict:
+        return {"lanes": self.lanes, "pixels_per_beat": self.pixels_per_beat, "weight_storage": self.weight_storage,
+                "fifo_depth": self.fifo_depth, "timesteps": self.artifact.timesteps,
+                "groups": [lp.groups for lp in self.layers]}
+
+    def accelerator(self):
+        from snnfpga.rtl.top import Accelerator
+
+        return Accelerator(self)
+
+    @property
+    def cycle_model(self):
+        from snnfpga.rtl import cycle_model
+
+        return cycle_model
 
     @property
     def weight_addr_bits(self) -> int:

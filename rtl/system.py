@@ -1,6 +1,9 @@
 """The accelerator behind its register block: what a processor or bridge talks to.
 
-``AcceleratorSystem`` = :class:`~snnfpga.rtl.csr.RegisterBlock` + :class:`~snnfpga.rtl.top.Accelerator`.
+``AcceleratorSystem`` = :class:`~snnfpga.rtl.csr.RegisterBlock` + the plan's accelerator
+(:class:`~snnfpga.rtl.top.Accelerator` for a chain,
+:class:`~snnfpga.rtl.graph_top.GraphAccelerator` for a layer graph: the same streams, soft
+reset and counters, so the register block, the board shell and the firmware are the same).
 Its only ports are the clock, the reset, the Wishbone bus and the interrupt, so it is the
 top level that firmware drives and that the FPGA implementations place and route.
 """
@@ -13,8 +16,6 @@ from amaranth.lib.wiring import In, Out
 
 from snnfpga.firmware import regmap as R
 from snnfpga.rtl.csr import RegisterBlock, check_mappable
-from snnfpga.rtl.plan import Plan
-from snnfpga.rtl.top import Accelerator
 from snnfpga.rtl.wishbone import wishbone_signature
 
 
@@ -27,15 +28,16 @@ class AcceleratorSystem(wiring.Component):
         Result available and interrupt enabled.
     """
 
-    def __init__(self, plan: Plan):
+    def __init__(self, plan):
         check_mappable(plan)
         self.plan = plan
+        self.core = plan.accelerator()  # the streaming accelerator inside
         super().__init__({"bus": In(wishbone_signature(R.ADDRESS_BITS)), "irq": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.regs = regs = RegisterBlock(self.plan)
-        m.submodules.core = core = Accelerator(self.plan)
+        m.submodules.core = core = self.core
         wiring.connect(m, wiring.flipped(self.bus), regs.bus)
         wiring.connect(m, regs.pixels, core.pixels)
         wiring.connect(m, core.result, regs.result)

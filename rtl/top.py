@@ -28,16 +28,48 @@ COUNTER_BITS = 32
 IMAGES_IN_FLIGHT = 4
 
 
-def counters_signature(plan: Plan) -> wiring.Signature:
+def counters_signature(plan) -> wiring.Signature:
     """Read-only counters: ``cycles`` (first beat accepted to result valid, last image),
     ``images`` (results delivered since reset), ``spikes`` (per spiking stage, last image:
-    field ``stage0`` the encoder, ``stage{l}`` hidden layer ``l``)."""
-    n_stages = len(plan.artifact.layers)
+    field ``stage0`` the encoder, ``stage{s}`` the ``s``-th of ``plan.stage_names``)."""
     return wiring.Signature({
         "cycles": Out(COUNTER_BITS),
         "images": Out(COUNTER_BITS),
-        "spikes": Out(counters_layout(n_stages, COUNTER_BITS, "stage")),
+        "spikes": Out(counters_layout(plan.n_stages, COUNTER_BITS, "stage")),
     })
+
+
+def count_images(m: Module, counters, encoder: InputEncoder, decision: ArgmaxDecision, monitors, timesteps: int):
+    """Drive ``counters`` (:func:`counters_signature`) from the encoder's image starts, the
+    decision's results and the stages' spike ``monitors`` (``valid``, ``eos``, ``step``).
+    Holds the encoder while :data:`IMAGES_IN_FLIGHT` images are in flight."""
+    now = Signal(COUNTER_BITS)
+    m.d.sync += now.eq(now + 1)
+    starts = SyncFIFOBuffered(width=COUNTER_BITS, depth=IMAGES_IN_FLIGHT)
+    m.submodules.start_times = starts
+    # The start time enters the FIFO one cycle later (registered: keeps the pixel handshake
+    # off the FIFO's enables); image starts are many cycles apart, so ``hold`` stays exact.
+    start_seen = Signal()
+    start_time = Signal(COUNTER_BITS)
+    m.d.sync += [start_seen.eq(encoder.image_start), start_time.eq(now)]
+    m.d.comb += [
+        starts.w_data.eq(start_time), starts.w_en.eq(start_seen),
+        encoder.hold.eq(~starts.w_rdy),
+        starts.r_en.eq(decision.done),
+    ]
+    with m.If(decision.done):
+        m.d.sync += [counters.cycles.eq(now - starts.r_data), counters.images.eq(counters.images + 1)]
+    for stage, mon in enumerate(monitors):
+        running = Signal(COUNTER_BITS, name=f"spikes_running{stage}")
+        # Count from registered strobes (one cycle late): keeps the counters' enables off
+        # the token handshakes.
+        spike_seen = Signal(name=f"spike_seen{stage}")
+        image_end = Signal(name=f"image_end{stage}")
+        m.d.sync += [spike_seen.eq(mon.valid), image_end.eq(mon.eos & (mon.step == timesteps - 1))]
+        with m.If(image_end):
+            m.d.sync += [counters.spikes[f"stage{stage}"].eq(running), running.eq(0)]
+        with m.Elif(spike_seen):
+            m.d.sync += running.eq(running + 1)
 
 
 def _fifo_between(m, name, producer, consumer, width, depth):
@@ -119,36 +151,5 @@ class Accelerator(wiring.Component):
         for stage, mon in enumerate(monitors):
             wiring.connect(m, mon, wiring.flipped(getattr(self, f"mon{stage}")))
 
-        self._counters(m, encoder, decision, monitors)
+        count_images(m, self.counters, encoder, decision, monitors, art.timesteps)
         return ResetInserter(self.soft_reset)(m)
-
-    def _counters(self, m, encoder, decision, monitors):
-        T = self.plan.artifact.timesteps
-        now = Signal(COUNTER_BITS)
-        m.d.sync += now.eq(now + 1)
-        starts = SyncFIFOBuffered(width=COUNTER_BITS, depth=IMAGES_IN_FLIGHT)
-        m.submodules.start_times = starts
-        # The start time enters the FIFO one cycle later (registered: keeps the pixel handshake
-        # off the FIFO's enables); image starts are many cycles apart, so ``hold`` stays exact.
-        start_seen = Signal()
-        start_time = Signal(COUNTER_BITS)
-        m.d.sync += [start_seen.eq(encoder.image_start), start_time.eq(now)]
-        m.d.comb += [
-            starts.w_data.eq(start_time), starts.w_en.eq(start_seen),
-            encoder.hold.eq(~starts.w_rdy),
-            starts.r_en.eq(decision.done),
-        ]
-        with m.If(decision.done):
-            m.d.sync += [self.counters.cycles.eq(now - starts.r_data),
-                         self.counters.images.eq(self.counters.images + 1)]
-        for stage, mon in enumerate(monitors):
-            running = Signal(COUNTER_BITS, name=f"spikes_running{stage}")
-            # Count from registered strobes (one cycle late): keeps the counters' enables off
-            # the token handshakes.
-            spike_seen = Signal(name=f"spike_seen{stage}")
-            image_end = Signal(name=f"image_end{stage}")
-            m.d.sync += [spike_seen.eq(mon.valid), image_end.eq(mon.eos & (mon.step == T - 1))]
-            with m.If(image_end):
-                m.d.sync += [self.counters.spikes[f"stage{stage}"].eq(running), running.eq(0)]
-            with m.Elif(spike_seen):
-                m.d.sync += running.eq(running + 1)

@@ -18,6 +18,7 @@ from snnfpga.errors import MappingError
 from snnfpga.model.artifact import load_artifact
 from snnfpga.model.data import load_dataset
 from snnfpga.model.synthetic import random_graph, random_images
+from snnfpga.rtl import graph_cycles
 from snnfpga.rtl.graph_top import make_graph_top_plan
 from snnfpga.sim import reference
 from snnfpga.sim.graph_sim import simulate_graph
@@ -116,3 +117,24 @@ def test_shipped_mixers_are_bit_exact(name):
     run = assert_graph_bit_exact(art, images, lanes=8, input_gaps=0.1, output_stall=0.2)
     assert (run.cycles > 0).all()
     assert np.array_equal(run.classes, reference.run(art, images).classes)
+
+
+@pytest.mark.parametrize("seed, token, head, beat, wide", [
+    (1690497763, "axial", "pool", 2, False), (1576784849, "glif", "pool", 8, False),
+    (577090037, "axial", "flatten", 1, True), (1689017785, "glif", "flatten", 4, True),
+    (95872739, "axial", "dense", 4, False)])
+def test_the_cycle_model_is_within_two_percent_of_the_rtl_per_image(seed, token, head, beat, wide):
+    """rtl/graph_cycles.py against the accelerator, images back to back (as the benches and
+    the register block send them), every image: within 2% (the shipped mixers: 0.2%)."""
+    art = random_graph(seed, token=token, head=head)
+    lanes = art.graph.types["stem"].shape[0] if wide else 1
+    images = random_images(art, 3, seed=seed)
+    run = assert_graph_bit_exact(art, images, lanes=lanes, pixels_per_beat=beat, seed=seed)
+    plan = make_graph_top_plan(art, lanes, beat)
+    model = graph_cycles.estimate(plan, reference.run(art, images), streamed=True)
+    error = np.abs(model["cycles"] - run.cycles) / run.cycles
+    assert error.max() <= 0.02, f"RTL {run.cycles.tolist()}, model {model['cycles'].tolist()}"
+    parts = model["encode"] + model["neuron"] + model["integrate"] + model["fixed"]
+    assert (parts == model["cycles"]).all() and (model["integrate"] >= 0).all()
+    alone = graph_cycles.estimate(plan, reference.run(art, images))["cycles"]
+    assert alone[0] <= model["cycles"][0] and (alone[1:] < model["cycles"][1:]).all()  # streamed images wait

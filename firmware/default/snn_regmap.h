@@ -60,6 +60,9 @@
 #define SNN_GEOMETRY_WEIGHT_RAM_SHIFT 28u
 #define SNN_GEOMETRY_WEIGHT_RAM_WIDTH 1u
 #define SNN_GEOMETRY_WEIGHT_RAM_MASK 0x10000000u  /* 1: weights are loaded at run time through WEIGHT_ADDR/WEIGHT_DATA */
+#define SNN_GEOMETRY_GRAPH_SHIFT 29u
+#define SNN_GEOMETRY_GRAPH_WIDTH 1u
+#define SNN_GEOMETRY_GRAPH_MASK 0x20000000u  /* 1: a layer graph (LAYER_SIZE and SPIKES follow its spiking nodes in topological order), 0: a chain of dense layers */
 
 /* WIDTHS (read-only build constant): result widths */
 #define SNN_REG_WIDTHS 0x00000014u
@@ -124,13 +127,13 @@
 #define SNN_WEIGHT_ADDR_LAYER_WIDTH 8u
 #define SNN_WEIGHT_ADDR_LAYER_MASK 0xFF000000u  /* layer index */
 
-/* LAYER_SIZE (read-only build constant): neurons of layer l */
+/* LAYER_SIZE (read-only build constant): neurons of layer l (a layer graph: of its spiking node l, the last entry the classes) */
 #define SNN_REG_LAYER_SIZE_BASE 0x00000040u
 #define SNN_REG_LAYER_SIZE_COUNT 16u
 #define SNN_REG_LAYER_SIZE_STRIDE 4u
 #define SNN_REG_LAYER_SIZE(i) (SNN_REG_LAYER_SIZE_BASE + SNN_REG_LAYER_SIZE_STRIDE * (uint32_t)(i))
 
-/* SPIKES (read-only): spikes of stage s in the last image (0 = encoder, l = hidden layer l) */
+/* SPIKES (read-only): spikes of stage s in the last image (0 = encoder, s = hidden layer s; a layer graph: spiking node s) */
 #define SNN_REG_SPIKES_BASE 0x00000080u
 #define SNN_REG_SPIKES_COUNT 16u
 #define SNN_REG_SPIKES_STRIDE 4u
@@ -186,6 +189,7 @@
 #define SNN_BUILD_PIXELS_PER_BEAT 4u
 #define SNN_BUILD_LANES 64u
 #define SNN_BUILD_WEIGHT_RAM 0u
+#define SNN_BUILD_GRAPH 0u
 #define SNN_BUILD_SCORE_BITS 13u
 #define SNN_BUILD_WEIGHT_CHUNKS 8u
 #define SNN_BUILD_N_STAGES 2u  /* spike counters: encoder + hidden layers */

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from snnfpga.commands.common import emit_json, positive_int
-from snnfpga.commands.verilog import add_hardware_options, plan_from_args
+from snnfpga.commands.verilog import add_hardware_options, hardware_plan_from_args
 
 DESCRIPTION = __doc__.split("\n\n")[0]
 COPIED = ("snn_driver.h", "snn_driver.c", "main.c", "Makefile")
@@ -70,7 +70,7 @@ def run(args) -> int:
 
     if (args.weights_blob or args.weights_c) and args.weights != "ram":
         raise ConfigError("--weights-blob and --weights-c need --weights ram (ROM weights are in the bitstream)")
-    plan = plan_from_args(args)
+    plan = hardware_plan_from_args(args)
     check_mappable(plan)
     out = Path(args.out)
     written = write_files(plan, out, args.weights_blob, args.weights_c)
@@ -99,8 +99,7 @@ def firmware_in_the_loop(plan, args) -> dict:
     art = plan.artifact
     dataset = load_dataset(args.data).split(args.split).limit(args.run).require_input_shape(art.input_shape)
     n = len(dataset)
-    print(f"firmware in the loop: {args.model} ({'-'.join(map(str, art.sizes))}, T={art.timesteps}, "
-          f"{plan.lanes} lanes, weights {plan.weight_storage}) on {n} images", file=sys.stderr)
+    print(f"firmware in the loop: {plan.summary()}, on {n} images", file=sys.stderr)
     harness = fil.build(plan)
     print(f"harness: {'cached build' if harness.cached else f'built in {harness.build_s:.1f} s'} "
           f"({harness.directory})", file=sys.stderr)

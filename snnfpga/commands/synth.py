@@ -52,20 +52,28 @@ def add_parser(subparsers) -> None:
 
 
 def plan_for_target(model: str, target, lanes=None, weights=None, pixels_per_beat=None):
-    """The generation plan of ``model`` with the target's defaults unless overridden."""
+    """The generation plan of ``model`` with the target's defaults unless overridden (a layer
+    graph: the graph accelerator, its own default lanes, ROM weights only)."""
+    from snnfpga.errors import MappingError
     from snnfpga.model.artifact import load_artifact
+    from snnfpga.rtl.graph_top import DEFAULT_LANES, make_graph_top_plan
     from snnfpga.rtl.plan import make_plan
 
-    return make_plan(load_artifact(model), lanes=lanes or target.lanes,
-                     pixels_per_beat=pixels_per_beat or target.pixels_per_beat,
+    art = load_artifact(model)
+    if not art.is_chain:
+        if weights == "ram":
+            raise MappingError(f"{art.name} is a layer graph: its weights are in the bitstream (--weights rom); "
+                               "run-time weight loading is for chains only so far")
+        return make_graph_top_plan(art, lanes=lanes or DEFAULT_LANES,
+                                   pixels_per_beat=pixels_per_beat or target.pixels_per_beat)
+    return make_plan(art, lanes=lanes or target.lanes, pixels_per_beat=pixels_per_beat or target.pixels_per_beat,
                      weight_storage=weights or target.weight_storage, rom_bank_depth=target.rom_bank_depth)
 
 
 def cycles_estimate(plan, data: str | None, limit: int = 1000) -> dict | None:
-    """Mean cycles per image from the cycle model on the data's validation split (None when the
-    data does not match the model's input shape)."""
+    """Mean cycles per image from the plan's cycle model on the data's validation split
+    (None when the data does not match the model's input shape)."""
     from snnfpga.model.data import load_dataset
-    from snnfpga.rtl import cycle_model
     from snnfpga.sim import reference
 
     if data is None:
@@ -73,8 +81,8 @@ def cycles_estimate(plan, data: str | None, limit: int = 1000) -> dict | None:
     images = load_dataset(data).split("val").limit(limit).images
     if tuple(images.shape[1:]) != plan.artifact.input_shape:
         return None
-    est = cycle_model.estimate(plan, reference.run(plan.artifact, images))
-    return {"cycles_per_image": round(float(est["pipelined"].mean()), 1), "cycles_max": int(est["pipelined"].max()),
+    cycles = plan.cycle_model.cycles_per_image(plan, reference.run(plan.artifact, images))
+    return {"cycles_per_image": round(float(cycles.mean()), 1), "cycles_max": int(cycles.max()),
             "cycles_source": f"cycle model, {len(images)} validation images"}
 
 
@@ -111,7 +119,8 @@ def format_result(r: dict) -> list[str]:
         return f"{used:,}" + (f" / {cap[key]:,}" if key in cap else "")
 
     lines = [f"{r['target']} ({r['device']}, package {r['package']}, speed {r['speed']}): "
-             f"{r['model']} {'-'.join(map(str, r['sizes']))}, {r['lanes']} lanes, weights {r['weight_storage']}"
+             f"{r['model']} {'-'.join(map(str, r['sizes'])) if r.get('sizes') else '(layer graph)'}, "
+             f"{r['lanes']} lanes, weights {r['weight_storage']}"
              + (" (cached)" if r.get("cached") else "")]
     if r["target"].startswith("ice40"):
         lines.append(f"  logic cells      {of('logic_cells', r['logic_cells'])}"

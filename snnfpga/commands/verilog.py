@@ -8,10 +8,10 @@ from snnfpga.commands.common import emit_json, positive_int
 from snnfpga.errors import ConfigError
 from snnfpga.model.artifact import load_artifact
 from snnfpga.rtl.generate import check_top_name, write_verilog
+from snnfpga.rtl.graph_top import DEFAULT_LANES as DEFAULT_GRAPH_LANES  # docs/hardware.md, "Layer graphs"
 from snnfpga.rtl.plan import make_plan
 
 DEFAULT_LANES = 64  # the ECP5 configuration: <= 5,000 cycles per image for the default model
-DEFAULT_GRAPH_LANES = 8  # layer graphs: the first graph accelerator (docs/hardware.md, "Layer graphs")
 
 
 def top_name(text: str) -> str:
@@ -42,18 +42,17 @@ def plan_from_args(args, lanes_default=DEFAULT_LANES):
 
 
 def hardware_plan_from_args(args, lanes_default=DEFAULT_LANES):
-    """The chain plan, or for a layer graph the graph accelerator's plan (stream interface,
-    ROM weights; other options refused in one line)."""
+    """The chain plan, or for a layer graph the graph accelerator's plan (ROM weights only:
+    ``--weights ram`` is refused in one line)."""
     from snnfpga.errors import MappingError
     from snnfpga.rtl.graph_top import make_graph_top_plan
 
     art = load_artifact(args.model)
     if art.is_chain:
         return plan_from_args(args, lanes_default)
-    if args.weights != "rom" or getattr(args, "interface", "stream") != "stream":
-        raise MappingError(f"{art.name} is a layer graph: its accelerator has the stream interface and ROM weights "
-                           f"only so far (got --interface {getattr(args, 'interface', 'stream')} "
-                           f"--weights {args.weights})")
+    if args.weights != "rom":
+        raise MappingError(f"{art.name} is a layer graph: its weights are in the bitstream (--weights rom); "
+                           "run-time weight loading is for chains only so far")
     return make_graph_top_plan(art, lanes=args.lanes or DEFAULT_GRAPH_LANES, pixels_per_beat=args.pixels_per_beat)
 
 
@@ -74,16 +73,16 @@ def add_parser(sub):
 
 
 def run_graph(args) -> int:
-    """A layer graph: the graph accelerator (rtl/graph_top.py), stream interface, ROM weights."""
+    """A layer graph: the graph accelerator (rtl/graph_top.py), ROM weights."""
     from snnfpga.rtl.graph_generate import write_graph_verilog
 
     plan = hardware_plan_from_args(args)
-    description = write_graph_verilog(plan, args.out, args.top)
+    description = write_graph_verilog(plan, args.out, args.top, args.interface)
     engines = [n for n in description["nodes"] if n["role"] != "wiring"]
     summary = {
         "top": args.top,
         "files": [f"{args.out}/{f}" for f in description["files"]] + [f"{args.out}/{args.top}.json"],
-        "interface": "stream",
+        "interface": args.interface,
         "lanes": plan.lanes,
         "nodes": len(description["nodes"]),
         "engines": len(engines),
