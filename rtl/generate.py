@@ -30,7 +30,6 @@ from snnfpga.rtl import cycle_model
 from snnfpga.rtl.decision import result_layout
 from snnfpga.rtl.plan import Plan
 from snnfpga.rtl.system import AcceleratorSystem
-from snnfpga.rtl.top import Accelerator
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 DESCRIPTION_FORMAT = "snnfpga.verilog"
@@ -65,7 +64,7 @@ INTERFACES = ("stream", "wishbone")
 
 
 def make_top(plan: Plan, interface: str = "stream"):
-    """The top-level component: the streaming :class:`Accelerator` or the Wishbone
+    """The top-level component: the plan's streaming accelerator or the Wishbone
     :class:`~snnfpga.rtl.system.AcceleratorSystem` (register block + accelerator)."""
     if interface == "stream":
         return plan.accelerator()

@@ -106,6 +106,5 @@ def write_graph_verilog(plan: GraphTopPlan, out_dir: str | Path, top: str = "snn
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{top}.v").write_text(text)
     description = describe_graph(dut, top, hashlib.sha256(text.encode()).hexdigest(), interface)
-    (out / f"{top}.json").write_text(json.dumps(description, indent=2) + "
-")
+    (out / f"{top}.json").write_text(json.dumps(description, indent=2) + "\n")
     return description

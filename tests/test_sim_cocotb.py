@@ -22,7 +22,7 @@ from snnfpga.model.data import load_dataset
 from snnfpga.model.synthetic import random_artifact, random_images
 from snnfpga.rtl.encoder import pixel_beats
 from snnfpga.rtl.plan import make_plan
-from snnfpga.sim import amaranth_sim, cocotb_sim, reference, runner
+from snnfpga.sim import cocotb_sim, reference, runner
 from snnfpga.sim.cocotb_tb.wrapper import accelerator_shell
 from snnfpga.sim.scoreboard import compare
 from tests.cli_common import cli, last_json, small_mnist_model
