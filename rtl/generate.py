@@ -176,7 +176,12 @@ def describe(dut, top: str, verilog_sha256: str) -> dict:
 
 
 def write_verilog(plan: Plan, out_dir: str | Path, top: str = "snn_top", interface: str = "stream") -> dict:
-    """Write ``<top>.v`` and ``<top>.json`` into ``out_dir``; return the description."""
+    """Write ``<top>.v`` and ``<top>.json`` into ``out_dir``; return the description (a layer
+    graph's plan: :func:`snnfpga.rtl.graph_generate.write_graph_verilog`)."""
+    if plan.is_graph:
+        from snnfpga.rtl.graph_generate import write_graph_verilog
+
+        return write_graph_verilog(plan, out_dir, top, interface)
     dut = make_top(plan, interface)
     text = to_verilog(dut, top)
     out = Path(out_dir)

@@ -14,36 +14,32 @@ from pathlib import Path
 
 from snnfpga.rtl.decision import result_layout
 from snnfpga.rtl.generate import check_top_name, description_header, make_top, ports, to_verilog
-from snnfpga.rtl.graph_top import GraphAccelerator, GraphTopPlan
+from snnfpga.rtl.graph_top import GraphTopPlan
 
 
-def node_entries(dut: GraphAccelerator) -> list[dict]:
+def node_entries(plan: GraphTopPlan) -> list[dict]:
     """Per node in topological order: kind, role, lanes, groups and memories (depth x width)."""
-    plan, graph = dut.plan, dut.graph
+    graph = plan.artifact.graph
     rows = []
     for node in graph.nodes:
-        row = {"name": node.name, "kind": node.KIND, "shape": list(graph.types[node.name].shape)}
-        if node.name in dut.accumulators:
-            acc = dut.accumulators[node.name]
-            spec = plan.specs[node.name]
-            row.update(role="synapse (accumulate engine into its current buffer)", lanes=acc.lanes,
-                       groups=acc.groups, lines=spec.lines, weight_bits=node.weight_bits, buffer_bits=acc.current_bits,
-                       memories={"weights": {"depth": spec.rows * acc.groups, "width": acc.lanes * node.weight_bits,
-                                             "kind": "rom"},
-                                 "buffer": {"depth": acc.depth, "width": acc.lanes * acc.current_bits, "kind": "ram 2R1W"}})
-        elif node.name in dut.engines:
-            eng = dut.engines[node.name]
-            if node.KIND == "lif":
-                hw = plan.lifs[node.name]
-                depth = hw.layout.lines * eng.groups
-                row.update(role="neuron engine (lif)", lanes=eng.lanes, groups=eng.groups, lines=hw.layout.lines,
-                           lane_axis=hw.layout.lane_axis, sources=[s for s, _, _ in hw.sources],
-                           membrane_bits=node.membrane_bits,
-                           memories={"state": {"depth": depth, "width": eng.lanes * node.membrane_bits,
-                                               "kind": "ram 1R1W"}})
-            else:
-                row.update(role="scan engine (glif)", lanes=eng.lanes, groups=eng.groups,
-                           source=plan.glifs[node.name], state_bits=node.state_bits)
+        name = node.name
+        row = {"name": name, "kind": node.KIND, "shape": list(graph.types[name].shape)}
+        if name in plan.specs:
+            spec, P, G, bits = plan.specs[name], plan.node_lanes[name], plan.groups(name), plan.current_bits(name)
+            row.update(role="synapse (accumulate engine into its current buffer)", lanes=P, groups=G,
+                       lines=spec.lines, weight_bits=node.weight_bits, buffer_bits=bits,
+                       memories={"weights": {"depth": spec.rows * G, "width": P * node.weight_bits, "kind": "rom"},
+                                 "buffer": {"depth": spec.lines * G, "width": P * bits, "kind": "ram 2R1W"}})
+        elif name in plan.lifs:
+            hw, P, G = plan.lifs[name], plan.node_lanes[name], plan.groups(name)
+            row.update(role="neuron engine (lif)", lanes=P, groups=G, lines=hw.layout.lines,
+                       lane_axis=hw.layout.lane_axis, sources=[s for s, _, _ in hw.sources],
+                       membrane_bits=node.membrane_bits,
+                       memories={"state": {"depth": hw.layout.lines * G, "width": P * node.membrane_bits,
+                                           "kind": "ram 1R1W"}})
+        elif name in plan.glifs:
+            row.update(role="scan engine (glif)", lanes=plan.node_lanes[name], groups=plan.groups(name),
+                       source=plan.glifs[name], state_bits=node.state_bits)
         elif node.KIND == "output":
             row.update(role="score registers", score_bits=node.score_bits)
         else:
@@ -53,24 +49,24 @@ def node_entries(dut: GraphAccelerator) -> list[dict]:
 
 
 def describe_graph(dut, top: str, verilog_sha256: str, interface: str = "stream") -> dict:
-    """The JSON description of ``dut``: the :class:`GraphAccelerator` (``stream``) or the
+    """The JSON description of ``dut``: the graph accelerator (``stream``) or the
     :class:`~snnfpga.rtl.system.AcceleratorSystem` around it (``wishbone``)."""
-    core: GraphAccelerator = dut if interface == "stream" else dut.core
-    plan: GraphTopPlan = core.plan
+    plan: GraphTopPlan = dut.plan
     art = plan.artifact
     layout = result_layout(plan)
-    nodes = node_entries(core)
+    nodes = node_entries(plan)
     mem_bits = sum(m["depth"] * m["width"] for n in nodes for m in n.get("memories", {}).values())
     port_rows = ports(dut)
     monitors = []
     if interface == "stream":
-        for k, name in enumerate(core.monitor_names):
+        names = ["input", *plan.stage_names[1:]]
+        for k, name in enumerate(names):
             shape = [art.n_inputs] if name == "input" else list(art.graph.types[name].shape)
             monitors.append({"port": f"mon{k}", "node": name, "shape": shape})
         for row in port_rows:
             if row["name"].startswith("mon"):
                 k = int(row["name"][3:row["name"].index("__")])
-                what = "the encoder (pixel index)" if k == 0 else f"node {core.monitor_names[k]}"
+                what = "the encoder (pixel index)" if k == 0 else f"node {names[k]}"
                 row["meaning"] = f"spike monitor of {what}: {row['name'].split('__')[1]}"
     return {
         **description_header(2, top, verilog_sha256, art),

@@ -112,6 +112,10 @@ class GraphTopPlan(StreamInterface):
                         out.setdefault(producer, []).append((node.name, port, offset))
         return out
 
+    def current_bits(self, name: str) -> int:
+        """Width of a synapse's current buffer: its proven output range (sums never wrap)."""
+        return signed_bits(*self.artifact.graph.proofs[name].registers["output"])
+
     def groups(self, name: str) -> int:
         """Words per line of a synapse's buffer or a neuron engine's state (``ceil(L / P_n)``)."""
         if name in self.specs:
@@ -296,10 +300,9 @@ class GraphAccelerator(wiring.Component):
         self.output = graph.output
         for node in graph.nodes:
             if node.name in plan.specs:
-                bits = signed_bits(*graph.proofs[node.name].registers["output"])
                 self.accumulators[node.name] = SynapseAccumulator(plan.specs[node.name], weight_rows(node),
                                                                   line_bias(node), plan.node_lanes[node.name],
-                                                                  node.weight_bits, bits)
+                                                                  node.weight_bits, plan.current_bits(node.name))
             elif node.name in plan.lifs:
                 hw = plan.lifs[node.name]
                 sources = []
@@ -506,4 +509,4 @@ class GraphAccelerator(wiring.Component):
     @property
     def monitor_names(self) -> list[str]:
         """What ``mon0``, ``mon1``, ... watch: ``input``, then the spiking nodes in order."""
-        return ["input", *self.engines]
+        return ["input", *self.plan.stage_names[1:]]

@@ -31,13 +31,12 @@ class AcceleratorSystem(wiring.Component):
     def __init__(self, plan):
         check_mappable(plan)
         self.plan = plan
-        self.core = plan.accelerator()  # the streaming accelerator inside
         super().__init__({"bus": In(wishbone_signature(R.ADDRESS_BITS)), "irq": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.regs = regs = RegisterBlock(self.plan)
-        m.submodules.core = core = self.core
+        m.submodules.core = core = self.plan.accelerator()
         wiring.connect(m, wiring.flipped(self.bus), regs.bus)
         wiring.connect(m, regs.pixels, core.pixels)
         wiring.connect(m, core.result, regs.result)

@@ -1,10 +1,11 @@
 """Design-space sweep over lanes and weight bits: cycles, resources, Fmax, latency.
 
 For every weight width ``b`` the model is re-quantized (:mod:`snnfpga.model.requantize`;
-the model's own width is used as it is) and run through the integer reference on the
+the model's own width is used as it is; without widths, the model as it is: the only way
+for a layer graph, which cannot be re-quantized yet) and run through the integer reference on the
 data's validation split, which gives its accuracy and the spike trains of the cycle model.
-For every lane count ``P`` the accelerator is generated for the target (its pixel beat and
-weight storage) and synthesized, placed and routed (:func:`snnfpga.rtl.implement.implement`,
+For every lane count ``P`` the accelerator (a layer graph: the graph accelerator) is
+generated for the target (its pixel beat and weight storage) and synthesized, placed and routed (:func:`snnfpga.rtl.implement.implement`,
 one directory per point, reused when nothing changed). Latency = mean cycles / Fmax.
 
 Units: ``latency_us`` microseconds, ``fmax_mhz`` MHz, ``accuracy_int`` percent,
@@ -17,7 +18,7 @@ import json
 from pathlib import Path
 
 from snnfpga import document, plots
-from snnfpga.errors import MappingError
+from snnfpga.errors import ConfigError, MappingError
 from snnfpga.rtl.implement import Progress, implement
 from snnfpga.rtl.targets import Target
 
@@ -37,6 +38,8 @@ def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] |
     from snnfpga.model.data import load_dataset
     from snnfpga.model.requantize import requantize
     from snnfpga.rtl import cycle_model
+    from snnfpga.model.kinds import Synapse
+    from snnfpga.rtl.graph_top import make_graph_top_plan
     from snnfpga.rtl.plan import make_plan
     from snnfpga.sim import reference
 
@@ -44,20 +47,27 @@ def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] |
     out = Path(out_dir)
     base = load_artifact(model)
     dataset = load_dataset(data).split("val").limit(images).require_input_shape(base.input_shape)
-    own_bits = sorted({layer.weight_bits for layer in base.layers})
-    bits_list = list(weight_bits) if weight_bits else own_bits
+    own_bits = sorted({n.weight_bits for n in base.nodes if isinstance(n, Synapse)})
+    if weight_bits and not base.is_chain:
+        raise ConfigError(f"{base.name} is a layer graph: its weights cannot be re-quantized yet (it has "
+                          f"{', '.join(map(str, own_bits))}-bit weights; leave out --weight-bits)")
+    # No widths asked for: the model as it is (labelled with its widest weights).
+    bits_list = list(weight_bits) if weight_bits else [max(own_bits)]
     rows = []
     total = len(bits_list) * len(lanes)
     for bits in bits_list:
-        art = base if [bits] == own_bits else requantize(base, bits)
+        art = base if not weight_bits or [bits] == own_bits else requantize(base, bits)
         trace = reference.run(art, dataset.images)
         accuracy = round(100.0 * float((trace.classes == dataset.labels).mean()), 2)
         for p in lanes:
             progress.say(f"point {len(rows) + 1}/{total}: {bits}-bit weights, {p} lanes")
             try:
-                plan = make_plan(art, lanes=p, pixels_per_beat=target.pixels_per_beat,
-                                 weight_storage=target.weight_storage, rom_bank_depth=target.rom_bank_depth)
-                cycles = float(cycle_model.estimate(plan, trace)["pipelined"].mean())
+                if art.is_chain:
+                    plan = make_plan(art, lanes=p, pixels_per_beat=target.pixels_per_beat,
+                                     weight_storage=target.weight_storage, rom_bank_depth=target.rom_bank_depth)
+                else:
+                    plan = make_graph_top_plan(art, lanes=p, pixels_per_beat=target.pixels_per_beat)
+                cycles = float(plan.cycle_model.cycles_per_image(plan, trace).mean())
                 result = implement(plan, target, point_dir(out, target, bits, p), progress=progress,
                                    place_and_route=place_and_route, seeds=seeds)
             except MappingError as error:  # this point cannot be built; the others still can
@@ -78,8 +88,8 @@ def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] |
             })
     summary = {
         "format": RESULT_FORMAT, "version": 1, "model": str(model), "artifact": base.name,
-        "sizes": base.sizes, "target": target.name, "device": target.device,
-        "pixels_per_beat": target.pixels_per_beat, "weight_storage": target.weight_storage,
+        "sizes": base.sizes if base.is_chain else None, "target": target.name, "device": target.device,
+        "pixels_per_beat": target.pixels_per_beat, "weight_storage": target.weight_storage if base.is_chain else "rom",
         "images": len(dataset), "data": str(data), "place_and_route": place_and_route,
         "units": {"latency_us": "microseconds at Fmax", "fmax_mhz": "MHz", "accuracy_int": "percent",
                   "cycles_per_image": "clock cycles, cycle model mean"},
@@ -88,8 +98,9 @@ def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] |
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
     blocks = [("h", 1, f"Design-space sweep: {base.name} on {target.name}"),
-              ("p", f"Model `{model}` ({'-'.join(map(str, base.sizes))}), {target.device}, "
-                    f"{target.pixels_per_beat} pixel(s) per beat, weights in {target.weight_storage}. Cycles from the "
+              ("p", f"Model `{model}` ({'-'.join(map(str, base.sizes)) if base.is_chain else 'a layer graph'}), "
+                    f"{target.device}, {target.pixels_per_beat} pixel(s) per beat, weights in "
+                    f"{summary['weight_storage']}. Cycles from the "
                     f"cycle model on {len(dataset)} validation images; resources and Fmax from Yosys and nextpnr; "
                     "other weight widths re-quantized after training (accuracy measured by the integer reference)."),
               ("table", TABLE_HEADER, table_rows(rows))]

@@ -1,6 +1,7 @@
-"""Graph models on the command line: describe, eval per node, the report with spike maps,
-Verilog and bit-exact simulation of the graph accelerator, and one-line refusals from the
-stages that do not map graphs yet."""
+"""Graph models on the command line: describe, eval per node, the report with spike maps and
+the hardware, Verilog and bit-exact simulation of the graph accelerator, synthesis and the
+sweep, and one-line refusals of what graphs do not have yet (run-time weights,
+re-quantization)."""
 
 import json
 
@@ -56,16 +57,20 @@ def test_eval_reports_spikes_and_operations_per_node(graph):
     assert "spikes" in r.stdout and "tok.w.glif" in r.stdout  # the per-node table is printed for graphs
 
 
-def test_report_of_a_graph_has_spike_maps_and_says_hardware_is_not_yet(graph, tmp_path):
+def test_report_of_a_graph_has_spike_maps_rtl_and_targets(graph, tmp_path):
     model, sample = graph
-    r = cli("report", model, "--data", sample, "--out", tmp_path / "rep", "--json")
+    r = cli("report", model, "--data", sample, "--out", tmp_path / "rep", "--rtl-images", "3", "--json")
     assert r.returncode == 0, r.stderr
     out = last_json(r.stdout)
-    assert out["accuracy"]["rtl"] is None and out["targets"] == [] and "layer graph" in out["hardware"]
+    rtl = out["accuracy"]["rtl"]
+    assert rtl["n"] == 3 and rtl["mismatches"] == 0 and rtl["errors"] == 0 and rtl["cycles_per_image"] > 100
+    assert [t["target"] for t in out["targets"]] == ["ice40-up5k", "ecp5-85k"]
+    assert all(t["status"] == "not run" and t["cycles_per_image"] > 100 and t["energy"] is None
+               for t in out["targets"])
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "figures/spike_maps.png" in md and "Activity per node" in md
+    assert "figures/spike_maps.png" in md and "Activity per node" in md and "Hardware per target" in md
     assert (tmp_path / "rep" / "figures" / "spike_maps.png").stat().st_size > 1000
-    assert "tok.h.glif" in md
+    assert "tok.h.glif" in md and "bit-exact" in md and "snnfpga synth" in md
 
 
 def test_verilog_of_a_graph_is_deterministic_and_describes_every_node(graph, tmp_path):
@@ -85,7 +90,14 @@ def test_verilog_of_a_graph_is_deterministic_and_describes_every_node(graph, tmp
     assert roles["tok.h.glif"] == "scan engine (glif)" and roles["pool"] == "wiring"
     assert outs[0]["engines"] == sum(r != "wiring" for r in roles.values())
     r = cli("verilog", model, "--out", tmp_path / "w", "--weights", "ram")
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "ROM weights only" in r.stderr
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "run-time weight loading is for chains only" in r.stderr
+    r = cli("verilog", model, "--out", tmp_path / "wb", "--lanes", "2", "--interface", "wishbone", "--json")
+    assert r.returncode == 0, r.stderr
+    desc = json.loads((tmp_path / "wb" / "snn_top.json").read_text())
+    assert desc["interface"] == "wishbone" and "monitors" not in desc
+    assert {p["name"] for p in desc["ports"]} >= {"bus__adr", "bus__dat_r", "irq"}
+    assert [s["node"] for s in desc["stages"]] == ["encoder"] + [n.name for n in load_artifact(model).spiking_nodes]
 
 
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
@@ -101,11 +113,26 @@ def test_sim_of_a_graph_is_bit_exact_on_both_simulators(graph, simulator):
     assert out["accuracy_rtl"] == out["accuracy_ref"] and out["cycles_per_image"] > 100
 
 
-@pytest.mark.parametrize("args", [("synth", "--target", "ice40-up5k"), ("firmware", "--out", "OUT")])
-def test_hardware_stages_refuse_a_graph_in_one_line(graph, tmp_path, args):
-    model, sample = graph
-    args = [str(tmp_path / "o") if a == "OUT" else str(sample) if a == "DATA" else a for a in args]
-    r = cli(args[0], model, *args[1:])
+@pytest.mark.parametrize("args, message", [
+    (("synth", "--target", "ice40-up5k", "--weights", "ram"), "run-time weight loading is for chains only"),
+    (("sweep", "--target", "ice40-up5k", "--weight-bits", "3"), "cannot be re-quantized yet")])
+def test_what_graphs_do_not_have_yet_is_refused_in_one_line(graph, tmp_path, args, message):
+    model, _ = graph
+    r = cli(args[0], model, *args[1:], "--out", tmp_path / "o")
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "layer graph" in lines[0] and "only chains of dense LIF layers" in lines[0]
+    assert len(lines) == 1 and "layer graph" in lines[0] and message in lines[0], r.stderr
+
+
+@pytest.mark.slow
+def test_sweep_synthesizes_a_graph_over_lanes(graph, tmp_path):
+    """Yosys on the graph accelerator behind the board shell: resources, no multiplier, the
+    cycle model per lane count (a few minutes: the slow marker)."""
+    model, sample = graph
+    r = cli("sweep", model, "--target", "ice40-up5k", "--lanes", "1,2", "--synth-only", "--data", sample,
+            "--out", tmp_path / "sw", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = last_json(r.stdout)["rows"]
+    assert [row["lanes"] for row in rows] == [1, 2]
+    assert all(row["multipliers"] == 0 and row["dsps"] == 0 and row["luts"] > 100 for row in rows)
+    assert rows[1]["cycles_per_image"] < rows[0]["cycles_per_image"]

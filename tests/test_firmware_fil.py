@@ -108,3 +108,26 @@ def test_cli_reports_the_first_mismatch(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "1 image(s) differ" in out
     assert "first mismatch: image 1, class: expected" in out
+
+
+def test_cli_runs_firmware_in_the_loop_for_a_layer_graph(tmp_path, capsys):
+    """The same C driver and register map for a graph model: the build constants say it is
+    a graph, every class, score and per-node spike counter matches the reference."""
+    from snnfpga.model.synthetic import random_graph, random_images
+
+    art = random_graph(11, token="glif", head="pool")
+    model = save_artifact(art, tmp_path / "graph")
+    data = tmp_path / "data.npz"
+    images = random_images(art, 3, seed=11)
+    np.savez(data, images=images, labels=np.arange(3, dtype=np.uint8) % art.n_classes)
+    args = ["firmware", str(model), "--out", str(tmp_path / "fw"), "--lanes", "1", "--run", "3", "--data", str(data),
+            "--split", "all", "--json"]
+    assert cli.main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["n"] == 3 and summary["matches"] == 3 and summary["mismatches"] == 0
+    header = (tmp_path / "fw" / "snn_regmap.h").read_text()
+    assert "#define SNN_BUILD_GRAPH 1u" in header
+    assert f"#define SNN_BUILD_N_LAYERS {len(art.spiking_nodes) + 1}u" in header
+    assert "Spike counters (SPIKES[s]) of this layer graph: 0 encoder, 1 stem.lif" in header
+    assert cli.main(["firmware", str(model), "--out", str(tmp_path / "fw2"), "--weights", "ram"]) == 2
+    assert "run-time weight loading is for chains only" in capsys.readouterr().err

@@ -114,7 +114,7 @@ def run(args) -> int:
         "lanes": plan.lanes, "luts": synth["luts"], "ffs": synth["ffs"], "brams": synth["brams"],
         "dsps": synth["dsps"], "multipliers": synth["multipliers"], "fmax_mhz": synth["fmax_mhz"],
         "fits": synth["fits"], "latency_us": row.get("latency_us"), "images_per_s": row.get("images_per_s"),
-        "energy_nj": row["energy"]["total_nj"],
+        "energy_nj": row["energy"]["total_nj"] if row["energy"] else None,
         "verilog": str(out / "verilog" / description["files"][0]),
         "report": report["files"]["markdown"], "report_html": report["files"]["html"],
         "wall_s": round(time.time() - start, 1),
@@ -122,7 +122,8 @@ def run(args) -> int:
     verdict = "bit-exact" if not rtl["mismatches"] and not rtl["errors"] else \
         f"{rtl['mismatches']} image(s) DIFFER, {rtl['errors']} error(s)"
     logic = f"{synth['logic_cells']:,} logic cells" if target.family == "ice40" else f"{synth['luts']:,} LUT4"
-    print(f"snnfpga run: {plan.artifact.name} ({'-'.join(map(str, plan.artifact.sizes))}) on {target.name}")
+    shape = "layer graph" if plan.is_graph else "-".join(map(str, plan.artifact.sizes))
+    print(f"snnfpga run: {plan.artifact.name} ({shape}) on {target.name}")
     float_acc = "n/a (no checkpoint)" if acc["accuracy_float"] is None else f"{acc['accuracy_float']:.2f}%"
     print(f"  accuracy      float {float_acc}, integer {acc['accuracy_int']:.2f}% ({acc['n']} validation images)")
     print(f"  RTL           {rtl['accuracy_rtl']:.2f}% on {rtl['n']} images: {verdict} ({rtl['simulator']})")
@@ -132,7 +133,8 @@ def run(args) -> int:
     if synth["fmax_mhz"]:
         print(f"  timing        Fmax {synth['fmax_mhz']:.1f} MHz, {row['cycles_per_image']:,.0f} cycles/image "
               f"(model; {rtl['cycles_per_image']:,.0f} measured) = {row['latency_us']:.1f} us/image")
-    print(f"  energy        {row['energy']['total_nj']:.1f} nJ/image (estimate)")
+    if row["energy"]:
+        print(f"  energy        {row['energy']['total_nj']:.1f} nJ/image (estimate)")
     print(f"  report        {report['files']['markdown']}  ({summary['wall_s']:.0f} s in all)")
     if args.json:
         emit_json(summary)

@@ -154,7 +154,10 @@ def run(args) -> int:
                         pixels_per_beat=args.pixels_per_beat, clock=args.clock, seeds=args.seeds, data=args.data,
                         force=args.force)
     print("\n".join(format_result(result)))
-    if not result["fits"]:
+    if not result["fits"] and result.get("graph"):
+        print(f"note: the graph accelerator of {result['model']} does not fit the {result['target']} yet (one "
+              "engine and ROM per node; see docs/hardware.md, \"Layer graphs\")", file=sys.stderr)
+    elif not result["fits"]:
         print(f"note: {result['model']} does not fit the {result['target']}; see docs/implementation.md for the "
               "preset that does (snnfpga synth tiny --target ice40-up5k)", file=sys.stderr)
     if args.json:

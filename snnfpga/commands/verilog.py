@@ -74,10 +74,8 @@ def add_parser(sub):
 
 def run_graph(args) -> int:
     """A layer graph: the graph accelerator (rtl/graph_top.py), ROM weights."""
-    from snnfpga.rtl.graph_generate import write_graph_verilog
-
     plan = hardware_plan_from_args(args)
-    description = write_graph_verilog(plan, args.out, args.top, args.interface)
+    description = write_verilog(plan, args.out, args.top, args.interface)
     engines = [n for n in description["nodes"] if n["role"] != "wiring"]
     summary = {
         "top": args.top,
