@@ -46,7 +46,7 @@ from snnfpga.sim.reference import Trace
 
 ENCODER_LATENCY = 3  # cycles from a word's read to its first spike leaving the encoder
 ENCODER_DEPTH = 3  # words (with spikes or not) the encoder's pipeline holds while stalled
-SCAN_LATENCY = 3  # cycles from a neuron engine's word issue to its first event
+SCAN_LATENCY = {"lif": 4, "glif": 3}  # cycles from a word's issue to its first event (the update's stages)
 SCAN_DEPTH = 4  # words with spikes in the spike FIFO (SpikeSerializer.DEPTH)
 IDLE_LATENCY = 3  # cycles from the last row issue to every reader idle and the schedule moving on
 EOS_IDLE = 1  # cycles from the end-of-step token (no rows left) to the schedule moving on
@@ -124,6 +124,7 @@ class _Scan:
         self.word = word[self.order]
         self.position = (coord["y"] * w + coord["x"]).ravel()[self.order]
         self.words = sizes[outer] * sizes[inner] * G
+        self.latency = SCAN_LATENCY[graph.node(name).KIND]
 
 
 def estimate(plan, trace: Trace, streamed: bool = False, timeline: list | None = None) -> dict[str, np.ndarray]:
@@ -153,7 +154,7 @@ def estimate(plan, trace: Trace, streamed: bool = False, timeline: list | None =
     cycles = np.zeros(n, np.int64)
     encode = np.zeros(n, np.int64)
     integrate = np.zeros(n, np.int64)
-    passes = T * sum(sc.words + SCAN_LATENCY + EOS_IDLE for sc in scans.values())  # engine phases without events
+    passes = T * sum(sc.words + sc.latency + EOS_IDLE for sc in scans.values())  # engine phases without events
     pixel_word = np.arange(art.n_inputs) // B
     no_readers = np.ones(1, np.int64)
     # Absolute cycles: the image's first beat; the schedule back in ENCODE (after a reset, the
@@ -190,7 +191,7 @@ def estimate(plan, trace: Trace, streamed: bool = False, timeline: list | None =
                 words, csum, clast = _masks(sc.word[hit], event_cost)
                 # The spike FIFO holds SCAN_DEPTH words with spikes (empty words are not kept).
                 waits_for = np.arange(len(words)) - SCAN_DEPTH
-                phases += 1 + _drain(words, csum, clast, waits_for, sc.words, SCAN_LATENCY)[0]
+                phases += 1 + _drain(words, csum, clast, waits_for, sc.words, sc.latency)[0]
             integrate[i] += phases - len(scans)
             now += phases + per_step_fixed - 1 - len(scans)
         cycles[i] = now + decision - first_beat
@@ -214,7 +215,8 @@ def describe(plan) -> dict:
                    "+ 3 * n_classes",
         "event_cost": "c_e(y, x) = max over readers s of max(1, R_s(y, x) * G_s)",
         "phase": "events leave in scan order, each after the previous one's cost; the scan offers a word "
-                 f"{SCAN_LATENCY} cycles after reading it and stalls while {SCAN_DEPTH} words wait "
+                 f"{SCAN_LATENCY['lif']} (lif) or {SCAN_LATENCY['glif']} (glif) cycles after reading it and stalls "
+                 f"while {SCAN_DEPTH} words wait "
                  f"(encoder: {ENCODER_LATENCY}, {ENCODER_DEPTH})",
         "NW": plan.beats_per_image,
         "n_classes": plan.artifact.n_classes,

@@ -14,10 +14,12 @@ small FIFO; a serializer turns masks into events ``(c, y, x)``, one per cycle, a
 step with an end-of-step token. Coordinates come from counters of the scan (line axes) and
 the lane (``g*P + p``, a running base): no multiplier, no divider.
 
-Throughput: one word per cycle while the FIFO has room (it fills only when a step has more
-spikes than the output takes); ``done`` strobes when the last word is written (the sources
-may be cleared from the next cycle). Latency of a pass: ``lines x G + 2`` cycles plus the
-spikes of its last words.
+Pipeline: the word's memories are read (issue), then the sources are summed and the
+membrane leaked (stage 1, registered), then the update, compare and reset are written back
+and the mask pushed (stage 2). Throughput: one word per cycle while the FIFO has room (it
+fills only when a step has more spikes than the output takes); ``done`` strobes when the
+last word is written (the sources may be cleared from the next cycle). Latency of a pass:
+``lines x G + 3`` cycles plus the spikes of its last words.
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ class SpikeSerializer(wiring.Component):
 
     DEPTH = 4
 
-    def __init__(self, shape: tuple[int, int, int], lanes: int, axes: tuple[str, str, str]):
+    def __init__(self, shape: tuple[int, int, int], lanes: int, axes: tuple[str, str, str], depth: int = DEPTH):
+        self.DEPTH = depth  # entries (the default, or one per extra pipeline stage of the pass)
         sizes = dict(zip("cyx", shape))
         self._lanes, self._axes = lanes, axes
         self.entry = data.StructLayout({"mask": lanes, "base": bits_for(sizes[axes[0]] + lanes),
@@ -229,10 +232,13 @@ class LifEngine(wiring.Component):
         src_bases = [Signal(range(max(2, lay.lines * s.groups + 1)), name=f"src{k}_base")
                      for k, s in enumerate(self._sources)]
 
-        m.submodules.out = out = SpikeSerializer(lay.shape, P, (lay.lane_axis, lay.outer, lay.inner))
+        # One more FIFO entry than the scan engines: the pass has two stages in flight.
+        m.submodules.out = out = SpikeSerializer(lay.shape, P, (lay.lane_axis, lay.outer, lay.inner),
+                                                 depth=SpikeSerializer.DEPTH + 1)
         wiring.connect(m, out.events, wiring.flipped(self.events))
         s1_valid = Signal()
-        room = (out.level + s1_valid) < out.DEPTH
+        s2_valid = Signal()
+        room = (out.level + s1_valid + s2_valid) < out.DEPTH
         issue = running & room
         m.d.comb += [v_rd.addr.eq(addr), t_rd.addr.eq(addr if per_line else g)]
         for k, s in enumerate(self._sources):
@@ -267,18 +273,29 @@ class LifEngine(wiring.Component):
                      s1_inner.eq(inner), s1_last.eq(issue & last_word)]
         for k, s in enumerate(self._sources):
             m.d.sync += s1_in_src[k].eq((g >= s.first_group) & (g < s.first_group + s.groups))
+        # Stage 1 adds the sources' currents and leaks the membrane (registered into stage 2);
+        # stage 2 sums, saturates, compares, resets, writes back and pushes the mask. Two
+        # stages keep the update off one long path (the buffers' read ports to the FIFO).
+        k_leak = node.leak_shift
+        u_shape = signed(max(mb + 1, max(s.bits for s in self._sources) + bits_for(len(self._sources))) + 2)
+        s2_last = Signal()
+        s2_addr, s2_g = Signal.like(s1_addr), Signal.like(s1_g)
+        s2_base, s2_outer, s2_inner = Signal.like(s1_base), Signal.like(s1_outer), Signal.like(s1_inner)
+        s2_theta = Signal.like(t_rd.data)
+        m.d.sync += [s2_valid.eq(s1_valid), s2_last.eq(s1_last), s2_addr.eq(s1_addr), s2_g.eq(s1_g),
+                     s2_base.eq(s1_base), s2_outer.eq(s1_outer), s2_inner.eq(s1_inner), s2_theta.eq(t_rd.data)]
         last_step = step == T - 1
         new_words, spikes = [], []
-        k_leak = node.leak_shift
         for p in range(P):
             v = lane(v_rd.data, p, mb)
-            current = sum((Mux(s1_in_src[k], lane(getattr(self, f"src{k}_data"), p, s.bits), 0)
-                           for k, s in enumerate(self._sources)), Const(0, signed(2)))
-            leaked = v if k_leak is None else v - (v >> k_leak)
-            u = Signal(signed(max(mb + 1, max(s.bits for s in self._sources) + bits_for(len(self._sources))) + 2),
-                       name=f"u{p}")
+            current = Signal(u_shape, name=f"current{p}")
+            leaked = Signal(signed(mb + 1), name=f"leaked{p}")
+            m.d.sync += [current.eq(sum((Mux(s1_in_src[k], lane(getattr(self, f"src{k}_data"), p, s.bits), 0)
+                                         for k, s in enumerate(self._sources)), Const(0, signed(2)))),
+                         leaked.eq(v if k_leak is None else v - (v >> k_leak))]
+            u = Signal(u_shape, name=f"u{p}")
             vs = Signal(signed(mb), name=f"v_sat{p}")
-            theta = lane(t_rd.data, p, tb)
+            theta = lane(s2_theta, p, tb)
             fired = Signal(name=f"fired{p}")
             m.d.comb += [u.eq(leaked + current), vs.eq(saturate(u, mb)), fired.eq(vs >= theta)]
             after = Mux(fired, 0 if node.reset == "zero" else vs - theta, vs)
@@ -288,8 +305,8 @@ class LifEngine(wiring.Component):
             spikes.append(fired)
         tail = lay.line_length - (G - 1) * P  # lanes of the last group that hold neurons
         mask = Signal(P)
-        m.d.comb += mask.eq(Cat(*spikes) & Mux(s1_g == G - 1, (1 << tail) - 1, (1 << P) - 1))
-        m.d.comb += [v_wr.en.eq(s1_valid), v_wr.addr.eq(s1_addr), v_wr.data.eq(Cat(*new_words))]
+        m.d.comb += mask.eq(Cat(*spikes) & Mux(s2_g == G - 1, (1 << tail) - 1, (1 << P) - 1))
+        m.d.comb += [v_wr.en.eq(s2_valid), v_wr.addr.eq(s2_addr), v_wr.data.eq(Cat(*new_words))]
         # Zeroing (after a reset, while no pass runs): every membrane word to 0, one per cycle.
         zeroing = Signal()
         zero_addr = Signal.like(addr)
@@ -301,12 +318,12 @@ class LifEngine(wiring.Component):
             with m.If(zero_addr == depth - 1):
                 m.d.sync += zeroing.eq(0)
         w = out.push_data
-        m.d.comb += [w.mask.eq(mask), w.base.eq(s1_base), w.a.eq(s1_outer), w.b.eq(s1_inner), w.eos.eq(s1_last),
-                     out.push.eq(s1_valid & ((mask != 0) | s1_last)), self.done.eq(s1_last)]
-        with m.If(s1_last):
+        m.d.comb += [w.mask.eq(mask), w.base.eq(s2_base), w.a.eq(s2_outer), w.b.eq(s2_inner), w.eos.eq(s2_last),
+                     out.push.eq(s2_valid & ((mask != 0) | s2_last)), self.done.eq(s2_last)]
+        with m.If(s2_last):
             m.d.sync += step.eq(step_counter_next(step, T))
 
-        m.d.comb += self.busy.eq(running | s1_valid | out.busy | zeroing)
+        m.d.comb += self.busy.eq(running | s1_valid | s2_valid | out.busy | zeroing)
         return m
 
 
