@@ -127,9 +127,14 @@ class GraphTopPlan(StreamInterface):
         return -(-length // self.node_lanes[name])
 
 
-def make_graph_top_plan(art: Artifact, lanes: int = 8, pixels_per_beat: int = 4) -> GraphTopPlan:
+def make_graph_top_plan(art: Artifact, lanes: int = DEFAULT_LANES, pixels_per_beat: int = 4,
+                        weight_storage: str = "rom") -> GraphTopPlan:
     """Check that the graph maps onto the generator and derive every engine's parameters;
-    :class:`MappingError` naming the node and the limit otherwise (before any elaboration)."""
+    :class:`MappingError` naming the node and the limit otherwise (before any elaboration).
+    ``weight_storage``: only ``rom`` (weights in the bitstream) so far."""
+    if weight_storage != "rom":
+        raise MappingError(f"{art.name} is a layer graph: its weights are in the bitstream (--weights rom); "
+                           "run-time weight loading is for chains only so far")
     if not isinstance(lanes, int) or not 1 <= lanes <= MAX_LANES:
         raise MappingError(f"lanes must be an integer in 1..{MAX_LANES}, got {lanes!r}")
     if pixels_per_beat not in PIXELS_PER_BEAT:

@@ -38,9 +38,8 @@ def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] |
     from snnfpga.model.data import load_dataset
     from snnfpga.model.requantize import requantize
     from snnfpga.rtl import cycle_model
+    from snnfpga.commands.synth import target_plan
     from snnfpga.model.kinds import Synapse
-    from snnfpga.rtl.graph_top import make_graph_top_plan
-    from snnfpga.rtl.plan import make_plan
     from snnfpga.sim import reference
 
     progress = progress or Progress("sweep", enabled=False)
@@ -62,11 +61,7 @@ def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] |
         for p in lanes:
             progress.say(f"point {len(rows) + 1}/{total}: {bits}-bit weights, {p} lanes")
             try:
-                if art.is_chain:
-                    plan = make_plan(art, lanes=p, pixels_per_beat=target.pixels_per_beat,
-                                     weight_storage=target.weight_storage, rom_bank_depth=target.rom_bank_depth)
-                else:
-                    plan = make_graph_top_plan(art, lanes=p, pixels_per_beat=target.pixels_per_beat)
+                plan = target_plan(art, target, lanes=p)
                 cycles = float(plan.cycle_model.cycles_per_image(plan, trace).mean())
                 result = implement(plan, target, point_dir(out, target, bits, p), progress=progress,
                                    place_and_route=place_and_route, seeds=seeds)

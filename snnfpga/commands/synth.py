@@ -52,21 +52,23 @@ def add_parser(subparsers) -> None:
 
 
 def plan_for_target(model: str, target, lanes=None, weights=None, pixels_per_beat=None):
-    """The generation plan of ``model`` with the target's defaults unless overridden (a layer
-    graph: the graph accelerator, its own default lanes, ROM weights only)."""
-    from snnfpga.errors import MappingError
+    """The generation plan of ``model`` (a directory or a shipped name) for ``target``."""
     from snnfpga.model.artifact import load_artifact
+
+    return target_plan(load_artifact(model), target, lanes, weights, pixels_per_beat)
+
+
+def target_plan(art, target, lanes=None, weights=None, pixels_per_beat=None):
+    """The generation plan of artifact ``art`` with the target's defaults unless overridden (a
+    layer graph: the graph accelerator, its own default lanes, ROM weights only)."""
     from snnfpga.rtl.graph_top import DEFAULT_LANES, make_graph_top_plan
     from snnfpga.rtl.plan import make_plan
 
-    art = load_artifact(model)
+    ppb = pixels_per_beat or target.pixels_per_beat
     if not art.is_chain:
-        if weights == "ram":
-            raise MappingError(f"{art.name} is a layer graph: its weights are in the bitstream (--weights rom); "
-                               "run-time weight loading is for chains only so far")
-        return make_graph_top_plan(art, lanes=lanes or DEFAULT_LANES,
-                                   pixels_per_beat=pixels_per_beat or target.pixels_per_beat)
-    return make_plan(art, lanes=lanes or target.lanes, pixels_per_beat=pixels_per_beat or target.pixels_per_beat,
+        return make_graph_top_plan(art, lanes=lanes or DEFAULT_LANES, pixels_per_beat=ppb,
+                                   weight_storage=weights or "rom")
+    return make_plan(art, lanes=lanes or target.lanes, pixels_per_beat=ppb,
                      weight_storage=weights or target.weight_storage, rom_bank_depth=target.rom_bank_depth)
 
 

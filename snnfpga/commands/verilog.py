@@ -44,16 +44,13 @@ def plan_from_args(args, lanes_default=DEFAULT_LANES):
 def hardware_plan_from_args(args, lanes_default=DEFAULT_LANES):
     """The chain plan, or for a layer graph the graph accelerator's plan (ROM weights only:
     ``--weights ram`` is refused in one line)."""
-    from snnfpga.errors import MappingError
     from snnfpga.rtl.graph_top import make_graph_top_plan
 
     art = load_artifact(args.model)
     if art.is_chain:
         return plan_from_args(args, lanes_default)
-    if args.weights != "rom":
-        raise MappingError(f"{art.name} is a layer graph: its weights are in the bitstream (--weights rom); "
-                           "run-time weight loading is for chains only so far")
-    return make_graph_top_plan(art, lanes=args.lanes or DEFAULT_GRAPH_LANES, pixels_per_beat=args.pixels_per_beat)
+    return make_graph_top_plan(art, lanes=args.lanes or DEFAULT_GRAPH_LANES, pixels_per_beat=args.pixels_per_beat,
+                               weight_storage=args.weights)
 
 
 def add_parser(sub):
