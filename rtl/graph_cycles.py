@@ -56,13 +56,15 @@ EOS_LATENCY = 1  # cycles from the encoder's end-of-step token leaving to its ne
 
 
 def _emitter_costs(plan) -> dict[str, np.ndarray]:
-    """Per emitter (``input`` and each neuron engine): ``int [H * W]`` event cost by position."""
+    """Per emitter (``input`` and each spiking node): ``int [H * W]`` event cost by position
+    (1 where nothing reads it)."""
     from snnfpga.rtl.graph_top import event_shape
 
+    graph, edges = plan.artifact.graph, plan.edges
     costs = {}
-    for producer, edges in plan.edges.items():
-        cost = np.ones(event_shape(plan.artifact.graph, producer)[1:], np.int64)
-        for synapse, _, _ in edges:
+    for producer in (SOURCE, *(n.name for n in plan.artifact.spiking_nodes)):
+        cost = np.ones(event_shape(graph, producer)[1:], np.int64)
+        for synapse, _, _ in edges.get(producer, []):
             rows = np.asarray(plan.specs[synapse].rows_per_position(), np.int64)
             cost = np.maximum(cost, rows * plan.groups(synapse))
         costs[producer] = cost.ravel()
@@ -107,8 +109,10 @@ class _Scan:
     """How one neuron engine visits its map: event order, word of each event, words per pass."""
 
     def __init__(self, plan, name: str):
+        from snnfpga.rtl.graph_top import event_shape
+
         graph = plan.artifact.graph
-        c, h, w = graph.types[name].shape
+        c, h, w = event_shape(graph, name)  # a flat node: (C, 1, 1)
         P, G = plan.node_lanes[name], plan.groups(name)
         if name in plan.lifs:
             lay = plan.lifs[name].layout
@@ -149,14 +153,14 @@ def estimate(plan, trace: Trace, streamed: bool = False, timeline: list | None =
     scans = {name: _Scan(plan, name) for name in engines}
     head = graph.output.inputs[0]
     clear = max(plan.specs[s].lines * plan.groups(s) for s in plan.specs)
-    per_step_fixed = 1 + len(engines) + (plan.groups(head) + 2) + 1 + (clear + 1)
+    # After the engines: the head's groups into the scores, CLEAR, the clearing pass.
+    step_tail = (plan.groups(head) + 2) + 1 + (clear + 1)
     decision = DECISION_CYCLES_PER_CLASS * art.n_classes
     cycles = np.zeros(n, np.int64)
     encode = np.zeros(n, np.int64)
     integrate = np.zeros(n, np.int64)
     passes = T * sum(sc.words + sc.latency + EOS_IDLE for sc in scans.values())  # engine phases without events
     pixel_word = np.arange(art.n_inputs) // B
-    no_readers = np.ones(1, np.int64)
     # Absolute cycles: the image's first beat; the schedule back in ENCODE (after a reset, the
     # schedule first clears every buffer and membrane).
     init = max(clear, *(plan.lifs[e].layout.lines * plan.groups(e) for e in plan.lifs)) + 2
@@ -173,7 +177,7 @@ def estimate(plan, trace: Trace, streamed: bool = False, timeline: list | None =
             fired = np.flatnonzero(trace.spikes[0][i, t])
             # One cycle per word, one more per extra spike of a word.
             extra = np.cumsum(np.bincount(pixel_word[fired], minlength=nw).clip(min=1) - 1)
-            words, cost, last = _masks(pixel_word[fired], costs.get(SOURCE, no_readers)[fired])
+            words, cost, last = _masks(pixel_word[fired], costs[SOURCE][fired])
             scan = words + np.r_[0, extra][words] - lookahead
             # The encoder's pipeline holds ENCODER_DEPTH words, with spikes or without.
             waits_for = np.searchsorted(words, words - ENCODER_DEPTH, side="right") - 1
@@ -182,18 +186,16 @@ def estimate(plan, trace: Trace, streamed: bool = False, timeline: list | None =
             log((now + eos, i, "encoder eos"))
             scan_start = now + eos + EOS_LATENCY  # the encoder's end-of-step token has left: it scans on
             now += e + 1  # ENCODE_DRAIN
-            phases = 0
             for name, sc in scans.items():
-                log((now + phases, i, f"start {name}"))
+                log((now, i, f"start {name}"))
                 hit = np.flatnonzero(trace.node_spikes(name)[i, t].ravel()[sc.order])
-                cost_of = costs.get(name)
-                event_cost = cost_of[sc.position[hit]] if cost_of is not None else np.ones(len(hit), np.int64)
-                words, csum, clast = _masks(sc.word[hit], event_cost)
+                words, csum, clast = _masks(sc.word[hit], costs[name][sc.position[hit]])
                 # The spike FIFO holds SCAN_DEPTH words with spikes (empty words are not kept).
                 waits_for = np.arange(len(words)) - SCAN_DEPTH
-                phases += 1 + _drain(words, csum, clast, waits_for, sc.words, sc.latency)[0]
-            integrate[i] += phases - len(scans)
-            now += phases + per_step_fixed - 1 - len(scans)
+                phase = _drain(words, csum, clast, waits_for, sc.words, sc.latency)[0]
+                integrate[i] += phase
+                now += 1 + phase  # START, then the phase
+            now += step_tail
         cycles[i] = now + decision - first_beat
         log((now + decision, i, "result"))
         # The decision takes the scores when its result is taken: the schedule waits for it.
