@@ -6,15 +6,17 @@ For each preset, on reference activity of the first ``N`` validation images:
 
 1. **The generated accelerator** (rtl/graph_top.py) from its cycle model
    (:mod:`snnfpga.rtl.graph_cycles`, an image entering an idle accelerator) for each lane
-   count: cycles per image, microseconds at the target's clock, and the share of cycles in
-   the encoder's phases, the engines' neuron passes, the scatter of their events into the
-   readers (integrate) and the fixed schedule (clearing, starts, decision).
+   count and for the fold of its lanes to the target (``fold``, rtl/graph_fold.py: what
+   ``snnfpga synth`` builds): cycles per image, microseconds at the target's clock, the
+   share of cycles in the encoder's phases, the engines' neuron passes, the scatter of
+   their events into the readers (integrate) and the fixed schedule (clearing, starts,
+   decision), and the block RAM the design needs (rtl/graph_fold.py's model).
 2. **The planned pipelined design** (:func:`snnfpga.rtl.graph_plan.estimate`, not built yet):
    the figures the next design is aimed at, ``pipelined`` on the ECP5-85F (one engine per
    neuron, buffer and scan node), ``shared`` on the iCE40 UP5K (one engine, memories pooled,
    two cycles per state update on single-port SPRAM), with whether its memories fit.
 
-``--rtl M`` also runs the generated accelerator (8 lanes) on the first ``M`` validation
+``--rtl M`` also runs the generated accelerator (the fold) on the first ``M`` validation
 images on Verilator, images back to back, and compares its cycles per image with the cycle
 model for the same stream (``streamed=True``): PASS when every image is within 2%.
 """
@@ -35,7 +37,7 @@ def main(argv=None) -> int:
     from snnfpga.errors import MappingError
     from snnfpga.model.artifact import load_artifact
     from snnfpga.model.data import load_dataset
-    from snnfpga.rtl import graph_cycles, graph_plan
+    from snnfpga.rtl import graph_cycles, graph_fold, graph_plan
     from snnfpga.rtl.graph_top import make_graph_top_plan
     from snnfpga.rtl.targets import get_target
     from snnfpga.sim import reference
@@ -56,13 +58,19 @@ def main(argv=None) -> int:
         print(f"\n{name}: {len(images)} validation images, {int(reference.synaptic_ops(art, trace).mean()):,} "
               f"synaptic ops/image; {target.name} at {mhz:g} MHz")
         print("generated accelerator (rtl/graph_top.py), cycle model:")
-        print(f"{'lanes':>5} {'cycles':>9} {'us':>8} {'encode':>7} {'neuron':>7} {'integrate':>9} {'fixed':>6}")
-        for P in lanes:
-            est = graph_cycles.estimate(make_graph_top_plan(art, P), trace)
+        print(f"{'lanes':>5} {'cycles':>9} {'us':>8} {'encode':>7} {'neuron':>7} {'integrate':>9} {'fixed':>6}  "
+              f"block RAM")
+        prim = graph_fold.BLOCK_PRIMITIVE[target.family]
+        fold = make_graph_top_plan(art, lane_caps=graph_fold.fold_for(art, target))
+        for P, plan in [*((P, make_graph_top_plan(art, P)) for P in lanes), ("fold", fold)]:
+            est = graph_cycles.estimate(plan, trace)
             c = float(est["cycles"].mean())
             shares = " ".join(f"{float(est[k].mean()) / c:>{w}.0%}" for k, w in
                               (("encode", 7), ("neuron", 7), ("integrate", 9), ("fixed", 6)))
-            print(f"{P:>5} {c:>9,.0f} {c / mhz:>8,.1f} {shares}")
+            blocks = sum(graph_fold.block_ram(plan, target).values())
+            print(f"{P:>5} {c:>9,.0f} {c / mhz:>8,.1f} {shares}  {blocks} / {target.capacity[prim]} {prim.upper()}")
+        print(f"fold: {fold.lanes_label}: " + ", ".join(f"{g[0]} {fold.node_lanes[g[0]]}"
+                                                        for g in graph_fold.lane_groups(fold)))
         mode = graph_plan.schedule(target)
         print(f"planned design ({mode} schedule):")
         print(f"{'lanes':>5} {'cycles':>9} {'us':>8} {'integrate':>9} {'neuron':>7} {'waiting':>7}  "
@@ -97,20 +105,20 @@ def main(argv=None) -> int:
         if args.rtl:
             from snnfpga.sim import cocotb_sim
 
-            plan = make_graph_top_plan(art, 8)
+            plan = fold
             run = cocotb_sim.simulate(plan, images[:args.rtl], simulator="verilator")
             verdict = "bit-exact" if run.passed else f"FAILED: {run.first_problem()}"
             model = graph_cycles.estimate(plan, reference.run(art, images[:run.n]), streamed=True)["cycles"]
             err = 100.0 * np.abs(model - run.cycles) / run.cycles
-            print(f"RTL (8 lanes, Verilator, {run.n} images back to back): {run.cycles.mean():,.0f} cycles per image "
+            print(f"RTL ({plan.lanes_label}, Verilator, {run.n} images back to back): {run.cycles.mean():,.0f} cycles per image "
                   f"({run.cycles.mean() / mhz:,.1f} us at {mhz:g} MHz), {verdict}")
             print(f"{'PASS' if err.max() <= 2.0 else 'MISS'}  cycle model within 2% of the RTL per image: "
                   f"largest error {err.max():.2f}%, mean {err.mean():.2f}% ({run.n} images)")
         goal = LATENCY_TARGET_US.get(name)
         if goal is not None:
-            rtl_us = float(graph_cycles.estimate(make_graph_top_plan(art, 8), trace)["cycles"].mean()) / mhz
-            print(f"{'PASS' if rtl_us <= goal else 'MISS'}  {name} <= {goal:g} us per image (generated, 8 lanes, "
-                  f"model): {rtl_us:,.1f} us")
+            rtl_us = float(graph_cycles.estimate(fold, trace)["cycles"].mean()) / mhz
+            print(f"{'PASS' if rtl_us <= goal else 'MISS'}  {name} <= {goal:g} us per image (generated, the fold, "
+                  f"model, at {mhz:g} MHz): {rtl_us:,.1f} us")
             if best is None:
                 print(f"MISS  {name} <= {goal:g} us per image (planned): no lane count fits the {target.name}")
             else:

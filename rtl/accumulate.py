@@ -26,7 +26,7 @@ write. ``idle`` is high when no event, row or write is in flight.
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -44,6 +44,14 @@ def buffer_words(values: np.ndarray, lanes: int, bits: int) -> list[int]:
     return [pack(padded[ln, g * lanes:(g + 1) * lanes], bits) for ln in range(lines) for g in range(groups)]
 
 
+def accumulator_memories(spec: ScatterSpec, lanes: int, weight_bits: int, current_bits: int) -> dict:
+    """``{purpose: (depth, width)}`` of the memories of a :class:`SynapseAccumulator`."""
+    p = min(lanes, spec.line_length)
+    groups = -(-spec.line_length // p)
+    return {"weights": (max(2, spec.rows * groups), p * weight_bits),
+            "buffer": (max(2, spec.lines * groups), p * current_bits)}
+
+
 class SynapseAccumulator(wiring.Component):
     """One synapse node's accumulate engine (see the module doc).
 
@@ -59,7 +67,11 @@ class SynapseAccumulator(wiring.Component):
     idle : ``Out(1)``
         Nothing in flight (no event taken but not finished, no clear running).
     read_addr : ``In(range(lines * G))``, ``read_data`` : ``Out(P * current_bits)``
-        A read port of the buffer (data one cycle after the address).
+        The buffer's read port for its readers (data one cycle after the address), valid
+        while no row is on offer: the readers (neuron passes, the scores) and the events
+        never overlap in the schedule (a reader runs after its buffer's producers), so the
+        updates and the readers share one port and a buffer is one true-dual-port memory
+        (one write, one read), not two copies.
     """
 
     def __init__(self, spec: ScatterSpec, rows: np.ndarray, bias: np.ndarray, lanes: int,
@@ -80,24 +92,28 @@ class SynapseAccumulator(wiring.Component):
             "read_data": Out(self.lanes * current_bits),
         })
 
+    @property
+    def memories(self) -> dict[str, tuple[int, int]]:
+        """``{purpose: (depth, width)}`` of the memories :meth:`elaborate` builds."""
+        return accumulator_memories(self.spec, self.lanes, self.weight_bits, self.current_bits)
+
     def elaborate(self, platform):
         spec, P, G = self.spec, self.lanes, self.groups
         m = Module()
         m.submodules.scatter = scatter = ScatterGenerator(spec.scaled(G, G))
         wiring.connect(m, wiring.flipped(self.events), scatter.events)
 
+        (w_depth, w_width), (b_depth, b_width) = self.memories["weights"], self.memories["buffer"]
         weights = buffer_words(self._rows, P, self.weight_bits)
-        m.submodules.weights = wmem = Memory(shape=P * self.weight_bits, depth=max(2, len(weights)),
-                                             init=weights + [0] * max(0, 2 - len(weights)))
+        m.submodules.weights = wmem = Memory(shape=w_width, depth=w_depth,
+                                             init=weights + [0] * (w_depth - len(weights)))
         bias_words = buffer_words(self._bias[None, :], P, self.current_bits)  # one line: G words
         init = bias_words * spec.lines
-        m.submodules.buffer = bmem = Memory(shape=P * self.current_bits, depth=max(2, self.depth),
-                                            init=init + [0] * (max(2, self.depth) - len(init)))
+        m.submodules.buffer = bmem = Memory(shape=b_width, depth=b_depth, init=init + [0] * (b_depth - len(init)))
         w_rd = wmem.read_port()
         b_wr = bmem.write_port()
-        b_rd = bmem.read_port(transparent_for=(b_wr,))
-        reader = bmem.read_port()
-        m.d.comb += [reader.addr.eq(self.read_addr), self.read_data.eq(reader.data)]
+        b_rd = bmem.read_port(transparent_for=(b_wr,))  # one read port: the updates' and the readers'
+        m.d.comb += self.read_data.eq(b_rd.data)
 
         # Issue (cycle c): one group of the current row operation, or one word of a clear.
         g = Signal(range(max(2, G)))
@@ -110,7 +126,8 @@ class SynapseAccumulator(wiring.Component):
         row = scatter.rows.payload
         m.d.comb += [
             w_rd.addr.eq(row.row + g),
-            b_rd.addr.eq(row.line + g),
+            # A row on offer owns the read port; otherwise the readers' address goes through.
+            b_rd.addr.eq(Mux(scatter.rows.valid, row.line + g, self.read_addr)),
             issue.eq(scatter.rows.valid & ~clearing),
             scatter.rows.ready.eq(issue & (g == G - 1)),
         ]

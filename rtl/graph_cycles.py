@@ -55,7 +55,40 @@ LOAD_LATENCY = 1  # cycles from the last pixel beat to the encoder's first read
 EOS_LATENCY = 1  # cycles from the encoder's end-of-step token leaving to its next scan or load
 
 
-def _emitter_costs(plan) -> dict[str, np.ndarray]:
+def pass_words(plan, name: str) -> int:
+    """Words one neuron pass of engine ``name`` reads (one per cycle): ``lines x G`` of a
+    ``lif``, ``H x W x G`` of a ``glif``."""
+    if name in plan.lifs:
+        return plan.lifs[name].layout.lines * plan.groups(name)
+    h, w = plan.artifact.graph.types[name].shape[1:]
+    return h * w * plan.groups(name)
+
+
+def event_work(plan, events: dict[str, np.ndarray]) -> float:
+    """Cycles per image of the engines' work alone, without the waits and overlaps of the
+    schedule: every event's cost (``emitter_costs``) plus every neuron pass's words.
+    ``events``: per emitter, the mean events per image by position (``float [H * W]``, see
+    :func:`events_by_position`). Cheap (no pass over images): for comparing lane choices."""
+    costs = emitter_costs(plan)
+    scatter = sum(float(events[e] @ costs[e]) for e in events)
+    passes = plan.artifact.timesteps * sum(pass_words(plan, n.name) for n in plan.artifact.spiking_nodes)
+    return scatter + passes
+
+
+def events_by_position(plan, trace: Trace) -> dict[str, np.ndarray]:
+    """Mean events per image of every emitter (``input`` and each spiking node) by position."""
+    from snnfpga.rtl.graph_top import event_shape
+
+    graph, n = plan.artifact.graph, len(trace.spikes[0])
+    h, w = graph.source.shape[1:]
+    out = {SOURCE: trace.spikes[0].reshape(n, -1, h * w).sum(axis=(0, 1)).astype(np.float64) / n}
+    for node in plan.artifact.spiking_nodes:
+        c, h, w = event_shape(graph, node.name)
+        out[node.name] = trace.node_spikes(node.name).reshape(n, -1, c, h * w).sum(axis=(0, 1, 2)) / n
+    return out
+
+
+def emitter_costs(plan) -> dict[str, np.ndarray]:
     """Per emitter (``input`` and each spiking node): ``int [H * W]`` event cost by position
     (1 where nothing reads it)."""
     from snnfpga.rtl.graph_top import event_shape
@@ -148,7 +181,7 @@ def estimate(plan, trace: Trace, streamed: bool = False, timeline: list | None =
     graph = art.graph
     T, n = art.timesteps, len(trace.spikes[0])
     B, nw = plan.pixels_per_beat, plan.beats_per_image
-    costs = _emitter_costs(plan)
+    costs = emitter_costs(plan)
     engines = [node.name for node in art.spiking_nodes]
     scans = {name: _Scan(plan, name) for name in engines}
     head = graph.output.inputs[0]

@@ -74,7 +74,7 @@ def describe_graph(dut, top: str, verilog_sha256: str, interface: str = "stream"
         "architecture": "layer graph: one engine per node, a static schedule per time step (docs/hardware.md)",
         "parameters": {"lanes": plan.lanes, "pixels_per_beat": plan.pixels_per_beat, "timesteps": art.timesteps,
                        "encoder": art.encoder.to_json(), "n_inputs": art.n_inputs, "n_classes": art.n_classes,
-                       "beats_per_image": plan.beats_per_image},
+                       "beats_per_image": plan.beats_per_image, "node_lanes": dict(plan.node_lanes)},
         "clocking": {"clock": "clk", "reset": "rst", "reset_kind": "synchronous, active high"},
         "ports": port_rows,
         **({"monitors": monitors} if monitors else {}),

@@ -112,6 +112,30 @@ class GraphTopPlan(StreamInterface):
                         out.setdefault(producer, []).append((node.name, port, offset))
         return out
 
+    def memories(self) -> list[tuple[str, str, int, int]]:
+        """Every memory the accelerator builds, ``(owner, purpose, depth, width)``: the
+        encoder's pixel coordinates, then per node its weights and buffer (a synapse), its
+        state and thresholds (a ``lif``) or thresholds (a ``glif``); the engines build theirs
+        from the same functions (what block RAM the design needs: rtl/graph_fold.py)."""
+        from snnfpga.rtl.accumulate import accumulator_memories
+        from snnfpga.rtl.neuron import glif_memories, lif_memories
+
+        graph = self.artifact.graph
+        h, w = graph.source.shape[1:]
+        out = [("encoder", "pixel_coords", h * w, bits_for(h) + bits_for(w))]
+        for node in graph.nodes:
+            name, lanes = node.name, self.node_lanes.get(node.name)
+            if name in self.specs:
+                mems = accumulator_memories(self.specs[name], lanes, node.weight_bits, self.current_bits(name))
+            elif name in self.lifs:
+                mems = lif_memories(node, self.lifs[name].layout, lanes)
+            elif name in self.glifs:
+                mems = glif_memories(node, graph.types[name].shape, lanes)
+            else:
+                continue
+            out += [(name, purpose, depth, width) for purpose, (depth, width) in mems.items()]
+        return out
+
     def current_bits(self, name: str) -> int:
         """Width of a synapse's current buffer: its proven output range (sums never wrap)."""
         return signed_bits(*self.artifact.graph.proofs[name].registers["output"])
@@ -128,20 +152,31 @@ class GraphTopPlan(StreamInterface):
 
 
 def make_graph_top_plan(art: Artifact, lanes: int = DEFAULT_LANES, pixels_per_beat: int = 4,
-                        weight_storage: str = "rom") -> GraphTopPlan:
+                        weight_storage: str = "rom", lane_caps: dict | None = None) -> GraphTopPlan:
     """Check that the graph maps onto the generator and derive every engine's parameters;
     :class:`MappingError` naming the node and the limit otherwise (before any elaboration).
-    ``weight_storage``: only ``rom`` (weights in the bitstream) so far."""
+    ``weight_storage``: only ``rom`` (weights in the bitstream) so far. ``lanes``: the most
+    lanes of any engine; ``lane_caps``: ``{engine: lanes}`` that replaces it for the engines
+    named (the fold of :func:`snnfpga.rtl.graph_fold.fold_lanes`; engines that must share a
+    lane count take the largest cap named among them)."""
     if weight_storage != "rom":
         raise MappingError(f"{art.name} is a layer graph: its weights are in the bitstream (--weights rom); "
                            "run-time weight loading is for chains only so far")
     if not isinstance(lanes, int) or not 1 <= lanes <= MAX_LANES:
         raise MappingError(f"lanes must be an integer in 1..{MAX_LANES}, got {lanes!r}")
+    caps = dict(lane_caps or {})
+    for name, cap in caps.items():
+        if not isinstance(cap, int) or not 1 <= cap <= MAX_LANES:
+            raise MappingError(f"lanes of {name} must be an integer in 1..{MAX_LANES}, got {cap!r}")
     if pixels_per_beat not in PIXELS_PER_BEAT:
         raise MappingError(f"pixels per beat must be one of {PIXELS_PER_BEAT}, got {pixels_per_beat!r}")
     graph = art.graph
     specs = {n.name: synapse_spec(graph, n) for n in graph.nodes if isinstance(n, Synapse)}
-    node_lanes = _lanes_per_node(graph, specs, lanes)
+    node_lanes = _lanes_per_node(graph, specs, lanes, caps)
+    unknown = sorted(set(caps) - set(node_lanes))
+    if unknown:
+        raise MappingError(f"lanes given for {unknown[0]}, which is not an engine of {art.name} "
+                           f"(engines: synapse, lif and glif nodes)")
     lifs, glifs = {}, {}
     for node in graph.nodes:
         if node.KIND == "lif":
@@ -169,11 +204,12 @@ def make_graph_top_plan(art: Artifact, lanes: int = DEFAULT_LANES, pixels_per_be
     return GraphTopPlan(art, lanes, pixels_per_beat, specs, lifs, glifs, node_lanes)
 
 
-def _lanes_per_node(graph, specs: dict, lanes: int) -> dict:
+def _lanes_per_node(graph, specs: dict, lanes: int, caps: dict) -> dict:
     """Lanes of each engine. A neuron pass reads its current buffers word by word, so a LIF
     and every buffer it sums (and every other LIF reading those buffers) share one lane
-    count: the largest ``p <= lanes`` and ``<=`` each member's line length that divides every
-    channel at which a concatenated current starts. Others: ``min(lanes, line length)``."""
+    count: the largest ``p <= cap`` and ``<=`` each member's line length that divides every
+    channel at which a concatenated current starts, where ``cap`` is the largest of
+    ``caps`` naming a member, else ``lanes``. Others: ``min(cap, line length)``."""
     parent: dict[str, str] = {}
 
     def find(a):
@@ -202,7 +238,8 @@ def _lanes_per_node(graph, specs: dict, lanes: int) -> dict:
     out = {}
     for group in members.values():
         offsets = set().union(*(starts.get(n, set()) for n in group))
-        p = min(lanes, *(lengths[n] for n in group))
+        cap = max((caps[n] for n in group if n in caps), default=lanes)
+        p = min(cap, *(lengths[n] for n in group))
         while any(o % p for o in offsets):
             p -= 1
         out.update({n: p for n in group})

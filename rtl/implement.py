@@ -236,7 +236,7 @@ def implement(plan, target: Target, out_dir: str | Path, *, clock_mhz: float | N
     clock_mhz = float(clock_mhz or target.clock_mhz)
     seeds = seeds or target.pnr_seeds
     start = time.time()
-    with progress.stage(f"generate {TOP}.v ({plan.lanes} lanes, weights {plan.weight_storage}, "
+    with progress.stage(f"generate {TOP}.v ({plan.lanes_label}, weights {plan.weight_storage}, "
                         f"{plan.pixels_per_beat} pixel(s)/beat)"):
         description = write_shell(plan, out, TOP)
     key = flow_key(description["verilog_sha256"], target, clock_mhz, seeds, place_and_route)
@@ -270,6 +270,7 @@ def implement(plan, target: Target, out_dir: str | Path, *, clock_mhz: float | N
         "arrays_sha256": description["artifact"]["arrays_sha256"],
         "lanes": plan.lanes,
         "groups": plan.parameters().get("groups"),
+        "node_lanes": plan.parameters().get("node_lanes"),
         "weight_storage": plan.weight_storage,
         "pixels_per_beat": plan.pixels_per_beat,
         "top": TOP,

@@ -111,6 +111,22 @@ def threshold_words(threshold: np.ndarray, layout: Layout, lanes: int, bits: int
     return [pack(r[g * lanes:(g + 1) * lanes], bits) for r in rows for g in range(groups)], per_line
 
 
+def lif_memories(node, layout: Layout, lanes: int) -> dict:
+    """``{purpose: (depth, width)}`` of the memories of a :class:`LifEngine`."""
+    p = min(lanes, layout.line_length)
+    groups = -(-layout.line_length // p)
+    th_words, _ = threshold_words(node.threshold, layout, p, node.threshold_bits)
+    return {"state": (max(2, layout.lines * groups), p * node.membrane_bits),
+            "thresholds": (max(2, len(th_words)), p * node.threshold_bits)}
+
+
+def glif_memories(node, shape: tuple[int, int, int], lanes: int) -> dict:
+    """``{purpose: (depth, width)}`` of the memories of a :class:`GlifEngine`."""
+    p = min(lanes, shape[0])
+    th_words, _ = threshold_words(node.threshold, Layout("c", "y", "x", shape), p, node.threshold_bits)
+    return {"thresholds": (max(2, len(th_words)), p * node.threshold_bits)}
+
+
 class SpikeSerializer(wiring.Component):
     """Spike masks in, events out: a FIFO of ``DEPTH`` masks, then one event per cycle in
     lane order and an end-of-step token after an entry marked ``eos``.
@@ -205,18 +221,25 @@ class LifEngine(wiring.Component):
         self._mb = mb
         super().__init__(members)
 
+    @property
+    def memories(self) -> dict[str, tuple[int, int]]:
+        """``{purpose: (depth, width)}`` of the memories :meth:`elaborate` builds."""
+        return lif_memories(self._node, self.layout, self.lanes)
+
     def elaborate(self, platform):
         node, lay, P, G, T = self._node, self.layout, self.lanes, self.groups, self._T
         mb, tb = self._mb, node.threshold_bits
         lo, hi = signed_range(mb)
         m = Module()
         depth = lay.lines * G
-        m.submodules.state = vmem = Memory(shape=P * mb, depth=max(2, depth), init=[])
+        memories = self.memories
+        m.submodules.state = vmem = Memory(shape=memories["state"][1], depth=memories["state"][0], init=[])
         v_wr = vmem.write_port()
         v_rd = vmem.read_port(transparent_for=(v_wr,))
         th_words, per_line = threshold_words(node.threshold, lay, P, tb)
-        m.submodules.thresholds = tmem = Memory(shape=P * tb, depth=max(2, len(th_words)),
-                                                init=th_words + [0] * max(0, 2 - len(th_words)))
+        th_depth, th_width = memories["thresholds"]
+        m.submodules.thresholds = tmem = Memory(shape=th_width, depth=th_depth,
+                                                init=th_words + [0] * (th_depth - len(th_words)))
         t_rd = tmem.read_port()
 
         # ---- issue: address, group, line counters --------------------------------------
@@ -355,6 +378,11 @@ class GlifEngine(wiring.Component):
                           "src0_addr": Out(range(max(2, depth))), "src0_data": In(self.lanes * source_bits),
                           "events": Out(stream.Signature(event_layout_of_shape(shape)))})
 
+    @property
+    def memories(self) -> dict[str, tuple[int, int]]:
+        """``{purpose: (depth, width)}`` of the memories :meth:`elaborate` builds."""
+        return glif_memories(self._node, self.shape, self.lanes)
+
     def elaborate(self, platform):
         from snnfpga.model.kinds.glif import group_starts
         from snnfpga.rtl.scatter import lookup
@@ -365,8 +393,9 @@ class GlifEngine(wiring.Component):
         m = Module()
         layout = Layout("c", "y", "x", self.shape)
         th_words, per_line = threshold_words(node.threshold, layout, P, tb)
-        m.submodules.thresholds = tmem = Memory(shape=P * tb, depth=max(2, len(th_words)),
-                                                init=th_words + [0] * max(0, 2 - len(th_words)))
+        th_depth, th_width = self.memories["thresholds"]
+        m.submodules.thresholds = tmem = Memory(shape=th_width, depth=th_depth,
+                                                init=th_words + [0] * (th_depth - len(th_words)))
         t_rd = tmem.read_port()
         m.submodules.out = out = SpikeSerializer(self.shape, P, ("c", "y", "x"))
         wiring.connect(m, out.events, wiring.flipped(self.events))

@@ -118,11 +118,20 @@ class StreamInterface:
         """Spike counters: the encoder and every spiking stage (``== len(layer_sizes)``)."""
         return len(self.stage_names)
 
+    @property
+    def lanes_label(self) -> str:
+        """``"64 lanes"``; a graph whose engines have different lane counts (folded, or
+        bounded by their line lengths below ``lanes``): ``"7-72 lanes per engine"``."""
+        per_engine = set(getattr(self, "node_lanes", {}).values())
+        if len(per_engine) > 1 and max(per_engine) > self.lanes:
+            return f"{min(per_engine)}-{max(per_engine)} lanes per engine"
+        return f"{self.lanes} lanes"
+
     def summary(self) -> str:
         """One line naming the model and the hardware parameters."""
         art = self.artifact
         shape = "-".join(map(str, art.sizes)) if art.is_chain else f"a layer graph of {len(art.graph.nodes)} nodes"
-        return (f"model {art.name} ({shape}, T={art.timesteps}), {self.lanes} lanes, "
+        return (f"model {art.name} ({shape}, T={art.timesteps}), {self.lanes_label}, "
                 f"{self.pixels_per_beat} pixels per beat, weight storage {self.weight_storage}")
 
 

@@ -36,9 +36,10 @@ class GraphRun:
 
 def simulate_graph(art: Artifact, images: np.ndarray, *, lanes: int = 8, pixels_per_beat: int = 4,
                    input_gaps: float = 0.0, output_stall: float = 0.0, seed: int = 0,
-                   max_cycles_per_image: int = 2_000_000) -> GraphRun:
-    """Run ``images`` through the graph accelerator of ``art`` (see the module doc)."""
-    plan = make_graph_top_plan(art, lanes, pixels_per_beat)
+                   max_cycles_per_image: int = 2_000_000, lane_caps: dict | None = None) -> GraphRun:
+    """Run ``images`` through the graph accelerator of ``art`` (see the module doc;
+    ``lanes`` and ``lane_caps`` as :func:`make_graph_top_plan`)."""
+    plan = make_graph_top_plan(art, lanes, pixels_per_beat, lane_caps=lane_caps)
     dut = GraphAccelerator(plan)
     graph, T = art.graph, art.timesteps
     pixels = flatten_images(art, images)

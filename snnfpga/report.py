@@ -50,7 +50,7 @@ def rtl_check(plan, images, labels, *, simulator="verilator", work_dir=None, pro
     from snnfpga.sim.scoreboard import compare, mismatched_images
 
     progress = progress or Progress("rtl", enabled=False)
-    with progress.stage(f"RTL simulation of {len(images)} images ({simulator}, {plan.lanes} lanes)"):
+    with progress.stage(f"RTL simulation of {len(images)} images ({simulator}, {plan.lanes_label})"):
         run = cocotb_sim.simulate(plan, images, simulator=simulator, gaps=0.0, stall=0.0, work_dir=work_dir)
     expected = reference.run(plan.artifact, images)
     done = run.n
@@ -62,6 +62,7 @@ def rtl_check(plan, images, labels, *, simulator="verilator", work_dir=None, pro
         "n": len(images),
         "simulator": runner.simulator_version(simulator),
         "lanes": plan.lanes,
+        "lanes_label": plan.lanes_label,
         "pixels_per_beat": plan.pixels_per_beat,
         "weight_storage": plan.weight_storage,
         "mismatches": len(bad),
@@ -82,12 +83,14 @@ def _target_row(name: str, model: str, art, out_dir: Path, trace, synth: bool, p
     target = get_target(name)
     plan = plan_for_target(model, target)
     cycles = plan.cycle_model.cycles_per_image(plan, trace)
-    row = {"target": name, "device": target.device, "lanes": plan.lanes, "weight_storage": plan.weight_storage,
+    row = {"target": name, "device": target.device, "lanes": plan.lanes, "lanes_label": plan.lanes_label,
+           "weight_storage": plan.weight_storage,
            "pixels_per_beat": plan.pixels_per_beat, "cycles_per_image": round(float(cycles.mean()), 1),
            "cycles_source": "cycle model", "energy": None if plan.is_graph else energy.estimate(plan, trace)}
     sha = arrays_sha256(art)
     result = cached_result(out_dir / name)
     usable = result is not None and result.get("arrays_sha256") == sha and result.get("lanes") == plan.lanes \
+        and result.get("node_lanes") == plan.parameters().get("node_lanes") \
         and result.get("weight_storage") == plan.weight_storage
     if not usable and synth:
         result = synthesize(model, name, out_dir, data=None, quiet=not progress.enabled)
@@ -302,7 +305,7 @@ def _accuracy_blocks(s: dict) -> list[tuple]:
         verdict = "bit-exact" if rtl["mismatches"] == 0 and rtl["errors"] == 0 else \
             f"{rtl['mismatches']} image(s) differ, {rtl['errors']} error(s)"
         rows.append(["RTL (generated Verilog)", _fmt(rtl["accuracy_rtl"], 2, "%"), rtl["n"],
-                     f"{rtl['simulator']}, {rtl['lanes']} lanes: {verdict} (reference on the same images "
+                     f"{rtl['simulator']}, {rtl['lanes_label']}: {verdict} (reference on the same images "
                      f"{rtl['accuracy_ref']:.2f}%)"])
     else:
         rows.append(["RTL (generated Verilog)", "not run", 0, "snnfpga sim / snnfpga report --rtl-images N"])
@@ -319,18 +322,18 @@ def _hardware_blocks(s: dict) -> list[tuple]:
     hw = []
     for r in s["targets"]:
         if r["status"] != "measured":
-            hw.append([r["target"], r["lanes"], "not run", "", "", "", "", "", _fmt(r["cycles_per_image"], 0), "", "",
+            hw.append([r["target"], r["lanes_label"].replace(" lanes", ""), "not run", "", "", "", "", "", _fmt(r["cycles_per_image"], 0), "", "",
                        f"`{r['command']}`"])
             continue
         bram = ", ".join(f"{v} {k.upper()}" for k, v in (r["brams_by_kind"] or {}).items())
         logic = f"{r['logic_cells']:,} LC" if r["target"].startswith("ice40") else f"{r['luts']:,} LUT4"
-        hw.append([r["target"], r["lanes"], logic, _fmt(r["ffs"], 0), bram, r["dsps"], r["multipliers"],
+        hw.append([r["target"], r["lanes_label"].replace(" lanes", ""), logic, _fmt(r["ffs"], 0), bram, r["dsps"], r["multipliers"],
                    _fmt(r["fmax_mhz"], 1, " MHz"), _fmt(r["cycles_per_image"], 0), _fmt(r.get("latency_us"), 1, " us"),
                    _fmt(r.get("images_per_s"), 0), "yes" if r["fits"] else "NO: " + "; ".join(r["fit_problems"])])
     B.append(("table", ["target", "lanes", "logic", "FFs", "block RAM", "DSP", "mult. cells", "Fmax",
                         "cycles/image", "latency", "images/s", "fits"], hw))
     if rtl and rtl.get("cycles_per_image"):
-        B.append(("p", f"Measured in RTL simulation ({rtl['lanes']} lanes, {rtl['pixels_per_beat']} pixel(s) per "
+        B.append(("p", f"Measured in RTL simulation ({rtl['lanes_label']}, {rtl['pixels_per_beat']} pixel(s) per "
                        f"beat, no stream gaps): {rtl['cycles_per_image']:,.0f} cycles per image (min "
                        f"{rtl['cycles_min']:,}, max {rtl['cycles_max']:,}) over {rtl['n']} images."))
     return B

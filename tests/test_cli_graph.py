@@ -136,3 +136,24 @@ def test_sweep_synthesizes_a_graph_over_lanes(graph, tmp_path):
     assert [row["lanes"] for row in rows] == [1, 2]
     assert all(row["multipliers"] == 0 and row["dsps"] == 0 and row["luts"] > 100 for row in rows)
     assert rows[1]["cycles_per_image"] < rows[0]["cycles_per_image"]
+
+
+def test_lanes_auto_folds_a_graph_and_is_refused_for_a_chain_in_one_line(graph, tmp_path):
+    from snnfpga.rtl.graph_fold import fold_for
+    from snnfpga.rtl.graph_top import make_graph_top_plan
+    from snnfpga.rtl.targets import get_target
+
+    model, _ = graph
+    r = cli("verilog", model, "--out", tmp_path / "auto", "--lanes", "auto", "--json")
+    assert r.returncode == 0, r.stderr
+    art = load_artifact(model)
+    expected = make_graph_top_plan(art, lane_caps=fold_for(art, get_target("ecp5-85k"))).node_lanes
+    desc = json.loads((tmp_path / "auto" / "snn_top.json").read_text())
+    assert desc["parameters"]["node_lanes"] == expected
+    for command in (("verilog", "default", "--out", tmp_path / "chain"),
+                    ("synth", "default", "--target", "ecp5-85k", "--out", tmp_path / "chain")):
+        r = cli(*command, "--lanes", "auto")
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and "is a chain: --lanes auto folds" in lines[0], r.stderr
+    r = cli("verilog", model, "--out", tmp_path / "bad", "--lanes", "many")
+    assert r.returncode == 2 and "expected a positive integer, got 'many'" in r.stderr

@@ -22,6 +22,12 @@ def positive_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 1, "a positive integer")
 
 
+def lanes_option(text: str):
+    """argparse type of ``--lanes``: a positive integer, or ``auto`` (a layer graph: the
+    lanes of each engine folded to the target's block RAM, rtl/graph_fold.py)."""
+    return "auto" if text == "auto" else positive_int(text)
+
+
 def positive_float(text: str) -> float:
     """argparse type: a number > 0."""
     return _number(text, float, lambda v: v > 0.0, "a number > 0")

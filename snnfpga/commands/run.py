@@ -92,7 +92,7 @@ def run(args) -> int:
     with progress.stage(f"2/6 evaluate on {len(val)} validation images"):
         acc = evaluate(model, val)
     plan = plan_for_target(model, target)
-    with progress.stage(f"3/6 Verilog for {target.name} ({plan.lanes} lanes) into {out / 'verilog'}"):
+    with progress.stage(f"3/6 Verilog for {target.name} ({plan.lanes_label}) into {out / 'verilog'}"):
         description = write_verilog(plan, out / "verilog", top="snn_top")
     images = val.limit(args.images)  # shape checked by evaluate()
     progress.say(f"4/6 bit-exact simulation of {len(images)} images ({args.simulator})")
@@ -128,7 +128,7 @@ def run(args) -> int:
     print(f"  accuracy      float {float_acc}, integer {acc['accuracy_int']:.2f}% ({acc['n']} validation images)")
     print(f"  RTL           {rtl['accuracy_rtl']:.2f}% on {rtl['n']} images: {verdict} ({rtl['simulator']})")
     print(f"  activity      {acc['spikes_per_neuron']:.3f} spikes/neuron, {acc['synaptic_ops']:,.0f} synaptic ops/image")
-    print(f"  hardware      {plan.lanes} lanes, {logic}, {synth['brams']} block RAMs, {synth['dsps']} DSPs, "
+    print(f"  hardware      {plan.lanes_label}, {logic}, {synth['brams']} block RAMs, {synth['dsps']} DSPs, "
           f"{synth['multipliers']} multiplier cells, {'fits' if synth['fits'] else 'does NOT fit'}")
     if synth["fmax_mhz"]:
         print(f"  timing        Fmax {synth['fmax_mhz']:.1f} MHz, {row['cycles_per_image']:,.0f} cycles/image "

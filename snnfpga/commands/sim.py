@@ -70,7 +70,7 @@ def run(args) -> int:
     runner.configure(args.simulator)
     n = len(dataset)
     shape = '-'.join(map(str, art.sizes)) if art.is_chain else f"a layer graph of {len(art.graph.nodes)} nodes"
-    print(f"sim {args.model} ({shape}, T={art.timesteps}, {plan.lanes} lanes) on {n} "
+    print(f"sim {args.model} ({shape}, T={art.timesteps}, {plan.lanes_label}) on {n} "
           f"images, {args.simulator}", file=sys.stderr)
     bar = tqdm(total=n, unit="img", file=sys.stderr, desc="building", leave=False, mininterval=0.5)
 

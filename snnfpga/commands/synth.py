@@ -16,7 +16,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from snnfpga.commands.common import clock_mhz, emit_json, positive_int
+from snnfpga.commands.common import clock_mhz, emit_json, lanes_option, positive_int
+from snnfpga.errors import ConfigError
 
 DEFAULT_OUT = "out/synth"
 DESCRIPTION = __doc__.split("\n\n")[0]
@@ -28,7 +29,9 @@ def add_target_options(p, *, required: bool = True) -> None:
 
     p.add_argument("--target", required=required, metavar="NAME", choices=tuple(TARGETS),
                    help="FPGA target: " + ", ".join(f"{t.name} ({t.device})" for t in TARGETS.values()))
-    p.add_argument("--lanes", type=positive_int, metavar="P", help="parallel lanes (default: the target's)")
+    p.add_argument("--lanes", type=lanes_option, metavar="P",
+                   help="parallel lanes (default: the target's; a layer graph: auto, each engine's lanes "
+                        "folded to the target's block RAM)")
     p.add_argument("--weights", choices=("rom", "ram"), help="weight storage (default: the target's)")
     p.add_argument("--pixels-per-beat", type=positive_int, choices=(1, 2, 4),
                    help="pixels per accelerator input beat (default: the target's)")
@@ -60,14 +63,23 @@ def plan_for_target(model: str, target, lanes=None, weights=None, pixels_per_bea
 
 def target_plan(art, target, lanes=None, weights=None, pixels_per_beat=None):
     """The generation plan of artifact ``art`` with the target's defaults unless overridden (a
-    layer graph: the graph accelerator, its own default lanes, ROM weights only)."""
+    layer graph: the graph accelerator, ROM weights only, and unless ``lanes`` is a number
+    each engine's lanes folded to the target, rtl/graph_fold.py)."""
+    from snnfpga.rtl.graph_fold import fold_for
     from snnfpga.rtl.graph_top import DEFAULT_LANES, make_graph_top_plan
     from snnfpga.rtl.plan import make_plan
 
     ppb = pixels_per_beat or target.pixels_per_beat
     if not art.is_chain:
-        return make_graph_top_plan(art, lanes=lanes or DEFAULT_LANES, pixels_per_beat=ppb,
-                                   weight_storage=weights or "rom")
+        weight_storage = weights or "rom"
+        if lanes not in (None, "auto"):
+            return make_graph_top_plan(art, lanes=lanes, pixels_per_beat=ppb, weight_storage=weight_storage)
+        make_graph_top_plan(art, weight_storage=weight_storage)  # refusals before the fold's work
+        return make_graph_top_plan(art, lanes=DEFAULT_LANES, pixels_per_beat=ppb, weight_storage=weight_storage,
+                                   lane_caps=fold_for(art, target))
+    if lanes == "auto":
+        raise ConfigError(f"{art.name} is a chain: --lanes auto folds the engines of a layer graph; give --lanes P "
+                          f"(default: the target's, {target.lanes})")
     return make_plan(art, lanes=lanes or target.lanes, pixels_per_beat=ppb,
                      weight_storage=weights or target.weight_storage, rom_bank_depth=target.rom_bank_depth)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from snnfpga.commands.common import emit_json, positive_int
+from snnfpga.commands.common import emit_json, lanes_option, positive_int
 from snnfpga.errors import ConfigError
 from snnfpga.model.artifact import load_artifact
 from snnfpga.rtl.generate import check_top_name, write_verilog
@@ -12,6 +12,7 @@ from snnfpga.rtl.graph_top import DEFAULT_LANES as DEFAULT_GRAPH_LANES  # docs/h
 from snnfpga.rtl.plan import make_plan
 
 DEFAULT_LANES = 64  # the ECP5 configuration: <= 5,000 cycles per image for the default model
+FOLD_TARGET = "ecp5-85k"  # what --lanes auto folds a layer graph for in commands without --target
 
 
 def top_name(text: str) -> str:
@@ -24,8 +25,9 @@ def top_name(text: str) -> str:
 
 def add_hardware_options(parser, lanes_default=DEFAULT_LANES):
     """Options shared by every command that generates hardware."""
-    parser.add_argument("--lanes", type=positive_int, default=None,
-                        help=f"parallel lanes P per layer (default {lanes_default}; {DEFAULT_GRAPH_LANES} for a layer graph)")
+    parser.add_argument("--lanes", type=lanes_option, default=None,
+                        help=f"parallel lanes P per layer (default {lanes_default}; {DEFAULT_GRAPH_LANES} for a layer "
+                             f"graph, or auto: each engine's lanes folded to the {FOLD_TARGET}'s block RAM)")
     parser.add_argument("--pixels-per-beat", type=positive_int, default=4, choices=(1, 2, 4, 8),
                         help="pixels per input stream beat (default 4: 32-bit beats)")
     parser.add_argument("--fifo-depth", type=positive_int, default=16,
@@ -37,6 +39,9 @@ def add_hardware_options(parser, lanes_default=DEFAULT_LANES):
 
 def plan_from_args(args, lanes_default=DEFAULT_LANES):
     """The chain plan of ``args.model`` (a layer graph is refused in one line)."""
+    if args.lanes == "auto":
+        raise ConfigError(f"{args.model} is a chain: --lanes auto folds the engines of a layer graph; "
+                          f"give --lanes P (default {lanes_default})")
     return make_plan(load_artifact(args.model), lanes=args.lanes or lanes_default,
                      pixels_per_beat=args.pixels_per_beat, fifo_depth=args.fifo_depth, weight_storage=args.weights)
 
@@ -49,6 +54,11 @@ def hardware_plan_from_args(args, lanes_default=DEFAULT_LANES):
     art = load_artifact(args.model)
     if art.is_chain:
         return plan_from_args(args, lanes_default)
+    if args.lanes == "auto":
+        from snnfpga.commands.synth import target_plan
+        from snnfpga.rtl.targets import get_target
+
+        return target_plan(art, get_target(FOLD_TARGET), "auto", args.weights, args.pixels_per_beat)
     return make_graph_top_plan(art, lanes=args.lanes or DEFAULT_GRAPH_LANES, pixels_per_beat=args.pixels_per_beat,
                                weight_storage=args.weights)
 
