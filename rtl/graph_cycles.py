@@ -46,7 +46,7 @@ from snnfpga.sim.reference import Trace
 
 ENCODER_LATENCY = 3  # cycles from a word's read to its first spike leaving the encoder
 ENCODER_DEPTH = 3  # words (with spikes or not) the encoder's pipeline holds while stalled
-SCAN_LATENCY = {"lif": 4, "glif": 3}  # cycles from a word's issue to its first event (the update's stages)
+SCAN_LATENCY = {"lif": 6, "glif": 3}  # cycles from a word's issue to its first event (the update's stages)
 SCAN_DEPTH = 4  # words with spikes in the spike FIFO (SpikeSerializer.DEPTH)
 IDLE_LATENCY = 3  # cycles from the last row issue to every reader idle and the schedule moving on
 EOS_IDLE = 1  # cycles from the end-of-step token (no rows left) to the schedule moving on

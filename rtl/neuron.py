@@ -15,11 +15,13 @@ step with an end-of-step token. Coordinates come from counters of the scan (line
 the lane (``g*P + p``, a running base): no multiplier, no divider.
 
 Pipeline: the word's memories are read (issue), then the sources are summed and the
-membrane leaked (stage 1, registered), then the update, compare and reset are written back
-and the mask pushed (stage 2). Throughput: one word per cycle while the FIFO has room (it
-fills only when a step has more spikes than the output takes); ``done`` strobes when the
-last word is written (the sources may be cleared from the next cycle). Latency of a pass:
-``lines x G + 3`` cycles plus the spikes of its last words.
+membrane leaked (stage 1, registered), then the two added (stage 2, registered), then
+saturation, compare and reset are written back (stage 3) and the registered mask pushed
+(stage 4). Throughput:
+one word per cycle while the FIFO has room (it fills only when a step has more spikes than
+the output takes); ``done`` strobes when the last word is written (the sources may be
+cleared from the next cycle). Latency of a pass: ``lines x G + 4`` cycles plus the spikes
+of its last words.
 """
 
 from __future__ import annotations
@@ -255,13 +257,15 @@ class LifEngine(wiring.Component):
         src_bases = [Signal(range(max(2, lay.lines * s.groups + 1)), name=f"src{k}_base")
                      for k, s in enumerate(self._sources)]
 
-        # One more FIFO entry than the scan engines: the pass has two stages in flight.
+        # Three more FIFO entries than the scan engines: the pass has four stages in flight.
         m.submodules.out = out = SpikeSerializer(lay.shape, P, (lay.lane_axis, lay.outer, lay.inner),
-                                                 depth=SpikeSerializer.DEPTH + 1)
+                                                 depth=SpikeSerializer.DEPTH + 3)
         wiring.connect(m, out.events, wiring.flipped(self.events))
         s1_valid = Signal()
         s2_valid = Signal()
-        room = (out.level + s1_valid + s2_valid) < out.DEPTH
+        s3_valid = Signal()
+        s4_valid = Signal()
+        room = (out.level + s1_valid + s2_valid + s3_valid + s4_valid) < out.DEPTH
         issue = running & room
         m.d.comb += [v_rd.addr.eq(addr), t_rd.addr.eq(addr if per_line else g)]
         for k, s in enumerate(self._sources):
@@ -297,8 +301,10 @@ class LifEngine(wiring.Component):
         for k, s in enumerate(self._sources):
             m.d.sync += s1_in_src[k].eq((g >= s.first_group) & (g < s.first_group + s.groups))
         # Stage 1 adds the sources' currents and leaks the membrane (registered into stage 2);
-        # stage 2 sums, saturates, compares, resets, writes back and pushes the mask. Two
-        # stages keep the update off one long path (the buffers' read ports to the FIFO).
+        # stage 2 adds the two (registered into stage 3); stage 3 saturates, compares, resets
+        # and writes back; stage 4 pushes the registered mask. Four stages keep the update off
+        # one long path (the buffers' read ports to the FIFO). A pass reads every word once,
+        # so no word is read while an update of it is in flight.
         k_leak = node.leak_shift
         u_shape = signed(max(mb + 1, max(s.bits for s in self._sources) + bits_for(len(self._sources))) + 2)
         s2_last = Signal()
@@ -307,6 +313,12 @@ class LifEngine(wiring.Component):
         s2_theta = Signal.like(t_rd.data)
         m.d.sync += [s2_valid.eq(s1_valid), s2_last.eq(s1_last), s2_addr.eq(s1_addr), s2_g.eq(s1_g),
                      s2_base.eq(s1_base), s2_outer.eq(s1_outer), s2_inner.eq(s1_inner), s2_theta.eq(t_rd.data)]
+        s3_last = Signal()
+        s3_addr, s3_g = Signal.like(s2_addr), Signal.like(s2_g)
+        s3_base, s3_outer, s3_inner = Signal.like(s2_base), Signal.like(s2_outer), Signal.like(s2_inner)
+        s3_theta = Signal.like(s2_theta)
+        m.d.sync += [s3_valid.eq(s2_valid), s3_last.eq(s2_last), s3_addr.eq(s2_addr), s3_g.eq(s2_g),
+                     s3_base.eq(s2_base), s3_outer.eq(s2_outer), s3_inner.eq(s2_inner), s3_theta.eq(s2_theta)]
         last_step = step == T - 1
         new_words, spikes = [], []
         for p in range(P):
@@ -318,9 +330,10 @@ class LifEngine(wiring.Component):
                          leaked.eq(v if k_leak is None else v - (v >> k_leak))]
             u = Signal(u_shape, name=f"u{p}")
             vs = Signal(signed(mb), name=f"v_sat{p}")
-            theta = lane(s2_theta, p, tb)
+            theta = lane(s3_theta, p, tb)
             fired = Signal(name=f"fired{p}")
-            m.d.comb += [u.eq(leaked + current), vs.eq(saturate(u, mb)), fired.eq(vs >= theta)]
+            m.d.sync += u.eq(leaked + current)
+            m.d.comb += [vs.eq(saturate(u, mb)), fired.eq(vs >= theta)]
             after = Mux(fired, 0 if node.reset == "zero" else vs - theta, vs)
             new = Signal(signed(mb), name=f"v_new{p}")
             m.d.comb += new.eq(Mux(last_step, 0, after))
@@ -328,8 +341,12 @@ class LifEngine(wiring.Component):
             spikes.append(fired)
         tail = lay.line_length - (G - 1) * P  # lanes of the last group that hold neurons
         mask = Signal(P)
-        m.d.comb += mask.eq(Cat(*spikes) & Mux(s2_g == G - 1, (1 << tail) - 1, (1 << P) - 1))
-        m.d.comb += [v_wr.en.eq(s2_valid), v_wr.addr.eq(s2_addr), v_wr.data.eq(Cat(*new_words))]
+        m.d.comb += mask.eq(Cat(*spikes) & Mux(s3_g == G - 1, (1 << tail) - 1, (1 << P) - 1))
+        m.d.comb += [v_wr.en.eq(s3_valid), v_wr.addr.eq(s3_addr), v_wr.data.eq(Cat(*new_words))]
+        s4_mask, s4_last = Signal.like(mask), Signal()
+        s4_base, s4_outer, s4_inner = Signal.like(s3_base), Signal.like(s3_outer), Signal.like(s3_inner)
+        m.d.sync += [s4_valid.eq(s3_valid), s4_mask.eq(mask), s4_last.eq(s3_last), s4_base.eq(s3_base),
+                     s4_outer.eq(s3_outer), s4_inner.eq(s3_inner)]
         # Zeroing (after a reset, while no pass runs): every membrane word to 0, one per cycle.
         zeroing = Signal()
         zero_addr = Signal.like(addr)
@@ -341,12 +358,12 @@ class LifEngine(wiring.Component):
             with m.If(zero_addr == depth - 1):
                 m.d.sync += zeroing.eq(0)
         w = out.push_data
-        m.d.comb += [w.mask.eq(mask), w.base.eq(s2_base), w.a.eq(s2_outer), w.b.eq(s2_inner), w.eos.eq(s2_last),
-                     out.push.eq(s2_valid & ((mask != 0) | s2_last)), self.done.eq(s2_last)]
-        with m.If(s2_last):
+        m.d.comb += [w.mask.eq(s4_mask), w.base.eq(s4_base), w.a.eq(s4_outer), w.b.eq(s4_inner), w.eos.eq(s4_last),
+                     out.push.eq(s4_valid & ((s4_mask != 0) | s4_last)), self.done.eq(s3_last)]
+        with m.If(s3_last):
             m.d.sync += step.eq(step_counter_next(step, T))
 
-        m.d.comb += self.busy.eq(running | s1_valid | s2_valid | out.busy | zeroing)
+        m.d.comb += self.busy.eq(running | s1_valid | s2_valid | s3_valid | s4_valid | out.busy | zeroing)
         return m
 
 
