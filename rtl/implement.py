@@ -271,6 +271,7 @@ def implement(plan, target: Target, out_dir: str | Path, *, clock_mhz: float | N
         "lanes": plan.lanes,
         "groups": plan.parameters().get("groups"),
         "node_lanes": plan.parameters().get("node_lanes"),
+        "lanes_label": plan.lanes_label,
         "weight_storage": plan.weight_storage,
         "pixels_per_beat": plan.pixels_per_beat,
         "top": TOP,

@@ -134,7 +134,7 @@ def format_result(r: dict) -> list[str]:
 
     lines = [f"{r['target']} ({r['device']}, package {r['package']}, speed {r['speed']}): "
              f"{r['model']} {'-'.join(map(str, r['sizes'])) if r.get('sizes') else '(layer graph)'}, "
-             f"{r['lanes']} lanes, weights {r['weight_storage']}"
+             f"{r.get('lanes_label') or str(r['lanes']) + ' lanes'}, weights {r['weight_storage']}"
              + (" (cached)" if r.get("cached") else "")]
     if r["target"].startswith("ice40"):
         lines.append(f"  logic cells      {of('logic_cells', r['logic_cells'])}"
