@@ -5,9 +5,11 @@ An event costs its readers ``rows x G`` cycles, ``G = ceil(line length / P)`` (s
 word over fewer addresses fills its blocks less. The fold is greedy, like choosing FINN's
 folding factors against a resource budget: from ``base`` lanes everywhere, it raises the
 lanes of one engine group at a time (the next lane count that changes it), taking the
-move with the most cycles saved (:func:`graph_cycles.estimate` on calibration images) per
-block added, while the whole design fits ``target``'s block RAM; it stops when no move
-saves cycles. Deterministic: the same artifact, images and target give the same lanes.
+move with the most modelled work saved (:func:`graph_cycles.event_work` on calibration
+images) per block added, or in a second search the most work saved, while the whole
+design fits ``target``'s block RAM less :data:`BLOCK_RESERVE`; each search stops when no
+move saves work, and the better result is kept. Deterministic: the same artifact, images
+and target give the same lanes.
 
 Block RAM of a design (:func:`block_ram`): every memory the accelerator builds
 (:meth:`GraphTopPlan.memories`) in its best block shape (``graph_plan.PRIMITIVE_SHAPES``),
@@ -53,24 +55,11 @@ def block_ram(plan, target) -> dict[str, int]:
 
 
 def lane_groups(plan) -> list[list[str]]:
-    """The engines that share one lane count (a LIF, the buffers it sums and every other
-    reader of those; a GLIF and its buffer), in the order of ``plan.node_lanes``."""
-    from snnfpga.rtl.graph_plan import current_parts
+    """The engines that share one lane count (:func:`graph_top.lane_group_of`), in the
+    order of ``plan.node_lanes``."""
+    from snnfpga.rtl.graph_top import lane_group_of
 
-    graph = plan.artifact.graph
-    parent: dict[str, str] = {}
-
-    def find(a):
-        while parent.setdefault(a, a) != a:
-            a = parent[a]
-        return a
-
-    for node in graph.nodes:
-        if node.KIND == "lif":
-            for src, _, _ in current_parts(graph, node):
-                parent[find(src)] = find(node.name)
-        elif node.KIND == "glif":
-            parent[find(node.inputs[0])] = find(node.name)
+    find = lane_group_of(plan.artifact.graph)
     shared: dict[str, list[str]] = {}
     for name in plan.node_lanes:
         shared.setdefault(find(name), []).append(name)

@@ -210,13 +210,7 @@ def _lanes_per_node(graph, specs: dict, lanes: int, caps: dict) -> dict:
     count: the largest ``p <= cap`` and ``<=`` each member's line length that divides every
     channel at which a concatenated current starts, where ``cap`` is the largest of
     ``caps`` naming a member, else ``lanes``. Others: ``min(cap, line length)``."""
-    parent: dict[str, str] = {}
-
-    def find(a):
-        while parent.setdefault(a, a) != a:
-            a = parent[a]
-        return a
-
+    find = lane_group_of(graph)
     starts: dict[str, set] = {}
     lengths: dict[str, int] = {name: spec.line_length for name, spec in specs.items()}
     for node in graph.nodes:
@@ -227,11 +221,9 @@ def _lanes_per_node(graph, specs: dict, lanes: int, caps: dict) -> dict:
             lengths[node.name] = Layout(kind.lane_axis, kind.outer, kind.inner,
                                         event_shape(graph, node.name)).line_length
             for src, offset, _ in parts:
-                parent[find(src)] = find(node.name)
                 starts.setdefault(node.name, set()).add(offset)
         elif node.KIND == "glif":
             lengths[node.name] = graph.types[node.name].shape[0]
-            parent[find(node.inputs[0])] = find(node.name)
     members: dict[str, list[str]] = {}
     for name in lengths:
         members.setdefault(find(name), []).append(name)
@@ -244,6 +236,26 @@ def _lanes_per_node(graph, specs: dict, lanes: int, caps: dict) -> dict:
             p -= 1
         out.update({n: p for n in group})
     return out
+
+
+def lane_group_of(graph):
+    """``find(engine)``: the name of the lane group an engine belongs to, the engines that
+    read one another word by word and so share one lane count: a LIF, every buffer it sums
+    and every other LIF reading those; a GLIF and its buffer."""
+    parent: dict[str, str] = {}
+
+    def find(a):
+        while parent.setdefault(a, a) != a:
+            a = parent[a]
+        return a
+
+    for node in graph.nodes:
+        if node.KIND == "lif":
+            for src, _, _ in current_parts(graph, node):
+                parent[find(src)] = find(node.name)
+        elif node.KIND == "glif":
+            parent[find(node.inputs[0])] = find(node.name)
+    return find
 
 
 def event_shape(graph, name: str) -> tuple[int, int, int]:
