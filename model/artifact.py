@@ -48,8 +48,10 @@ GRAPH_VERSION = 2  # graphs
 VERSIONS = (VERSION, GRAPH_VERSION)
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.npz"
-ENCODERS = ("rate", "threshold")
+ENCODERS = ("rate", "threshold", "ttfs")
 MAX_TIMESTEPS = 64
+TTFS_BITS = (2, 8)
+MAX_TTFS_WINDOWS = 16
 DECISION = {"rule": "argmax_score", "tie_break": "lowest_index"}
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -61,16 +63,31 @@ class Encoder:
     ``rate``: per pixel an integrate-and-fire unit: ``acc`` starts at ``phase``
     (0..255); each step ``acc += pixel``; spike when ``acc >= 256``, then ``acc -= 256``.
     ``threshold``: spike at every step when ``pixel >= level`` (1..255).
+    ``ttfs``: time to first spike with ``bits`` ``b`` (2..8): ``x = pixel >> (8 - b)``, one
+    spike at step ``S - x`` of window 0 (``S = 2**b - 1`` steps), none for ``x = 0``.
     """
 
     kind: str
     phase: int = 128
     level: int = 128
+    bits: int = 4
+
+    @property
+    def window_steps(self) -> int | None:
+        """``S``, the steps of a TTFS window; None for the rate-coded encoders."""
+        return (1 << self.bits) - 1 if self.kind == "ttfs" else None
 
     def to_json(self) -> dict:
         if self.kind == "rate":
             return {"kind": "rate", "phase": self.phase}
+        if self.kind == "ttfs":
+            return {"kind": "ttfs", "bits": self.bits}
         return {"kind": "threshold", "level": self.level}
+
+    @staticmethod
+    def from_json(enc: dict) -> "Encoder":
+        return Encoder(kind=enc["kind"], phase=int(enc.get("phase", 128)), level=int(enc.get("level", 128)),
+                       bits=int(enc.get("bits", 0)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,7 +104,12 @@ class Artifact:
     @cached_property
     def graph(self) -> G.Graph:
         """Types and width proofs of every node (see :func:`snnfpga.model.graph.analyse`)."""
-        return G.analyse(list(self.nodes), self.input_shape, self.timesteps)
+        return G.analyse(list(self.nodes), self.input_shape, self.timesteps, self.encoder.window_steps)
+
+    @property
+    def is_ttfs(self) -> bool:
+        """Time-to-first-spike coded (``ttfs`` encoder, ``ttfs`` layers)."""
+        return self.encoder.kind == "ttfs"
 
     @cached_property
     def chain(self) -> tuple[Layer, ...] | None:
@@ -167,7 +189,7 @@ def build_graph_artifact(name: str, input_shape, encoder: Encoder, timesteps: in
     Nodes may come in any order; they are stored in topological order."""
     input_shape = tuple(int(x) for x in input_shape)
     _check_header(name, input_shape, encoder, timesteps)
-    graph = G.analyse(list(nodes), input_shape, int(timesteps))
+    graph = G.analyse(list(nodes), input_shape, int(timesteps), encoder.window_steps)
     sized = G.with_widths(graph, membrane_bits=membrane_bits)
     art = Artifact(name=name, input_shape=input_shape, encoder=encoder, timesteps=int(timesteps),
                    nodes=tuple(sized), provenance=dict(provenance or {}))
@@ -192,7 +214,15 @@ def _check_header(name, input_shape, encoder, timesteps) -> None:
         fail(f"rate encoder phase must be in 0..255, got {encoder.phase}")
     if encoder.kind == "threshold" and not 1 <= encoder.level <= 255:
         fail(f"threshold encoder level must be in 1..255, got {encoder.level}")
-    if not isinstance(timesteps, int) or not 1 <= timesteps <= MAX_TIMESTEPS:
+    if encoder.kind == "ttfs":
+        lo, hi = TTFS_BITS
+        if not isinstance(encoder.bits, int) or not lo <= encoder.bits <= hi:
+            fail(f"ttfs encoder bits must be in {lo}..{hi}, got {encoder.bits}")
+        s = encoder.window_steps
+        if not isinstance(timesteps, int) or timesteps % s or not 2 <= timesteps // s <= MAX_TTFS_WINDOWS:
+            fail(f"timesteps must be a whole number of ttfs windows of {s} steps (2..{MAX_TTFS_WINDOWS} windows), "
+                 f"got {timesteps}")
+    elif not isinstance(timesteps, int) or not 1 <= timesteps <= MAX_TIMESTEPS:
         fail(f"timesteps must be in 1..{MAX_TIMESTEPS}, got {timesteps}")
 
 
@@ -380,13 +410,13 @@ def _from_manifest(manifest: dict, directory: Path) -> Artifact:
     if decision != DECISION:
         raise ArtifactError(f"{where}: unsupported decision rule {decision}")
     enc = manifest["encoder"]
-    encoder = Encoder(kind=enc["kind"], phase=int(enc.get("phase", 128)), level=int(enc.get("level", 128)))
+    encoder = Encoder.from_json(enc)
     inp = manifest["input"]
     name, input_shape = str(manifest["name"]), (int(inp["height"]), int(inp["width"]))
     timesteps = int(manifest["timesteps"])
     _check_header(name, input_shape, encoder, timesteps)
     try:
-        ordered = G.analyse(nodes, input_shape, timesteps).nodes
+        ordered = G.analyse(nodes, input_shape, timesteps, encoder.window_steps).nodes
     except ArtifactError as exc:
         raise ArtifactError(f"{where}: {exc}") from None
     art = Artifact(name=name, input_shape=input_shape, encoder=encoder, timesteps=timesteps, nodes=ordered,

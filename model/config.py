@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from snnfpga.errors import ConfigError
 
-TOPOLOGIES = ("mlp", "mixer")
+TOPOLOGIES = ("mlp", "mixer", "ttfs")
 TOKEN_MIXERS = ("axial", "glif")
-ENCODERS = ("rate", "threshold")
+ENCODERS = ("rate", "threshold", "ttfs")
 RESETS = ("zero", "subtract")
 WEIGHT_SCALES = ("channel", "tensor")
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -58,6 +58,10 @@ class TrainConfig:
     float model; 0 = by the last map's area). ``token_mixer`` ``axial`` (the seed's H x H
     and W x W matrices) or ``glif`` (SNN-MLP's group LIF, groups of ``glif_group[i]``,
     carry shift ``glif_shift``). Mixer fields are left out of :meth:`to_json` for ``mlp``.
+    ``ttfs`` is the time-to-first-spike network of :mod:`snnfpga.model.ttfs_net` (a quantised
+    ReLU MLP of ``hidden`` layers): encoder ``ttfs`` with ``encoder_param`` activation bits
+    ``b`` (2..8), ``timesteps = (len(hidden) + 1) * (2**b - 1)`` (one window per layer),
+    ``activation_l1`` the weight of the L1 term on hidden activations (fewer spikes).
     """
 
     name: str = "custom"
@@ -93,6 +97,7 @@ class TrainConfig:
     augment_scale: float = 0.0
     finetune_epochs: int = 3
     finetune_lr: float = 1e-2
+    activation_l1: float = 0.0
     seed: int = 0
     threads: int = 1
 
@@ -120,8 +125,13 @@ class TrainConfig:
         if self.topology == "mlp":
             for name in ("topology",) + MIXER_FIELDS:
                 out.pop(name)
+        elif self.topology == "ttfs":
+            for name in MIXER_FIELDS:
+                out.pop(name)
         else:
             out.pop("hidden")
+        if self.topology != "ttfs":
+            out.pop("activation_l1")
         return out
 
     @classmethod
@@ -138,7 +148,7 @@ class TrainConfig:
 _TUPLE_FIELDS = ("hidden", "stem", "channels", "blocks", "glif_group")
 MIXER_FIELDS = ("stem", "channels", "blocks", "mlp_ratio", "token_mixer", "glif_group", "glif_shift", "pool_divide")
 _FLOAT_FIELDS = ("pool_divide", "surrogate_alpha", "lr", "weight_decay", "label_smoothing", "dropout", "augment_rotate",
-                 "augment_scale", "finetune_lr")
+                 "augment_scale", "finetune_lr", "activation_l1")
 
 
 def _validate(c: TrainConfig) -> None:
@@ -168,18 +178,33 @@ def _validate(c: TrainConfig) -> None:
         fail(f"weight_scale must be one of {', '.join(WEIGHT_SCALES)}, got {c.weight_scale!r}")
     if not isinstance(c.hidden_bias, bool) or not isinstance(c.detach_reset, bool):
         fail("hidden_bias and detach_reset must be true or false")
-    if not is_int(c.timesteps) or not 1 <= c.timesteps <= MAX_TIMESTEPS:
-        fail(f"timesteps must be an integer in 1..{MAX_TIMESTEPS}, got {c.timesteps!r}")
     if c.leak_shift is not None and (not is_int(c.leak_shift) or not 1 <= c.leak_shift <= MAX_LEAK_SHIFT):
         fail(f"leak_shift must be null (no leak) or an integer in 1..{MAX_LEAK_SHIFT}, got {c.leak_shift!r}")
     if c.reset not in RESETS:
         fail(f"reset must be one of {', '.join(RESETS)}, got {c.reset!r}")
     if c.encoder not in ENCODERS:
         fail(f"encoder must be one of {', '.join(ENCODERS)}, got {c.encoder!r}")
+    if (c.topology == "ttfs") != (c.encoder == "ttfs"):
+        fail("the ttfs topology and the ttfs encoder go together (time-to-first-spike coding)")
+    if not is_num(c.activation_l1) or not 0 <= c.activation_l1 <= 100:
+        fail(f"activation_l1 must be in [0, 100], got {c.activation_l1!r}")
+    if c.encoder == "ttfs":
+        if not is_int(c.encoder_param) or not 2 <= c.encoder_param <= 8:
+            fail(f"encoder_param (ttfs activation bits) must be an integer in 2..8, got {c.encoder_param!r}")
+        want = (len(c.hidden) + 1) * ((1 << c.encoder_param) - 1)
+        if c.timesteps != want:
+            fail(f"timesteps must be (hidden layers + 1) x (2**bits - 1) = {want} for ttfs, got {c.timesteps!r}")
+        return _validate_common(c, fail, is_int, is_num)
+    if not is_int(c.timesteps) or not 1 <= c.timesteps <= MAX_TIMESTEPS:
+        fail(f"timesteps must be an integer in 1..{MAX_TIMESTEPS}, got {c.timesteps!r}")
     lo = 0 if c.encoder == "rate" else 1
     if not is_int(c.encoder_param) or not lo <= c.encoder_param <= 255:
         what = "phase" if c.encoder == "rate" else "level"
         fail(f"encoder_param ({c.encoder} {what}) must be an integer in {lo}..255, got {c.encoder_param!r}")
+    _validate_common(c, fail, is_int, is_num)
+
+
+def _validate_common(c: TrainConfig, fail, is_int, is_num) -> None:
     if not is_num(c.surrogate_alpha) or not 0 < c.surrogate_alpha <= 100:
         fail(f"surrogate_alpha must be in (0, 100], got {c.surrogate_alpha!r}")
     if not is_int(c.epochs) or not 1 <= c.epochs <= 10_000:
@@ -259,6 +284,15 @@ PRESETS: dict[str, TrainConfig] = {
     "mixer-tiny": TrainConfig(name="mixer-tiny", topology="mixer", stem=(3, 2, 1), channels=(24, 72),
                               blocks=(0, 1), mlp_ratio=3, pool_divide=7.0, epochs=26, batch_size=32, lr=6e-3,
                               augment_rotate=10.0, augment_scale=0.1),
+    # Time-to-first-spike coding (Stanojevic et al.): a 4-bit quantised ReLU MLP, 784-400-10,
+    # 15-step windows; at most one spike per neuron (docs/training.md, "TTFS").
+    "ttfs": TrainConfig(name="ttfs", topology="ttfs", hidden=(400,), encoder="ttfs", encoder_param=4, timesteps=30,
+                        epochs=40, lr=2e-3, activation_l1=0.5, augment_rotate=10.0, augment_scale=0.1,
+                        finetune_epochs=3, finetune_lr=1e-2),
+    # The same for the iCE40 UP5K: 784-128-10 (4-bit weights: 401 kbit).
+    "ttfs-tiny": TrainConfig(name="ttfs-tiny", topology="ttfs", hidden=(128,), encoder="ttfs", encoder_param=4,
+                             timesteps=30, epochs=60, lr=2e-3, activation_l1=0.8, augment_rotate=10.0,
+                             augment_scale=0.1, finetune_epochs=3, finetune_lr=1e-2),
 }
 
 

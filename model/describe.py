@@ -52,7 +52,8 @@ def _bits(n: int) -> str:
 def format_lines(desc: dict) -> list[str]:
     """``describe``'s table as text lines."""
     enc = desc["encoder"]
-    enc_text = f"rate (phase {enc['phase']})" if enc["kind"] == "rate" else f"threshold (level {enc['level']})"
+    enc_text = {"rate": lambda: f"rate (phase {enc['phase']})", "threshold": lambda: f"threshold (level {enc['level']})",
+                "ttfs": lambda: f"time-to-first-spike ({enc['bits']} bits)"}[enc["kind"]]()
     inp = desc["input"]
     lines = [f"model {desc['model']}: {inp['height']}x{inp['width']} pixels, {enc_text} encoder, "
              f"T={desc['timesteps']}, {len(desc['nodes'])} nodes "

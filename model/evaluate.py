@@ -28,7 +28,9 @@ def evaluate(model: str, dataset: Dataset, batch: int = BATCH) -> dict:
     """Figures of model directory ``model`` (or a shipped model) on ``dataset`` (see the module docstring).
 
     Keys: ``n``, ``accuracy_float``, ``accuracy_int``, ``gap``, ``spikes_per_neuron`` (mean
-    spikes per neuron of the spiking nodes per image over ``T`` steps), ``synaptic_ops``
+    spikes per neuron of the spiking nodes per image over ``T`` steps; for a TTFS model the
+    seed paper's spikes per hidden neuron), ``silent_fraction`` (mean fraction of those
+    neurons that never fire in an image), ``synaptic_ops``
     (mean accumulate operations per image), ``input_spikes`` and ``hidden_spikes`` (mean
     per image; per spiking node), ``nodes`` (per node: ``spikes``, ``spikes_per_neuron``,
     ``synaptic_ops``, means per image), ``timesteps``, ``sizes`` (chains; null for graphs),
@@ -47,6 +49,7 @@ def evaluate(model: str, dataset: Dataset, batch: int = BATCH) -> dict:
         parts.append(trace)
     ops = np.concatenate([reference.synaptic_ops(art, t) for t in parts]) if n else np.zeros(0)
     spn = np.concatenate([reference.spikes_per_neuron(art, t) for t in parts]) if n else np.zeros(0)
+    silent = np.concatenate([reference.silent_fraction(art, t) for t in parts]) if n else np.zeros(0)
     counts = np.array([[int(c.sum()) for c in t.spike_counts()] for t in parts]).sum(axis=0)
     acc_int = 100.0 * correct_int / n
     acc_float = None
@@ -67,6 +70,7 @@ def evaluate(model: str, dataset: Dataset, batch: int = BATCH) -> dict:
         "accuracy_int": round(acc_int, 4),
         "gap": None if acc_float is None else round(acc_float - acc_int, 4),
         "spikes_per_neuron": round(float(spn.sum()) / n, 4),
+        "silent_fraction": round(float(silent.sum()) / n, 4),
         "synaptic_ops": round(float(ops.sum()) / n, 2),
         "input_spikes": round(int(counts[0]) / n, 2),
         "hidden_spikes": [round(int(x) / n, 2) for x in counts[1:]],

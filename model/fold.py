@@ -149,10 +149,12 @@ class FoldedNet(nn.Module):
 def fold(model, input_shape: tuple[int, int]):
     """Fold a trained :class:`SpikingMLP` (its BatchNorm running statistics) into a :class:`FoldedNet`,
     or a mixer graph into a :class:`~snnfpga.model.trainable.FoldedGraph`."""
-    from snnfpga.model import trainable
+    from snnfpga.model import trainable, ttfs_net
 
     if isinstance(model, trainable.QatGraph):
         return trainable.fold(model)
+    if isinstance(model, ttfs_net.TtfsQnn):
+        return ttfs_net.fold(model, input_shape)
     weights, biases, thresholds = [], [], []
     with torch.no_grad():
         for linear, norm in zip(model.hidden, model.norms):
@@ -185,9 +187,12 @@ def export(net: FoldedNet, provenance: dict | None = None) -> Artifact:
     and no register is wider than it needs to be.
     """
     c = net.config
+    from snnfpga.model import trainable, ttfs_net
+
+    if isinstance(net, ttfs_net.TtfsIntegerNet):
+        return ttfs_net.export(net, provenance)
     encoder = Encoder("rate", phase=c.encoder_param) if c.encoder == "rate" else \
         Encoder("threshold", level=c.encoder_param)
-    from snnfpga.model import trainable
 
     if isinstance(net, trainable.FoldedGraph):
         nodes = trainable.lower_unreachable_thresholds(net.artifact_nodes(), net.input_shape, c.timesteps)
@@ -216,8 +221,11 @@ def finetune(net: FoldedNet, images: torch.Tensor, labels: torch.Tensor, generat
     same augmentation as the QAT run. ``images`` ``uint8 [N, H, W]``, ``labels`` ``int64 [N]``;
     ``val`` is only measured, never used to select. ``progress`` is a callback per batch.
     """
+    from snnfpga.model import ttfs_net
     from snnfpga.model.augment import augment, batches
 
+    if isinstance(net, ttfs_net.TtfsIntegerNet):
+        return ttfs_net.finetune(net, images, labels, generator, val=val, progress=progress)
     c = net.config
     if c.finetune_epochs == 0:
         return []
@@ -260,6 +268,10 @@ def encode_images(images: torch.Tensor, config: TrainConfig) -> torch.Tensor:
 
 def integer_classes(net: FoldedNet, images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
     """Classes ``int64 [N]`` of ``net`` in integer mode (lowest index wins ties)."""
+    from snnfpga.model import ttfs_net
+
+    if isinstance(net, ttfs_net.TtfsIntegerNet):
+        return ttfs_net.integer_classes(net, images, batch)
     out = []
     with torch.no_grad():
         for start in range(0, len(images), batch):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from snnfpga.errors import ArtifactError
-from snnfpga.model.kinds import KINDS, Bound, Dense, Lif, Node, NodeError, Output, Proof, TensorType
+from snnfpga.model.kinds import KINDS, Bound, Dense, Lif, Node, NodeError, Output, Proof, TensorType, Window
 
 SOURCE = "input"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -122,10 +122,15 @@ def _cycle(by_name: dict, stuck: set) -> str:
         walk.append(nxt)
 
 
-def analyse(nodes: list[Node], input_shape: tuple[int, int], timesteps: int) -> Graph:
-    """Order, type-check and prove a graph (see the module docstring)."""
+def analyse(nodes: list[Node], input_shape: tuple[int, int], timesteps: int,
+            window_steps: int | None = None) -> Graph:
+    """Order, type-check and prove a graph (see the module docstring).
+
+    ``window_steps`` ``S``: the source is time-to-first-spike coded, in window 0 of ``S``
+    steps (the ``ttfs`` encoder); None for rate-coded input."""
     ordered = order(list(nodes))
-    source = TensorType((1, int(input_shape[0]), int(input_shape[1])), "spikes")
+    window = None if window_steps is None else Window(0, int(window_steps))
+    source = TensorType((1, int(input_shape[0]), int(input_shape[1])), "spikes", window=window)
     types: dict[str, TensorType] = {}
     proofs: dict[str, Proof] = {}
     bounds: dict[str, Bound] = {SOURCE: Bound.of(0, 1)}

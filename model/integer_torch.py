@@ -131,9 +131,51 @@ def _flatten(m, node, xs):
     return xs[0].flatten(start_dim=2)
 
 
+def _ttfs_integrate(m, node, xs):
+    """The integrate window, step by step: ``J += W s[k]``; ``V += J``. Returns ``V`` after
+    each step of the window (``int64 [N, S, n_out]``) and the window."""
+    window = m.art.graph.input_types(node)[0].window
+    n = xs[0].shape[0]
+    weight = m.buf(node, "weight").to(torch.float64)
+    slope = torch.zeros(n, weight.shape[0], dtype=torch.int64)
+    v = torch.zeros_like(slope)
+    history = []
+    for k in range(window.steps):
+        events = xs[0][:, window.start + k].reshape(n, -1).to(torch.float64)
+        slope += _exact(events @ weight.T)
+        v += slope
+        history.append(v.clone())
+    return torch.stack(history, dim=1), window
+
+
+def _ttfs(m, node, xs):
+    v, window = _ttfs_integrate(m, node, xs)
+    u = v[:, -1].clone()
+    ramp, theta = m.buf(node, "ramp"), m.buf(node, "threshold")
+    fired = torch.zeros_like(u, dtype=torch.bool)
+    out = torch.zeros(u.shape[0], m.art.timesteps, u.shape[1], dtype=torch.bool)
+    start = window.start + window.steps  # the fire window
+    for k in range(window.steps):
+        if k:
+            u += ramp
+        now = (u >= theta) & ~fired
+        out[:, start + k] = now
+        fired |= now
+    return out
+
+
+def _ttfs_output(m, node, xs):
+    v, window = _ttfs_integrate(m, node, xs)
+    scores = m.buf(node, "bias").expand(v.shape[0], m.art.timesteps, -1).clone()
+    scores[:, window.start:window.start + window.steps] += v
+    scores[:, window.start + window.steps:] += v[:, -1:]
+    return scores
+
+
 # One torch function per node kind (tests/test_kinds.py checks that every kind has one).
 FORWARD = {"dense": _dense, "conv": _conv, "axial": _axial, "pointwise": _pointwise, "lif": _lif,
-           "glif": _glif, "output": _output, "add": _add, "concat": _concat, "pool": _pool, "flatten": _flatten}
+           "glif": _glif, "output": _output, "add": _add, "concat": _concat, "pool": _pool, "flatten": _flatten,
+           "ttfs": _ttfs, "ttfs_output": _ttfs_output}
 
 
 class IntegerSNN(nn.Module):
@@ -161,7 +203,7 @@ class IntegerSNN(nn.Module):
         if tuple(x.shape[1:]) not in (tuple(art.input_shape), (art.n_inputs,)):
             raise ValueError(f"images must be [N, {art.input_shape[0]}, {art.input_shape[1]}], got {list(x.shape)}")
         enc = art.encoder
-        param = enc.phase if enc.kind == "rate" else enc.level
+        param = {"rate": enc.phase, "threshold": enc.level, "ttfs": enc.bits}[enc.kind]
         return encode_spikes(x.reshape(len(x), -1), enc.kind, param, art.timesteps)
 
     @torch.no_grad()

@@ -35,9 +35,14 @@ def encode_spikes(pixels: torch.Tensor, kind: str, param: int, timesteps: int) -
     Exactly ``snnfpga.sim.reference.encode``: ``rate`` with ``phase = param`` fires at step
     ``t`` when ``(phase + (t+1) x) >> 8 > (phase + t x) >> 8`` (the closed form of the
     incremental ``acc += x; if acc >= 256: spike, acc -= 256``); ``threshold`` with
-    ``level = param`` fires at every step when ``x >= level``.
+    ``level = param`` fires at every step when ``x >= level``; ``ttfs`` with ``bits = param``
+    fires once, at step ``S - (x >> (8 - bits))`` (``S = 2**bits - 1``), never for a zero.
     """
     x = pixels.to(torch.int64)
+    if kind == "ttfs":
+        steps = torch.arange(timesteps)[None, :, None]
+        level = (x >> (8 - param))[:, None, :]
+        return (steps == (1 << param) - 1 - level) & (level > 0)
     if kind == "threshold":
         return (x >= param)[:, None, :].expand(-1, timesteps, -1).contiguous()
     if kind != "rate":
@@ -150,6 +155,10 @@ class SpikingMLP(nn.Module):
 def build_model(config: TrainConfig, input_shape: tuple[int, int] = (28, 28), n_classes: int = 10) -> nn.Module:
     """The float QAT model of ``config.topology``: :class:`SpikingMLP` (``mlp``) or the
     mixer graph (:func:`snnfpga.model.mixer.build_mixer`)."""
+    if config.topology == "ttfs":
+        from snnfpga.model.ttfs_net import TtfsQnn
+
+        return TtfsQnn(config, input_shape[0] * input_shape[1], n_classes)
     if config.topology == "mixer":
         from snnfpga.model.mixer import build_mixer
 

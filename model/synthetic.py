@@ -175,3 +175,27 @@ def random_graph(seed: int = 0, *, input_shape=None, channels=None, timesteps=No
     return build_graph_artifact(f"random-graph-{seed}", (h, w), encoder, timesteps, nodes,
                                 provenance={"generator": "snnfpga.model.synthetic.random_graph", "seed": seed},
                                 membrane_bits=membrane_bits)
+
+
+def random_ttfs(seed: int = 0, *, input_shape=(5, 5), hidden=(9, 7), n_classes=4, bits=None,
+                weight_bits=None) -> Artifact:
+    """A random time-to-first-spike network (``ttfs`` layers of ``hidden`` sizes and a
+    ``ttfs_output``): weights of ``weight_bits``, ramps 1..12, thresholds spread so that
+    some neurons fire at the first step, some late and some never."""
+    rng = np.random.default_rng(seed)
+    bits = int(rng.integers(2, 5)) if bits is None else bits
+    wb = int(rng.integers(2, 6)) if weight_bits is None else weight_bits
+    s = (1 << bits) - 1
+    q = 1 << (wb - 1)
+    nodes, prev, n_in = [], "input", input_shape[0] * input_shape[1]
+    for i, n in enumerate(hidden):
+        w = rng.integers(-q, q, size=(n, n_in))
+        ramp = rng.integers(1, 13, size=n)
+        reach = s * np.abs(w).sum(axis=1) // 4 + 1
+        theta = s * ramp - rng.integers(-reach, reach + 1)
+        nodes.append(K.Ttfs(name=f"h{i + 1}", inputs=(prev,), weight=w, threshold=theta, ramp=ramp, weight_bits=wb))
+        prev, n_in = f"h{i + 1}", n
+    nodes.append(K.TtfsOutput(name="out", inputs=(prev,), weight=rng.integers(-q, q, size=(n_classes, n_in)),
+                              bias=rng.integers(-20, 21, size=n_classes), weight_bits=wb))
+    return build_graph_artifact(f"ttfs-{seed}", input_shape, Encoder("ttfs", bits=bits), (len(hidden) + 1) * s,
+                                nodes)

@@ -103,6 +103,10 @@ def train(config: TrainConfig, dataset: Dataset, out_dir: str | Path, progress: 
     else:
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
+    # Scores to logits: rate-coded models sum T steps; a TTFS model says its own (and adds
+    # its activity term).
+    loss_scale = getattr(model, "loss_scale", 1.0 / config.timesteps)
+    regularizer = getattr(model, "regularizer", None)
     history = []
     for epoch in range(config.epochs):
         bar.describe(f"QAT epoch {epoch + 1}/{config.epochs}")
@@ -111,7 +115,9 @@ def train(config: TrainConfig, dataset: Dataset, out_dir: str | Path, progress: 
         for index in batches(len(images), config.batch_size, generator):
             spikes = model.encode(augment(images[index], config, generator))
             scores = model(spikes)
-            loss = F.cross_entropy(scores / config.timesteps, labels[index], label_smoothing=config.label_smoothing)
+            loss = F.cross_entropy(scores * loss_scale, labels[index], label_smoothing=config.label_smoothing)
+            if regularizer is not None:
+                loss = loss + regularizer()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

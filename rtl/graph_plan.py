@@ -101,11 +101,19 @@ def _groups(length: int, lanes: int) -> tuple[int, int]:
     return p, -(-length // p)
 
 
+def require_rate_coded(art: Artifact) -> None:
+    """:class:`MappingError` for a time-to-first-spike model: no accelerator for it yet."""
+    if art.is_ttfs:
+        raise MappingError(f"model {art.name!r} is time-to-first-spike coded (ttfs nodes): train, eval, describe and "
+                           f"the integer reference take it, but its accelerator is not generated yet")
+
+
 def make_graph_plan(art: Artifact, lanes: int = 64, target: Target | None = None) -> GraphPlan:
     """Engines and memories of every node; :class:`MappingError` (naming the node and the
     limit) for a graph the generator cannot map, or one that does not fit ``target``."""
     if not isinstance(lanes, int) or not 1 <= lanes <= MAX_LANES:
         raise MappingError(f"lanes must be an integer in 1..{MAX_LANES}, got {lanes!r}")
+    require_rate_coded(art)
     graph = art.graph
     readers = {n.name: graph.consumers(n.name) for n in graph.nodes}
     plans: dict[str, NodePlan] = {}

@@ -34,6 +34,7 @@ from amaranth.lib.wiring import In, Out
 from snnfpga.errors import MappingError
 from snnfpga.model.artifact import Artifact
 from snnfpga.model.kinds import Synapse
+from snnfpga.rtl import graph_plan
 from snnfpga.model.widths import signed_bits
 from snnfpga.rtl.accumulate import SynapseAccumulator
 from snnfpga.rtl.decision import ArgmaxDecision, result_layout
@@ -159,6 +160,7 @@ def make_graph_top_plan(art: Artifact, lanes: int = DEFAULT_LANES, pixels_per_be
     lanes of any engine; ``lane_caps``: ``{engine: lanes}`` that replaces it for the engines
     named (the fold of :func:`snnfpga.rtl.graph_fold.fold_lanes`; engines that must share a
     lane count take the largest cap named among them)."""
+    graph_plan.require_rate_coded(art)
     if weight_storage != "rom":
         raise MappingError(f"{art.name} is a layer graph: its weights are in the bitstream (--weights rom); "
                            "run-time weight loading is for chains only so far")

@@ -21,7 +21,6 @@ import numpy as np
 
 from snnfpga.model.artifact import Artifact, Encoder
 from snnfpga.model.graph import SOURCE
-from snnfpga.model.kinds import Synapse
 
 # Images per internal batch are chosen so that one batch's tensors stay near this size.
 BATCH_BYTES = 256 << 20
@@ -73,12 +72,20 @@ def flatten_images(art: Artifact, images: np.ndarray) -> np.ndarray:
 def encode(encoder: Encoder, pixels: np.ndarray, timesteps: int) -> np.ndarray:
     """Input spikes ``bool [N, T, n]`` from pixels ``int [N, n]`` (0..255).
 
+    ``ttfs``: ``x = pixel >> (8 - bits)``, a spike at step ``S - x`` (none for ``x = 0``).
     ``rate``: the incremental rule (``acc += x``; spike and ``acc -= 256`` when
     ``acc >= 256``; ``acc`` starts at ``phase``) fires at step ``t`` exactly when
     ``(phase + (t+1)*x) // 256 > (phase + t*x) // 256``, the closed form used here.
     """
     if encoder.kind == "threshold":
         return np.repeat((pixels >= encoder.level)[:, None, :], timesteps, axis=1)
+    if encoder.kind == "ttfs":  # one spike at step S - x of window 0, none for x = 0
+        s = encoder.window_steps
+        x = pixels >> (8 - encoder.bits)
+        out = np.zeros((len(pixels), timesteps, pixels.shape[1]), dtype=bool)
+        images, inputs = np.nonzero(x > 0)
+        out[images, s - x[images, inputs], inputs] = True
+        return out
     t = np.arange(timesteps + 1, dtype=np.int64)[None, :, None]
     cumulative = (encoder.phase + t * pixels[:, None, :]) >> 8
     return np.diff(cumulative, axis=1) > 0
@@ -123,7 +130,7 @@ def _run(art: Artifact, pixels: np.ndarray, record) -> Trace:
         ins = graph.input_types(node)
         xs = [values[s] for s in node.inputs]
         out = node.forward(xs, ins, graph.proofs[node.name])
-        if record and isinstance(node, Synapse):
+        if record and node.weight_count():
             ops[node.name] = node.synaptic_ops(xs, ins)
         values[node.name] = out
         if record and node.SPIKING:
@@ -153,6 +160,16 @@ def spikes_per_neuron(art: Artifact, trace: Trace) -> np.ndarray:
     if not counts or n_neurons == 0:
         return np.zeros(len(trace.scores))
     return sum(counts) / n_neurons
+
+
+def silent_fraction(art: Artifact, trace: Trace) -> np.ndarray:
+    """Fraction of the spiking nodes' neurons that never fire in an image (``float [N]``)."""
+    hidden = trace.spikes[1:]
+    n_neurons = sum(int(np.prod(s.shape[2:])) for s in hidden)
+    if n_neurons == 0:
+        return np.zeros(len(trace.scores))
+    fired = sum(s.reshape(len(s), s.shape[1], -1).any(axis=1).sum(axis=1) for s in hidden)
+    return 1.0 - fired / n_neurons
 
 
 def node_totals(art: Artifact, trace: Trace) -> list[dict]:

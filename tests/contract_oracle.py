@@ -130,8 +130,14 @@ def run_graph_one(art, image):
         shape = graph.types[node.name].shape
         if node.KIND in ("lif", "output"):
             state[node.name] = zeros(shape)
+        if node.KIND in ("ttfs", "ttfs_output"):  # slope J, membrane V, fired bits
+            n_out = shape[0]
+            state[node.name] = {"J": [0] * n_out, "V": [0] * n_out, "fired": [False] * n_out}
     for t in range(T):
-        if enc.kind == "rate":
+        if enc.kind == "ttfs":  # one spike at step S - (pixel >> (8 - bits)) of window 0
+            S = (1 << enc.bits) - 1
+            s = [1 if (x >> (8 - enc.bits)) > 0 and t == S - (x >> (8 - enc.bits)) else 0 for x in pixels]
+        elif enc.kind == "rate":
             s = []
             for i, x in enumerate(pixels):
                 acc[i] += x
@@ -192,6 +198,28 @@ def run_graph_one(art, image):
                             fired = u > at(node.threshold, p)
                             carry = 0 if fired else u
                             put(out, p, 1 if fired else 0)
+            elif kind in ("ttfs", "ttfs_output"):
+                window = graph.input_types(node)[0].window
+                S, st_ = window.steps, state[node.name]
+                events = flat(ins[0])
+                n_out = shape[0]
+                if window.start <= t < window.start + S:  # integrate: J += W[:, j] per spike; V += J
+                    for i in range(n_out):
+                        st_["J"][i] += sum(int(node.weight[i, j]) for j, e in enumerate(events) if e)
+                        st_["V"][i] += st_["J"][i]
+                if kind == "ttfs":
+                    out = [0] * n_out
+                    k = t - window.start - S
+                    if 0 <= k < S:  # fire: V += R after the first step; first V >= theta spikes
+                        for i in range(n_out):
+                            if k > 0:
+                                st_["V"][i] += int(node.ramp[i])
+                            if not st_["fired"][i] and st_["V"][i] >= int(node.threshold[i]):
+                                st_["fired"][i] = True
+                                out[i] = 1
+                else:
+                    out = [int(node.bias[i]) + st_["V"][i] for i in range(n_out)]
+                    state[node.name + ".scores"] = out
             elif kind == "output":
                 scores = state[node.name]
                 for j in range(shape[0]):
@@ -201,7 +229,7 @@ def run_graph_one(art, image):
                 raise AssertionError(f"the oracle does not know kind {kind!r}")
             values[node.name] = out
             history[node.name].append(out)
-    scores = state[graph.output.name]
+    scores = state.get(graph.output.name + ".scores", state[graph.output.name])
     best = 0
     for j in range(1, len(scores)):
         if scores[j] > scores[best]:

@@ -13,7 +13,7 @@ from snnfpga.model import artifact as A
 from snnfpga.model import kinds as K
 from snnfpga.model.integer_torch import IntegerSNN
 from snnfpga.model.kinds.conv import taps_per_position
-from snnfpga.model.synthetic import random_graph, random_images
+from snnfpga.model.synthetic import random_graph, random_images, random_ttfs
 from snnfpga.model.widths import signed_bits
 from snnfpga.sim import reference
 from tests.contract_oracle import run_graph_one
@@ -49,6 +49,7 @@ def test_random_graphs_cover_every_kind():
     for token in ("axial", "glif"):
         for head in ("pool", "flatten"):
             kinds |= {n.KIND for n in random_graph(1, token=token, head=head).nodes}
+    kinds |= {n.KIND for n in random_ttfs(1).nodes}  # time-to-first-spike kinds (tests/test_ttfs.py)
     assert kinds == set(K.KINDS)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from snnfpga.model import integer_torch, trainable
+from snnfpga.model import integer_torch, trainable, ttfs_net
 from snnfpga.model.kinds import KINDS, Node
 from tests import contract_oracle
 
@@ -39,9 +39,12 @@ def test_every_kind_has_a_torch_integer_mode_and_an_oracle(kind):
 
 
 def test_every_kind_has_a_training_form():
+    """Rate-coded kinds train as graph nodes (trainable); the TTFS kinds as the layers of a
+    quantised ReLU MLP whose export writes exactly them (ttfs_net)."""
     trained = {c.kind for c in vars(trainable).values()
                if inspect.isclass(c) and issubclass(c, trainable.TrainNode) and c.kind}
     folded = set(trainable.FOLDED_SYNAPSES) | {trainable.FoldedLif.kind, trainable.FoldedGlif.kind} | \
         set(trainable.FOLDED_PLAIN)
-    assert trained == set(KINDS)
-    assert folded == set(KINDS)
+    exported_by_ttfs = {c.KIND for c in vars(ttfs_net).values() if inspect.isclass(c) and issubclass(c, Node)}
+    assert trained | exported_by_ttfs == set(KINDS) and not trained & exported_by_ttfs
+    assert folded | exported_by_ttfs == set(KINDS)

@@ -12,12 +12,14 @@ semantics, width proof, reference and cost (see :mod:`snnfpga.model.kinds.base`)
 | ``lif`` | lif | currents (summed) | spikes |
 | ``glif`` | glif | current map | spikes |
 | ``output`` | output | flat currents (summed) | scores |
+| ``ttfs`` | ttfs | TTFS spikes of window n (flattened) | TTFS spikes of window n + 1 |
+| ``ttfs_output`` | ttfs | TTFS spikes of the last window | scores |
 | ``add``, ``concat``, ``pool``, ``flatten`` | structure | see there | |
 """
 
 from snnfpga.model.kinds.base import (KINDS, MAX_REGISTER_BITS, WEIGHT_BITS_RANGE, Bound, Node,  # noqa: F401
-                                      NodeError, Proof, Synapse, TensorType, register)
-from snnfpga.model.kinds import axial, conv, dense, glif, lif, output, pointwise, structure  # noqa: F401
+                                      NodeError, Proof, Synapse, TensorType, Window, register)
+from snnfpga.model.kinds import axial, conv, dense, glif, lif, output, pointwise, structure, ttfs  # noqa: F401
 
 Dense = dense.Dense
 Conv = conv.Conv
@@ -30,3 +32,5 @@ Add = structure.Add
 Concat = structure.Concat
 Pool = structure.Pool
 Flatten = structure.Flatten
+Ttfs = ttfs.Ttfs
+TtfsOutput = ttfs.TtfsOutput

@@ -50,6 +50,24 @@ class NodeError(ValueError):
 
 
 @dataclass(frozen=True)
+class Window:
+    """A TTFS window: ``index`` (0 for the encoder's) and its length ``steps`` (``S``).
+
+    Window ``n`` is the global steps ``n * S .. n * S + S - 1``; a spike at step ``k`` of the
+    window (global step ``n * S + k``) stands for the activation ``S - k``."""
+
+    index: int
+    steps: int
+
+    @property
+    def start(self) -> int:
+        return self.index * self.steps
+
+    def next(self) -> "Window":
+        return Window(self.index + 1, self.steps)
+
+
+@dataclass(frozen=True)
 class TensorType:
     """Shape, signal and, for currents, the integer unit of one node's output tensor."""
 
@@ -57,6 +75,10 @@ class TensorType:
     signal: str
     unit: str | None = None
     max_count: int = 1  # largest value of an event (1 for spikes)
+    # Time-to-first-spike tensors: the window of ``window_steps`` steps in which their events
+    # occur, at most one per element per image (``index`` counts windows from 0); None for
+    # rate-coded tensors.
+    window: "Window | None" = None
 
     @property
     def size(self) -> int:
@@ -68,6 +90,8 @@ class TensorType:
 
     def describe(self) -> str:
         dims = "x".join(map(str, self.shape))
+        if self.window is not None:
+            return f"ttfs spikes[{dims}] (window {self.window.index})"
         if self.signal == "current":
             return f"current[{dims}] ({self.unit})"
         if self.signal == "counts":
@@ -144,6 +168,7 @@ class Node:
     # Register width fields -> the proof register that bounds them (chosen and checked by proof).
     REGISTERS: ClassVar[dict] = {}
     SPIKING: ClassVar[bool] = False  # emits spikes from a population of neurons
+    READS_WINDOWS: ClassVar[bool] = False  # reads time-to-first-spike tensors (and only those)
     MIN_INPUTS: ClassVar[int] = 1
     MAX_INPUTS: ClassVar[int | None] = 1
 
@@ -164,6 +189,10 @@ class Node:
                 f"{self.MIN_INPUTS} or more" if self.MAX_INPUTS is None else f"{self.MIN_INPUTS}..{self.MAX_INPUTS}"
             raise NodeError(f"takes {want} input(s), got {n}")
         for name, t in zip(self.inputs, ins):
+            if (t.window is not None) != self.READS_WINDOWS:
+                what = "a time-to-first-spike tensor; only ttfs and ttfs_output nodes read those" \
+                    if t.window is not None else "rate-coded; a ttfs node reads the spikes of the ttfs encoder or of a ttfs node"
+                raise NodeError(f"input {name!r} is {what}")
             if t.signal not in signals:
                 raise NodeError(f"input {name!r} is {t.describe()}, but a {self.KIND} reads {' or '.join(signals)}")
             if maps is True and not t.is_map:

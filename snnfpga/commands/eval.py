@@ -56,7 +56,8 @@ def run(args) -> int:
     print(f"  accuracy integer {pct(result['accuracy_int'])}")
     if result["gap"] is not None:
         print(f"  gap              {result['gap']:+.2f} points")
-    print(f"  spikes/neuron    {result['spikes_per_neuron']:.3f} per image (spiking nodes, all steps)")
+    print(f"  spikes/neuron    {result['spikes_per_neuron']:.3f} per image (spiking nodes, all steps); "
+          f"{100 * result['silent_fraction']:.1f}% of them silent")
     print(f"  input spikes     {result['input_spikes']:.1f} per image")
     print(f"  synaptic ops     {result['synaptic_ops']:.0f} per image")
     if args.nodes or not result["sizes"]:
