@@ -176,6 +176,9 @@ def test_eval_json_reports_spikes_per_neuron_and_silent_fraction_and_hardware_re
     d = last_json(r.stdout)
     assert 0 < d["spikes_per_neuron"] <= 1 and 0 < d["silent_fraction"] < 1
     assert abs(d["spikes_per_neuron"] + d["silent_fraction"] - 1.0) < 1e-3  # one spike or none per neuron
-    r = cli("verilog", MODELS / "ttfs-tiny", "--out", tmp_path / "v")
-    assert r.returncode != 0 and "Traceback" not in r.stderr
-    assert "time-to-first-spike" in r.stderr.strip().splitlines()[-1]
+    for args in (("verilog", MODELS / "ttfs-tiny", "--out", tmp_path / "v"),
+                 ("run", "--model", MODELS / "ttfs-tiny", "--out", tmp_path / "run")):
+        r = cli(*args)
+        assert r.returncode != 0 and "Traceback" not in r.stderr, args
+        assert "time-to-first-spike" in r.stderr.strip().splitlines()[-1], args
+        assert not (tmp_path / "run" / "report").exists()  # refused before any work
