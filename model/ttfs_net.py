@@ -29,6 +29,7 @@ from torch import nn
 from snnfpga.model.artifact import Artifact, Encoder, build_graph_artifact
 from snnfpga.model.config import TrainConfig
 from snnfpga.model.fold import _RoundSTE
+from snnfpga.model.integer_torch import _argmax_lowest
 from snnfpga.model.kinds import Ttfs, TtfsOutput
 from snnfpga.model.network import quant_linear
 
@@ -204,9 +205,7 @@ def integer_classes(net: TtfsIntegerNet, images: torch.Tensor, batch: int = 1000
     with torch.no_grad():
         for i in range(0, len(images), batch):
             scores = net(encode(images[i:i + batch], net.config)).round().to(torch.int64)
-            best = scores.max(dim=1, keepdim=True).values
-            index = torch.arange(scores.shape[1]).expand_as(scores)
-            out.append(torch.where(scores == best, index, scores.shape[1]).min(dim=1).values)
+            out.append(_argmax_lowest(scores))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from snnfpga.model.kinds.base import (Bound, Node, NodeError, Proof, TensorType, check_array,
                                       check_fits, check_weight_bits, register)
 from snnfpga.model.kinds.output import Output
+from snnfpga.model.widths import current_bounds
 
 
 def activations(spikes: np.ndarray, window) -> np.ndarray:
@@ -61,10 +62,6 @@ class _TtfsLayer:
                             f"got {list(self.weight.shape)}")
         check_fits("weight", self.weight, self.weight_bits)
         return int(self.weight.shape[0])
-
-    def _row_sums(self) -> tuple[np.ndarray, np.ndarray]:
-        w = self.weight.astype(np.int64)
-        return np.minimum(w, 0).sum(axis=1), np.maximum(w, 0).sum(axis=1)
 
     def _potential(self, xs, ins) -> np.ndarray:
         """``V = W x`` after the integrate window (``int64 [N, n_out]``)."""
@@ -110,7 +107,7 @@ class Ttfs(_TtfsLayer, Node):
         if fire.start + fire.steps > timesteps:
             raise NodeError(f"fires in window {fire.index} (steps {fire.start}..{fire.start + fire.steps - 1}), "
                             f"beyond the {timesteps} time steps")
-        lo, hi = self._row_sums()
+        lo, hi = current_bounds(self.weight)
         s = fire.steps
         v_hi = s * hi + (s - 1) * self.ramp.astype(np.int64)
         return Proof(out=Bound.of(0, 1), registers={"slope": (int(lo.min()), int(hi.max())),
@@ -159,7 +156,7 @@ class TtfsOutput(_TtfsLayer, Output):
         if window.start + window.steps != timesteps:
             raise NodeError(f"integrates window {window.index} (steps {window.start}..{window.start + window.steps - 1}),"
                             f" so the network has {window.start + window.steps} time steps, not {timesteps}")
-        lo, hi = self._row_sums()
+        lo, hi = current_bounds(self.weight)
         s, d = window.steps, self.bias.astype(np.int64)
         score = Bound.of(np.minimum(d, d + s * lo), np.maximum(d, d + s * hi))
         return Proof(out=score, registers={"slope": (int(lo.min()), int(hi.max())), "score": score.span()})
