@@ -328,7 +328,7 @@ def save_artifact(art: Artifact, directory: str | Path) -> Path:
 
 # Models shipped inside the package (model/<name>/), usable by name wherever a model
 # directory is expected.
-SHIPPED_MODELS = ("default", "tiny", "mixer", "mixer-glif", "mixer-tiny")
+SHIPPED_MODELS = ("default", "tiny", "mixer", "mixer-glif", "mixer-tiny", "ttfs", "ttfs-tiny")
 
 
 def shipped_model_dir(name: str) -> Path:

@@ -3,8 +3,10 @@
 Loads one image (``B`` pixels per beat, row-major, pixel ``k`` in byte ``k % B`` of beat
 ``k // B``), then for each of the ``T`` steps scans the image one memory word (``B``
 pixels) per cycle, updates the rate-coding accumulators (``acc += x``; spike and
-``acc -= 256`` on ``acc >= 256``, i.e. bit 8 of the 9-bit sum) or compares with the
-threshold level, and emits the addresses of the spiking pixels, one per cycle, followed
+``acc -= 256`` on ``acc >= 256``, i.e. bit 8 of the 9-bit sum), compares with the
+threshold level, or (``ttfs``, ``b`` bits) compares ``x >> (8 - b)`` with a down-counter
+``S - step`` (a spike in window 0 only; the later steps are not scanned: an end-of-step
+token at once), and emits the addresses of the spiking pixels, one per cycle, followed
 by an end-of-step token. Pipeline per word: A issue the reads, B memory data, R the data
 registered (block RAM outputs drive no logic: they are slow), C emit its spikes.
 
@@ -80,6 +82,10 @@ class InputEncoder(wiring.Component):
         m.submodules.pix = pix = Memory(shape=8 * B, depth=n_words, init=[])
         pix_w, pix_r = pix.write_port(), pix.read_port()
         rate = enc.kind == "rate"
+        ttfs = enc.kind == "ttfs"
+        if ttfs:
+            window = enc.window_steps
+            level = Signal(range(window + 1), init=window)  # S - step in window 0, then 0
         if rate:
             m.submodules.acc = acc = Memory(shape=8 * B, depth=n_words, init=[])
             acc_w, acc_r = acc.write_port(), acc.read_port()
@@ -110,6 +116,8 @@ class InputEncoder(wiring.Component):
                 m.d.comb += [total.eq(r_acc[8 * b:8 * b + 8] + x),
                              spikes_r[b].eq(total[8]),
                              new_acc[8 * b:8 * b + 8].eq(total[:8])]
+            elif ttfs:
+                m.d.comb += spikes_r[b].eq((x[8 - enc.bits:] == level) & (level != 0))
             else:
                 m.d.comb += spikes_r[b].eq(x >= enc.level)
 
@@ -156,6 +164,8 @@ class InputEncoder(wiring.Component):
                     with m.If(w_load == n_words - 1):
                         m.d.sync += [w_load.eq(0), step.eq(0), w_issue.eq(0), b_valid.eq(0), r_valid.eq(0),
                                      c_mask.eq(0)]
+                        if ttfs:
+                            m.d.sync += level.eq(window)
                         m.next = "SCAN"
                     with m.Else():
                         m.d.sync += w_load.eq(w_load + 1)
@@ -191,6 +201,11 @@ class InputEncoder(wiring.Component):
                     m.d.comb += [self.spikes.valid.eq(1), self.spikes.payload.eos.eq(1)]
                     with m.If(self.spikes.ready):
                         m.d.sync += [step.eq(step_counter_next(step, T)), w_issue.eq(0)]
+                        if ttfs:  # after window 0 no pixel fires: no scan
+                            with m.If(level != 0):
+                                m.d.sync += level.eq(level - 1)
+                            with m.If(level <= 1):
+                                m.d.sync += w_issue.eq(n_words)
                         with m.If(step == T - 1):
                             m.next = "LOAD"
         return m

@@ -30,7 +30,11 @@ engine ``e``'s::
 added into the scores, every buffer cleared to its bias), and an image entering an idle
 accelerator takes ``NW + 1 + sum_t step(t) + 3 x n_classes`` (load, the steps, the
 decision). The encoder scans the next step (and loads the next image) while the engines
-run, up to its full pipeline. With ``streamed=True`` :func:`estimate` follows images back
+run, up to its full pipeline; its end-of-step token waits in a one-entry register until the
+schedule takes the last one. A phase without events ends with its token; the encoder's
+readers are idle ``ENCODER_IDLE`` cycles after its last event. A TTFS encoder does not scan
+the steps after window 0 (its token leaves at once); a ``ttfs`` engine's pass reads ``G``
+words like a flat ``lif``'s. With ``streamed=True`` :func:`estimate` follows images back
 to back as the benches send them: the next image loads once the encoder has scanned the
 last step, and its schedule starts when the decision's result is taken.
 ``benchmarks/graph_cycles.py --rtl M`` compares the model with simulation (0.2% per image
@@ -46,9 +50,10 @@ from snnfpga.sim.reference import Trace
 
 ENCODER_LATENCY = 3  # cycles from a word's read to its first spike leaving the encoder
 ENCODER_DEPTH = 3  # words (with spikes or not) the encoder's pipeline holds while stalled
-SCAN_LATENCY = {"lif": 6, "glif": 3}  # cycles from a word's issue to its first event (the update's stages)
+SCAN_LATENCY = {"lif": 6, "glif": 3, "ttfs": 6}  # cycles from a word's issue to its first event (the update's stages)
 SCAN_DEPTH = 4  # words with spikes in the spike FIFO (SpikeSerializer.DEPTH)
 IDLE_LATENCY = 3  # cycles from the last row issue to every reader idle and the schedule moving on
+ENCODER_IDLE = 2  # the same after the encoder's last event (the pixel coordinates register its events)
 EOS_IDLE = 1  # cycles from the end-of-step token (no rows left) to the schedule moving on
 DECISION_CYCLES_PER_CLASS = 3
 LOAD_LATENCY = 1  # cycles from the last pixel beat to the encoder's first read
@@ -57,7 +62,9 @@ EOS_LATENCY = 1  # cycles from the encoder's end-of-step token leaving to its ne
 
 def pass_words(plan, name: str) -> int:
     """Words one neuron pass of engine ``name`` reads (one per cycle): ``lines x G`` of a
-    ``lif``, ``H x W x G`` of a ``glif``."""
+    ``lif``, ``H x W x G`` of a ``glif``, ``G`` of a ``ttfs``."""
+    if name in plan.ttfs:
+        return plan.groups(name)
     if name in plan.lifs:
         return plan.lifs[name].layout.lines * plan.groups(name)
     h, w = plan.artifact.graph.types[name].shape[1:]
@@ -105,7 +112,7 @@ def emitter_costs(plan) -> dict[str, np.ndarray]:
 
 
 def _drain(scan: np.ndarray, cost: np.ndarray, last_cost: np.ndarray, waits_for: np.ndarray, scan_end: int,
-           latency: int) -> tuple[int, int]:
+           latency: int, not_before: int = 0, idle: int = IDLE_LATENCY) -> tuple[int, int]:
     """Cycles of one emitter's phase (until its events are all taken and its readers idle)
     and the cycle its end-of-step token leaves (after its last event, before that event's
     rows are done).
@@ -114,7 +121,9 @@ def _drain(scan: np.ndarray, cost: np.ndarray, last_cost: np.ndarray, waits_for:
     reads it (negative: read ahead of the phase, the encoder's look-ahead); ``cost``, the
     sum of its events' costs; ``last_cost``, its last event's; ``waits_for``, the earlier
     word whose last event must have left before the scan reads it (its pipeline is full;
-    -1: none). ``scan_end``: the cycle the scan ends without stalls."""
+    -1: none). ``scan_end``: the cycle the scan ends without stalls. ``not_before``: the
+    earliest cycle the token can leave (the encoder's one-entry output register frees when
+    the previous step's token is taken; it may be before the phase, < 0)."""
     leave_last = []
     end = shift = 0
     for j in range(len(scan)):
@@ -124,8 +133,10 @@ def _drain(scan: np.ndarray, cost: np.ndarray, last_cost: np.ndarray, waits_for:
         shift = offer - latency - int(scan[j])
         end = max(offer, end) + int(cost[j])
         leave_last.append(end - int(last_cost[j]))
-    eos = max(scan_end + shift + latency, leave_last[-1] + 1 if leave_last else 0)
-    return max(end + IDLE_LATENCY, eos + EOS_IDLE), eos
+    eos = max(scan_end + shift + latency, leave_last[-1] + 1 if leave_last else not_before, not_before)
+    if not leave_last:  # no events: the phase ends with its token (it may be waiting already)
+        return max(eos + EOS_IDLE, 1), eos
+    return max(end + idle, eos + EOS_IDLE), eos
 
 
 def _masks(words: np.ndarray, costs: np.ndarray):
@@ -150,6 +161,8 @@ class _Scan:
         if name in plan.lifs:
             lay = plan.lifs[name].layout
             axes = (lay.lane_axis, lay.outer, lay.inner)
+        elif name in plan.ttfs:
+            axes = ("c", "y", "x")
         else:  # glif: position-major, along its axis
             axes = ("c", "x", "y") if graph.node(name).axis == "h" else ("c", "y", "x")
         sizes = {"c": c, "y": h, "x": w}
@@ -178,13 +191,12 @@ def estimate(plan, trace: Trace, streamed: bool = False, timeline: list | None =
     receives ``(cycle, image, what)`` of the modelled first beats, encoder end-of-step
     tokens, engine starts and results (to compare with a simulation's)."""
     art = plan.artifact
-    graph = art.graph
     T, n = art.timesteps, len(trace.spikes[0])
     B, nw = plan.pixels_per_beat, plan.beats_per_image
     costs = emitter_costs(plan)
     engines = [node.name for node in art.spiking_nodes]
     scans = {name: _Scan(plan, name) for name in engines}
-    head = graph.output.inputs[0]
+    head = plan.head
     clear = max(plan.specs[s].lines * plan.groups(s) for s in plan.specs)
     # After the engines: the head's groups into the scores, CLEAR, the clearing pass.
     step_tail = (plan.groups(head) + 2) + 1 + (clear + 1)
@@ -196,11 +208,16 @@ def estimate(plan, trace: Trace, streamed: bool = False, timeline: list | None =
     pixel_word = np.arange(art.n_inputs) // B
     # Absolute cycles: the image's first beat; the schedule back in ENCODE (after a reset, the
     # schedule first clears every buffer and membrane).
-    init = max(clear, *(plan.lifs[e].layout.lines * plan.groups(e) for e in plan.lifs)) + 2
+    init = max(clear, *(plan.lifs[e].layout.lines * plan.groups(e) for e in plan.lifs),
+               *(plan.groups(e) for e in plan.ttfs)) + 2
+    # A TTFS encoder fires in window 0 only and does not scan the later steps.
+    scanned = [nw if art.encoder.kind != "ttfs" or t < art.encoder.window_steps else 0 for t in range(T)]
     first_beat, fsm_free = 0, init if streamed else 0
+    taken = -(1 << 62)  # when the encoder's last end-of-step token was taken
     for i in range(n):
         if not streamed:
             first_beat = fsm_free = 0
+            taken = -(1 << 62)
         now = fsm_free  # the encode phase of step 0 begins
         log = timeline.append if timeline is not None else (lambda item: None)
         log((first_beat, i, "first beat"))
@@ -214,8 +231,11 @@ def estimate(plan, trace: Trace, streamed: bool = False, timeline: list | None =
             scan = words + np.r_[0, extra][words] - lookahead
             # The encoder's pipeline holds ENCODER_DEPTH words, with spikes or without.
             waits_for = np.searchsorted(words, words - ENCODER_DEPTH, side="right") - 1
-            e, eos = _drain(scan, cost, last, waits_for, nw + int(extra[-1]) - lookahead, ENCODER_LATENCY)
+            e, eos = _drain(scan, cost, last, waits_for, scanned[t] + int(extra[-1]) - lookahead,
+                            ENCODER_LATENCY if scanned[t] else 0,  # no scan: the token at once
+                            taken - now, ENCODER_IDLE)
             encode[i] += e
+            taken = now + e  # the token is taken: the encoder's output register is free
             log((now + eos, i, "encoder eos"))
             scan_start = now + eos + EOS_LATENCY  # the encoder's end-of-step token has left: it scans on
             now += e + 1  # ENCODE_DRAIN

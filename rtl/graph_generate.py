@@ -15,6 +15,7 @@ from pathlib import Path
 from snnfpga.rtl.decision import result_layout
 from snnfpga.rtl.generate import check_top_name, description_header, make_top, ports, to_verilog
 from snnfpga.rtl.graph_top import GraphTopPlan
+from snnfpga.rtl.ttfs_engine import ttfs_memories
 
 
 def node_entries(plan: GraphTopPlan) -> list[dict]:
@@ -30,6 +31,15 @@ def node_entries(plan: GraphTopPlan) -> list[dict]:
                        lines=spec.lines, weight_bits=node.weight_bits, buffer_bits=bits,
                        memories={"weights": {"depth": spec.rows * G, "width": P * node.weight_bits, "kind": "rom"},
                                  "buffer": {"depth": spec.lines * G, "width": P * bits, "kind": "ram 2R1W"}})
+            if name in plan.ttfs:
+                mems = ttfs_memories(node, P)
+                state, params = mems["state"], mems["params"]
+                window = plan.ttfs[name]
+                row.update(role="synapse (accumulate engine, one step's current) and ttfs neuron engine "
+                                f"(integrate steps {window.start}..{window.start + window.steps - 1}, fire the next "
+                                f"{window.steps})", slope_bits=node.slope_bits, membrane_bits=node.membrane_bits)
+                row["memories"].update(state={"depth": state[0], "width": state[1], "kind": "ram 1R1W"},
+                                       params={"depth": params[0], "width": params[1], "kind": "rom"})
         elif name in plan.lifs:
             hw, P, G = plan.lifs[name], plan.node_lanes[name], plan.groups(name)
             row.update(role="neuron engine (lif)", lanes=P, groups=G, lines=hw.layout.lines,
@@ -44,6 +54,9 @@ def node_entries(plan: GraphTopPlan) -> list[dict]:
             row.update(role="score registers", score_bits=node.score_bits)
         else:
             row["role"] = "wiring"
+        if node.KIND == "ttfs_output":
+            row.update(role="synapse (one step's current) and ramped score registers (J += I; score += J)",
+                       score_bits=node.score_bits, slope_bits=node.slope_bits)
         rows.append(row)
     return rows
 

@@ -102,10 +102,12 @@ def _groups(length: int, lanes: int) -> tuple[int, int]:
 
 
 def require_rate_coded(art: Artifact) -> None:
-    """:class:`MappingError` for a time-to-first-spike model: no accelerator for it yet."""
+    """:class:`MappingError` for a time-to-first-spike model: this planned-design estimate
+    covers rate-coded graphs (the TTFS accelerator and its cycle model: rtl/graph_top.py,
+    rtl/graph_cycles.py)."""
     if art.is_ttfs:
-        raise MappingError(f"model {art.name!r} is time-to-first-spike coded (ttfs nodes): train, eval, describe and "
-                           f"the integer reference take it, but its accelerator is not generated yet")
+        raise MappingError(f"model {art.name!r} is time-to-first-spike coded (ttfs nodes): the planned-design "
+                           f"estimate covers rate-coded graphs; its accelerator's cycle model is rtl/graph_cycles.py")
 
 
 def make_graph_plan(art: Artifact, lanes: int = 64, target: Target | None = None) -> GraphPlan:

@@ -4,8 +4,10 @@ First version of the graph hardware (docs/hardware.md, "Layer graphs"): correct 
 construction rather than fast. Every synapse node is a
 :class:`~snnfpga.rtl.accumulate.SynapseAccumulator` with its own current buffer, every
 ``lif`` a :class:`~snnfpga.rtl.neuron.LifEngine`, every ``glif`` a
-:class:`~snnfpga.rtl.neuron.GlifEngine`; ``add``, ``concat``, ``pool`` and ``flatten`` are
-wiring. A controller runs, for every time step, a schedule fixed at generation:
+:class:`~snnfpga.rtl.neuron.GlifEngine`, every ``ttfs`` a dense accumulator (one step's
+current) and a :class:`~snnfpga.rtl.ttfs_engine.TtfsEngine`, a ``ttfs_output`` a dense
+accumulator whose scores ramp (``J += I; score += J``, from its bias); ``add``, ``concat``,
+``pool`` and ``flatten`` are wiring. A controller runs, for every time step, a schedule fixed at generation:
 
 1. the encoder's spikes of the step, broadcast to the synapses that read the input;
 2. every neuron engine in topological order: its neuron pass (which reads the buffers it
@@ -23,7 +25,7 @@ read port is a multiplexer over its producers or readers, chosen by the schedule
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from amaranth.hdl import Cat, Module, ResetInserter, Signal, signed
@@ -34,7 +36,6 @@ from amaranth.lib.wiring import In, Out
 from snnfpga.errors import MappingError
 from snnfpga.model.artifact import Artifact
 from snnfpga.model.kinds import Synapse
-from snnfpga.rtl import graph_plan
 from snnfpga.model.widths import signed_bits
 from snnfpga.rtl.accumulate import SynapseAccumulator
 from snnfpga.rtl.decision import ArgmaxDecision, result_layout
@@ -42,8 +43,9 @@ from snnfpga.rtl.encoder import InputEncoder
 from snnfpga.rtl.graph_plan import current_parts, current_sources
 from snnfpga.rtl.neuron import GlifEngine, Layout, LifEngine, Source
 from snnfpga.rtl.plan import MAX_LANES, PIXELS_PER_BEAT, StreamInterface, bits_for
-from snnfpga.rtl.scatter import ScatterSpec, line_bias, scatter_spec, weight_rows
+from snnfpga.rtl.scatter import RAMPED, ScatterSpec, line_bias, scatter_spec, weight_rows
 from snnfpga.rtl.tokens import lane, monitor_signature
+from snnfpga.rtl.ttfs_engine import TtfsEngine, ttfs_memories
 from snnfpga.rtl.top import count_images, counters_signature
 
 
@@ -61,7 +63,8 @@ class LifHw:
 @dataclass(frozen=True)
 class GraphTopPlan(StreamInterface):
     """The parameters of a graph accelerator (what the encoder and the decision read), and
-    per node what it becomes: ``specs`` (synapses), ``lifs``, ``glifs`` (node -> its buffer)."""
+    per node what it becomes: ``specs`` (synapses), ``lifs``, ``glifs`` (node -> its buffer),
+    ``ttfs`` (node -> its input's window; the node's synapse half is in ``specs`` too)."""
 
     artifact: Artifact
     lanes: int
@@ -69,7 +72,8 @@ class GraphTopPlan(StreamInterface):
     specs: dict
     lifs: dict
     glifs: dict
-    node_lanes: dict  # lanes of every synapse, lif and glif engine
+    node_lanes: dict  # lanes of every synapse, lif, glif and ttfs engine
+    ttfs: dict = field(default_factory=dict)
 
     weight_storage = "rom"  # weights are in the bitstream (run-time loading: not yet for graphs)
     weight_data_bits = 0  # no weight load port
@@ -77,6 +81,12 @@ class GraphTopPlan(StreamInterface):
     @property
     def score_bits(self) -> int:
         return self.artifact.graph.output.score_bits
+
+    @property
+    def head(self) -> str:
+        """The buffer the scores add: the output's dense current, or a ``ttfs_output``'s own."""
+        out = self.artifact.graph.output
+        return out.name if out.name in self.specs else out.inputs[0]
 
     @property
     def stage_names(self) -> tuple[str, ...]:
@@ -128,6 +138,8 @@ class GraphTopPlan(StreamInterface):
             name, lanes = node.name, self.node_lanes.get(node.name)
             if name in self.specs:
                 mems = accumulator_memories(self.specs[name], lanes, node.weight_bits, self.current_bits(name))
+                if name in self.ttfs:
+                    mems = {**mems, **ttfs_memories(node, lanes)}
             elif name in self.lifs:
                 mems = lif_memories(node, self.lifs[name].layout, lanes)
             elif name in self.glifs:
@@ -138,8 +150,10 @@ class GraphTopPlan(StreamInterface):
         return out
 
     def current_bits(self, name: str) -> int:
-        """Width of a synapse's current buffer: its proven output range (sums never wrap)."""
-        return signed_bits(*self.artifact.graph.proofs[name].registers["output"])
+        """Width of a synapse's current buffer: its proven output range (sums never wrap); a
+        TTFS kind's buffer holds one step's current, inside its proven slope range."""
+        registers = self.artifact.graph.proofs[name].registers
+        return signed_bits(*registers["slope" if self.artifact.graph.node(name).KIND in RAMPED else "output"])
 
     def groups(self, name: str) -> int:
         """Words per line of a synapse's buffer or a neuron engine's state (``ceil(L / P_n)``)."""
@@ -160,7 +174,6 @@ def make_graph_top_plan(art: Artifact, lanes: int = DEFAULT_LANES, pixels_per_be
     lanes of any engine; ``lane_caps``: ``{engine: lanes}`` that replaces it for the engines
     named (the fold of :func:`snnfpga.rtl.graph_fold.fold_lanes`; engines that must share a
     lane count take the largest cap named among them)."""
-    graph_plan.require_rate_coded(art)
     if weight_storage != "rom":
         raise MappingError(f"{art.name} is a layer graph: its weights are in the bitstream (--weights rom); "
                            "run-time weight loading is for chains only so far")
@@ -173,13 +186,13 @@ def make_graph_top_plan(art: Artifact, lanes: int = DEFAULT_LANES, pixels_per_be
     if pixels_per_beat not in PIXELS_PER_BEAT:
         raise MappingError(f"pixels per beat must be one of {PIXELS_PER_BEAT}, got {pixels_per_beat!r}")
     graph = art.graph
-    specs = {n.name: synapse_spec(graph, n) for n in graph.nodes if isinstance(n, Synapse)}
+    specs = {n.name: synapse_spec(graph, n) for n in graph.nodes if isinstance(n, Synapse) or n.KIND in RAMPED}
     node_lanes = _lanes_per_node(graph, specs, lanes, caps)
     unknown = sorted(set(caps) - set(node_lanes))
     if unknown:
         raise MappingError(f"lanes given for {unknown[0]}, which is not an engine of {art.name} "
                            f"(engines: synapse, lif and glif nodes)")
-    lifs, glifs = {}, {}
+    lifs, glifs, ttfs = {}, {}, {}
     for node in graph.nodes:
         if node.KIND == "lif":
             p = node_lanes[node.name]
@@ -201,9 +214,12 @@ def make_graph_top_plan(art: Artifact, lanes: int = DEFAULT_LANES, pixels_per_be
         elif node.KIND == "output":
             if len(node.inputs) != 1 or node.inputs[0] not in specs:
                 raise MappingError(f"node {node.name}: the output must read one dense current")
-        elif node.KIND not in ("add", "concat", "pool", "flatten", "lif") and not isinstance(node, Synapse):
+        elif node.KIND == "ttfs":
+            ttfs[node.name] = graph.input_types(node)[0].window
+        elif node.KIND not in ("add", "concat", "pool", "flatten", "lif", "ttfs_output") \
+                and not isinstance(node, Synapse):
             raise MappingError(f"node {node.name}: kind {node.KIND!r} has no hardware mapping")
-    return GraphTopPlan(art, lanes, pixels_per_beat, specs, lifs, glifs, node_lanes)
+    return GraphTopPlan(art, lanes, pixels_per_beat, specs, lifs, glifs, node_lanes, ttfs)
 
 
 def _lanes_per_node(graph, specs: dict, lanes: int, caps: dict) -> dict:
@@ -289,7 +305,7 @@ def _dense_on_pool(node, shape) -> ScatterSpec:
 
 def synapse_spec(graph, node) -> ScatterSpec:
     """The scatter spec of a synapse node as its events arrive (maps for a dense head)."""
-    if node.KIND == "dense":
+    if node.KIND in ("dense", *RAMPED):
         src = node.inputs[0]
         kind = "input" if src == "input" else graph.node(src).KIND
         shape = event_shape(graph, src)
@@ -367,6 +383,11 @@ class GraphAccelerator(wiring.Component):
                     self._readers.setdefault(src, []).append((node.name, k))
                 self.engines[node.name] = LifEngine(node, hw.layout, plan.node_lanes[node.name], sources,
                                                     art.timesteps)
+            if node.name in plan.ttfs:
+                self.engines[node.name] = TtfsEngine(node, plan.node_lanes[node.name],
+                                                     self.accumulators[node.name].current_bits,
+                                                     plan.ttfs[node.name], art.timesteps)
+                self._readers.setdefault(node.name, []).append((node.name, 0))
             elif node.name in plan.glifs:
                 src = plan.glifs[node.name]
                 self.engines[node.name] = GlifEngine(node, graph.types[node.name].shape, plan.node_lanes[node.name],
@@ -462,11 +483,16 @@ class GraphAccelerator(wiring.Component):
                     m.d.comb += acc.read_addr.eq(getattr(eng, f"src{k}_addr"))
                 m.d.comb += getattr(eng, f"src{k}_data").eq(acc.read_data)
 
-        # Scores of the output node.
+        # Scores of the output node: ``score += I`` per step (its buffer holds the step's
+        # current and bias); a ``ttfs_output`` ramps it: ``J += I; score += J``, from
+        # ``score = D`` (its bias, added once).
         out = self.output
-        head = self.accumulators[out.inputs[0]]
+        head = self.accumulators[plan.head]
         n, sb = art.n_classes, out.score_bits
-        scores = [Signal(signed(sb), name=f"score{j}") for j in range(n)]
+        ramped = out.KIND in RAMPED
+        start = [int(b) for b in out.bias] if ramped else [0] * n
+        scores = [Signal(signed(sb), name=f"score{j}", init=start[j]) for j in range(n)]
+        slopes = [Signal(signed(out.slope_bits), name=f"slope{j}") for j in range(n)] if ramped else []
         m.submodules.decision = decision = ArgmaxDecision(plan)
         wiring.connect(m, decision.result, wiring.flipped(self.result))
         for j in range(n):
@@ -484,7 +510,10 @@ class GraphAccelerator(wiring.Component):
                 with m.If(head_rd_g == g):
                     for p in range(head.lanes):
                         j = g * head.lanes + p
-                        if j < n:
+                        if j < n and ramped:
+                            slope = slopes[j] + lane(head.read_data, p, head.current_bits)
+                            m.d.sync += [slopes[j].eq(slope), scores[j].eq(scores[j] + slope)]
+                        elif j < n:
                             m.d.sync += scores[j].eq(scores[j] + lane(head.read_data, p, head.current_bits))
 
         with m.FSM(name="schedule"):
@@ -551,7 +580,7 @@ class GraphAccelerator(wiring.Component):
                 # The decision holds the scores until its result is taken (scores.ready).
                 m.d.comb += [active.eq(len(emitters)), decision.scores.valid.eq(1)]
                 with m.If(decision.scores.ready):
-                    m.d.sync += [s.eq(0) for s in scores]
+                    m.d.sync += [s.eq(s.init) for s in scores] + [j.eq(0) for j in slopes]
                     m.next = "ENCODE"
         for k, eng in enumerate(self.engines.values(), start=1):
             mon, ev = getattr(self, f"mon{k}"), eng.events

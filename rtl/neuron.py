@@ -129,6 +129,21 @@ def glif_memories(node, shape: tuple[int, int, int], lanes: int) -> dict:
     return {"thresholds": (max(2, len(th_words)), p * node.threshold_bits)}
 
 
+def zero_words(m: Module, strobe, write_port, depth: int) -> Signal:
+    """Zeroing after a reset (``strobe`` while no pass runs): every word of a state memory
+    to 0 through ``write_port``, one per cycle (``depth`` cycles). Returns the busy flag."""
+    zeroing = Signal()
+    addr = Signal(range(max(2, depth)), name="zero_addr")
+    with m.If(strobe):
+        m.d.sync += [zeroing.eq(1), addr.eq(0)]
+    with m.If(zeroing):
+        m.d.comb += [write_port.en.eq(1), write_port.addr.eq(addr), write_port.data.eq(0)]
+        m.d.sync += addr.eq(addr + 1)
+        with m.If(addr == depth - 1):
+            m.d.sync += zeroing.eq(0)
+    return zeroing
+
+
 class SpikeSerializer(wiring.Component):
     """Spike masks in, events out: a FIFO of ``DEPTH`` masks, then one event per cycle in
     lane order and an end-of-step token after an entry marked ``eos``.
@@ -347,16 +362,7 @@ class LifEngine(wiring.Component):
         s4_base, s4_outer, s4_inner = Signal.like(s3_base), Signal.like(s3_outer), Signal.like(s3_inner)
         m.d.sync += [s4_valid.eq(s3_valid), s4_mask.eq(mask), s4_last.eq(s3_last), s4_base.eq(s3_base),
                      s4_outer.eq(s3_outer), s4_inner.eq(s3_inner)]
-        # Zeroing (after a reset, while no pass runs): every membrane word to 0, one per cycle.
-        zeroing = Signal()
-        zero_addr = Signal.like(addr)
-        with m.If(self.zero & ~running):
-            m.d.sync += [zeroing.eq(1), zero_addr.eq(0)]
-        with m.If(zeroing):
-            m.d.comb += [v_wr.en.eq(1), v_wr.addr.eq(zero_addr), v_wr.data.eq(0)]
-            m.d.sync += zero_addr.eq(zero_addr + 1)
-            with m.If(zero_addr == depth - 1):
-                m.d.sync += zeroing.eq(0)
+        zeroing = zero_words(m, self.zero & ~running, v_wr, depth)
         w = out.push_data
         m.d.comb += [w.mask.eq(s4_mask), w.base.eq(s4_base), w.a.eq(s4_outer), w.b.eq(s4_inner), w.eos.eq(s4_last),
                      out.push.eq(s4_valid & ((s4_mask != 0) | s4_last)), self.done.eq(s3_last)]

@@ -167,7 +167,11 @@ def _spec_conv(node, ins):
 
 
 SPEC_BUILDERS = {"dense": _spec_dense, "output": _spec_dense, "pointwise": _spec_pointwise,
-                 "axial": _spec_axial, "conv": _spec_conv}
+                 "axial": _spec_axial, "conv": _spec_conv, "ttfs": _spec_dense, "ttfs_output": _spec_dense}
+# Time-to-first-spike kinds: their synapse half is a dense scatter whose buffer holds one
+# step's current ``I = W s`` and no bias (the engine's ramp integrates it; a ttfs_output's
+# bias is added once, to its scores).
+RAMPED = ("ttfs", "ttfs_output")
 
 
 def weight_rows(node) -> np.ndarray:
@@ -182,7 +186,9 @@ def weight_rows(node) -> np.ndarray:
 def line_bias(node) -> np.ndarray:
     """``int [line_length]``: the bias of each word of a line. Every kind's bias varies along
     the line only (per output channel, or per position along the axial axis), so a line's
-    initial value is the same for every line."""
+    initial value is the same for every line. A TTFS kind's buffer has none (``RAMPED``)."""
+    if node.KIND in RAMPED:
+        return np.zeros(len(node.weight), dtype=np.int64)
     return np.asarray(node.bias, dtype=np.int64)
 
 

@@ -92,7 +92,8 @@ def mismatched_images(mismatches: list[Mismatch]) -> list[int]:
 @dataclass(frozen=True)
 class GraphMismatch:
     """One differing integer of a graph run: image, step, node, neuron ``(c, y, x)`` (or the
-    class index of a score), expected, got."""
+    class index of a score), expected, got; for a TTFS model (``window_steps`` = S) the step
+    is also named as its window and the step inside it."""
 
     image: int
     step: int
@@ -101,19 +102,23 @@ class GraphMismatch:
     expected: int
     got: int
     what: str  # "spike", "score" or "class"
+    window_steps: int | None = None
 
     def __str__(self) -> str:
         where = "(" + ", ".join(map(str, self.neuron)) + ")"
-        return (f"mismatch: image {self.image}, step {self.step}, node {self.node}, neuron {where}: "
+        step = f"step {self.step}"
+        if self.window_steps:
+            step += f" (window {self.step // self.window_steps}, step {self.step % self.window_steps})"
+        return (f"mismatch: image {self.image}, {step}, node {self.node}, neuron {where}: "
                 f"{self.what} expected {self.expected}, got {self.got}")
 
 
 def compare_graph(expected: Trace, spikes: dict, scores: np.ndarray, classes: np.ndarray,
-                  image_offset: int = 0) -> list[GraphMismatch]:
+                  image_offset: int = 0, window_steps: int | None = None) -> list[GraphMismatch]:
     """Every difference between a reference trace of a graph and what an implementation
     recorded (``spikes[node]``: counts ``[N, T, *shape]`` for every spiking node), image by
     image; :class:`TraceShapeError` unless both cover the same images, nodes, steps and
-    neurons."""
+    neurons. ``window_steps``: a TTFS model's S (the encoder's ``window_steps``)."""
     n_images = len(expected.scores)
     if len(scores) != n_images or len(classes) != n_images:
         raise TraceShapeError(f"expected results for {n_images} images, got {len(scores)}")
@@ -135,11 +140,11 @@ def compare_graph(expected: Trace, spikes: dict, scores: np.ndarray, classes: np
             g = spikes[name][n].astype(np.int64)
             for index in zip(*np.nonzero(e != g)):
                 out.append(GraphMismatch(image, int(index[0]), name, tuple(int(v) for v in index[1:]),
-                                         int(e[index]), int(g[index]), "spike"))
+                                         int(e[index]), int(g[index]), "spike", window_steps))
         for j in np.nonzero(expected.scores[n] != scores[n])[0]:
             out.append(GraphMismatch(image, last, "output", (int(j),), int(expected.scores[n, j]),
-                                     int(scores[n, j]), "score"))
+                                     int(scores[n, j]), "score", window_steps))
         if expected.classes[n] != classes[n]:
             out.append(GraphMismatch(image, last, "output", (), int(expected.classes[n]), int(classes[n]),
-                                     "class"))
+                                     "class", window_steps))
     return out

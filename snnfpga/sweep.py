@@ -38,17 +38,16 @@ def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] |
     from snnfpga.model.data import load_dataset
     from snnfpga.model.requantize import requantize
     from snnfpga.rtl import cycle_model
-    from snnfpga.rtl.graph_plan import require_rate_coded
     from snnfpga.commands.synth import target_plan
     from snnfpga.model.kinds import Synapse
+    from snnfpga.rtl.scatter import RAMPED
     from snnfpga.sim import reference
 
     progress = progress or Progress("sweep", enabled=False)
     out = Path(out_dir)
     base = load_artifact(model)
-    require_rate_coded(base)
     dataset = load_dataset(data).split("val").limit(images).require_input_shape(base.input_shape)
-    own_bits = sorted({n.weight_bits for n in base.nodes if isinstance(n, Synapse)})
+    own_bits = sorted({n.weight_bits for n in base.nodes if isinstance(n, Synapse) or n.KIND in RAMPED})
     if weight_bits and not base.is_chain:
         raise ConfigError(f"{base.name} is a layer graph: its weights cannot be re-quantized yet (it has "
                           f"{', '.join(map(str, own_bits))}-bit weights; leave out --weight-bits)")

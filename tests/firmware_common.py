@@ -24,6 +24,25 @@ SMALL = {
 
 
 @functools.lru_cache(maxsize=None)
+def firmware_in_the_loop(art, tmp_path, capsys, lanes: int, n: int = 3, seed: int = 0) -> dict:
+    """``snnfpga firmware MODEL --run n --json`` on ``n`` random images of ``art`` (saved
+    under ``tmp_path``, firmware in ``tmp_path / "fw"``): the summary JSON (asserted exit 0)."""
+    import json
+
+    import numpy as np
+
+    from snnfpga import cli
+    from snnfpga.model.artifact import save_artifact
+
+    model = save_artifact(art, tmp_path / "model")
+    data = tmp_path / "data.npz"
+    np.savez(data, images=random_images(art, n, seed=seed), labels=np.arange(n, dtype=np.uint8) % art.n_classes)
+    args = ["firmware", str(model), "--out", str(tmp_path / "fw"), "--lanes", str(lanes), "--run", str(n),
+            "--data", str(data), "--split", "all", "--json"]
+    assert cli.main(args) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
 def small_artifact(name: str = "one-hidden"):
     spec = SMALL[name]
     return random_artifact(spec["seed"], input_shape=(3, 5), hidden=spec["hidden"], n_classes=4, threshold_scale=0.3)

@@ -15,8 +15,8 @@ from snnfpga import cli
 from snnfpga.firmware import fil
 from snnfpga.model.artifact import save_artifact
 from snnfpga.sim import reference
-from tests.firmware_common import (default_artifact, default_plan, harness, small_artifact, small_images,
-                                   small_plan, validation_images)
+from tests.firmware_common import (default_artifact, default_plan, firmware_in_the_loop, harness, small_artifact,
+                                   small_images, small_plan, validation_images)
 
 
 def check(art, images, outcome):
@@ -113,17 +113,11 @@ def test_cli_reports_the_first_mismatch(tmp_path, capsys, monkeypatch):
 def test_cli_runs_firmware_in_the_loop_for_a_layer_graph(tmp_path, capsys):
     """The same C driver and register map for a graph model: the build constants say it is
     a graph, every class, score and per-node spike counter matches the reference."""
-    from snnfpga.model.synthetic import random_graph, random_images
+    from snnfpga.model.synthetic import random_graph
 
     art = random_graph(11, token="glif", head="pool")
-    model = save_artifact(art, tmp_path / "graph")
-    data = tmp_path / "data.npz"
-    images = random_images(art, 3, seed=11)
-    np.savez(data, images=images, labels=np.arange(3, dtype=np.uint8) % art.n_classes)
-    args = ["firmware", str(model), "--out", str(tmp_path / "fw"), "--lanes", "1", "--run", "3", "--data", str(data),
-            "--split", "all", "--json"]
-    assert cli.main(args) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    summary = firmware_in_the_loop(art, tmp_path, capsys, lanes=1, seed=11)
+    model = tmp_path / "model"
     assert summary["n"] == 3 and summary["matches"] == 3 and summary["mismatches"] == 0
     header = (tmp_path / "fw" / "snn_regmap.h").read_text()
     assert "#define SNN_BUILD_GRAPH 1u" in header

@@ -172,7 +172,8 @@ async def images_match_the_reference(dut):
             log.drain()
             if graph:
                 found = compare_graph(expected_image(model, k), graph_spikes(log, k, description["monitors"]),
-                                      scores[k:k + 1], classes[k:k + 1], image_offset=job.first_image + k)
+                                      scores[k:k + 1], classes[k:k + 1], image_offset=job.first_image + k,
+                                      window_steps=art.encoder.window_steps)
             else:
                 found = compare(expected_image(model, k), image_trace(log, k, classes, scores),
                                 image_offset=job.first_image + k)

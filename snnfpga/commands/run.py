@@ -87,10 +87,6 @@ def run(args) -> int:
             train(config, load_dataset(args.data), model,
                   data_label=args.data if args.data == "default" else Path(args.data).name)
     else:
-        from snnfpga.model.artifact import load_artifact
-        from snnfpga.rtl.graph_plan import require_rate_coded
-
-        require_rate_coded(load_artifact(model))  # before the evaluation: run needs the hardware
         progress.say(f"1/6 model {model}")
 
     with progress.stage(f"2/6 evaluate on {len(val)} validation images"):
