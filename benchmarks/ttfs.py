@@ -14,7 +14,7 @@ plan ``snnfpga synth`` builds for each target (TTFS: the graph accelerator, engi
 folded to the target; rate-coded: the chain at the target's lanes); the model agrees with
 RTL simulation within 0.2% per image on ``ttfs-tiny`` (tests/test_rtl_ttfs.py). Latency is
 cycles / Fmax for each ``--synth`` result given (the JSON line of ``snnfpga synth MODEL
---target T --json``), else printed as "-".
+--target T --json``, or a synth directory's ``result.json``), else printed as "-".
 
 The energy of a TTFS model is an estimate from the contract's operation counts (the graph
 accelerator has no energy counters yet), under ``snnfpga.energy``'s ASIC figures (Horowitz 2014): per input spike one
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS = {"ttfs": 98.0, "ttfs-tiny": 97.0}
+ACCURACY_TARGETS = {"ttfs": 98.0, "ttfs-tiny": 97.0}
 MAX_SPIKES = 0.3
 
 
@@ -84,12 +84,17 @@ def timing(art, trace, targets, fmax) -> str:
 
 
 def read_synth(files) -> dict:
-    """``{(model, target): fmax_mhz}`` from ``snnfpga synth --json`` lines."""
+    """``{(model, target): fmax_mhz}`` from ``snnfpga synth --json`` outputs or the
+    ``result.json`` of a synth directory."""
     import json
 
     out = {}
     for f in files:
-        d = json.loads(Path(f).read_text().strip().splitlines()[-1])
+        text = Path(f).read_text().strip()
+        try:
+            d = json.loads(text)  # a synth result.json
+        except json.JSONDecodeError:
+            d = json.loads(text.splitlines()[-1])  # the last line of snnfpga synth --json
         if d.get("fmax_mhz"):
             out[(d["model"], d["target"])] = float(d["fmax_mhz"])
     return out
@@ -107,9 +112,9 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="default")
     p.add_argument("--synth", nargs="*", default=[], help="snnfpga synth --json outputs (for latency)")
     args = p.parse_args(argv)
-    from snnfpga.rtl.targets import TARGETS
+    from snnfpga.rtl.targets import get_target
 
-    targets = [TARGETS[t] for t in ("ice40-up5k", "ecp5-85k")]
+    targets = [get_target(t) for t in ("ice40-up5k", "ecp5-85k")]
     fmax = read_synth(args.synth)
     val = load_dataset(args.data).split("val")
     print(f"validation split: {len(val)} images")
@@ -127,9 +132,9 @@ def main(argv=None) -> int:
         _, relu_scores = relu_forward(art.nodes, art.encoder.window_steps, x)
         same = bool(np.array_equal(relu_scores, trace.scores))
         ops = float(reference.synaptic_ops(art, trace).mean())
-        ok = acc >= TARGETS.get(name, 0.0) and spn <= MAX_SPIKES and same
+        ok = acc >= ACCURACY_TARGETS.get(name, 0.0) and spn <= MAX_SPIKES and same
         failed += not ok
-        print(f"{name:10} {acc:7.2f}% {TARGETS.get(name, 0.0):6.1f}% {spn:9.3f} {100 * silent:6.1f}% "
+        print(f"{name:10} {acc:7.2f}% {ACCURACY_TARGETS.get(name, 0.0):6.1f}% {spn:9.3f} {100 * silent:6.1f}% "
               f"{'yes' if same else 'NO':>9} {ops:9,.0f} {ttfs_energy_nj(art, trace):10.1f}  "
               f"{timing(art, trace, targets, fmax)}{'' if ok else '  MISSED'}")
     for name in ("default", "tiny"):
