@@ -191,7 +191,7 @@ def make_graph_top_plan(art: Artifact, lanes: int = DEFAULT_LANES, pixels_per_be
     unknown = sorted(set(caps) - set(node_lanes))
     if unknown:
         raise MappingError(f"lanes given for {unknown[0]}, which is not an engine of {art.name} "
-                           f"(engines: synapse, lif and glif nodes)")
+                           f"(engines: synapse, lif, glif and ttfs nodes)")
     lifs, glifs, ttfs = {}, {}, {}
     for node in graph.nodes:
         if node.KIND == "lif":
@@ -383,16 +383,16 @@ class GraphAccelerator(wiring.Component):
                     self._readers.setdefault(src, []).append((node.name, k))
                 self.engines[node.name] = LifEngine(node, hw.layout, plan.node_lanes[node.name], sources,
                                                     art.timesteps)
-            if node.name in plan.ttfs:
-                self.engines[node.name] = TtfsEngine(node, plan.node_lanes[node.name],
-                                                     self.accumulators[node.name].current_bits,
-                                                     plan.ttfs[node.name], art.timesteps)
-                self._readers.setdefault(node.name, []).append((node.name, 0))
             elif node.name in plan.glifs:
                 src = plan.glifs[node.name]
                 self.engines[node.name] = GlifEngine(node, graph.types[node.name].shape, plan.node_lanes[node.name],
                                                      self.accumulators[src].current_bits)
                 self._readers.setdefault(src, []).append((node.name, 0))
+            if node.name in plan.ttfs:  # the neuron half of a node whose accumulator is above
+                self.engines[node.name] = TtfsEngine(node, plan.node_lanes[node.name],
+                                                     self.accumulators[node.name].current_bits,
+                                                     plan.ttfs[node.name], art.timesteps)
+                self._readers.setdefault(node.name, []).append((node.name, 0))
         step_bits = bits_for(art.timesteps)
         members = {
             "pixels": In(stream.Signature(8 * plan.pixels_per_beat)),

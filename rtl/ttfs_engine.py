@@ -30,7 +30,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from snnfpga.rtl.neuron import SpikeSerializer, event_layout_of_shape, zero_words
+from snnfpga.rtl.neuron import Layout, SpikeSerializer, event_layout_of_shape, threshold_words, zero_words
 from snnfpga.rtl.tokens import lane, pack, step_counter_next
 
 
@@ -51,11 +51,10 @@ def param_words(node, lanes: int) -> list[int]:
     p = min(lanes, n)
     groups = -(-n // p)
     ramps = list(node.ramp) + [0] * (groups * p - n)
-    top = (1 << (node.threshold_bits - 1)) - 1
-    thetas = list(node.threshold) + [top] * (groups * p - n)
-    rb = p * node.ramp_bits
-    words = [pack(ramps[g * p:(g + 1) * p], node.ramp_bits) | (pack(thetas[g * p:(g + 1) * p], node.threshold_bits)
-                                                             << rb) for g in range(groups)]
+    thetas, _ = threshold_words(node.threshold.reshape(n, 1, 1), Layout("c", "y", "x", (n, 1, 1)), p,
+                                node.threshold_bits)
+    words = [pack(ramps[g * p:(g + 1) * p], node.ramp_bits) | (thetas[g] << (p * node.ramp_bits))
+             for g in range(groups)]
     return words + [0] * (2 - len(words))
 
 
