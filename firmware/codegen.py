@@ -15,7 +15,6 @@ from pathlib import Path
 
 from snnfpga import __version__
 from snnfpga.firmware import regmap as R
-from snnfpga.rtl.engine import weight_words
 
 HEADER_NAME = "snn_regmap.h"
 GUARD = "SNN_REGMAP_H"
@@ -26,7 +25,7 @@ ACCESS_TEXT = {"ro": "read-only", "wo": "write-only (reads return 0)", "rw": "re
 # Weight blob: little-endian u32 words; see :func:`weights_blob`.
 BLOB_MAGIC = b"SNNW"
 BLOB_VERSION = 1
-BLOB_HEADER_WORDS = 6  # magic, version, model hash, geometry, chunks, layers
+BLOB_HEADER_WORDS = 6  # magic, version, model hash, geometry, chunks, memories
 
 
 def hardware_errors() -> list[tuple[str, int, str]]:
@@ -102,6 +101,7 @@ def c_header(plan) -> str:
         f"#define {PREFIX}MAX_STAGES {R.MAX_STAGES}u",
         f"#define {PREFIX}MAX_CLASSES {R.MAX_CLASSES}u",
         f"#define {PREFIX}MAX_WEIGHT_CHUNKS {R.MAX_WEIGHT_CHUNKS}u",
+        f"#define {PREFIX}MAX_WEIGHT_MEMORIES {R.MAX_WEIGHT_MEMORIES}u",
         "",
         "/* ---- Registers ------------------------------------------------------------------- */",
     ]
@@ -193,10 +193,12 @@ def registers_markdown(plan=None) -> str:
     for name, code, doc in hardware_errors():
         lines.append(f"| {code} | `{name}` | {_cell(doc)} |")
     lines += ["", "## Weight loading (weight storage `ram`)", "",
-              "Per layer `l`: write `WEIGHT_ADDR = l << 24`, then for each weight word in address order",
-              "write its chunks `WEIGHT_DATA[WEIGHT_CHUNKS-1] .. WEIGHT_DATA[1]`, then `WEIGHT_DATA[0]`,",
-              "which commits the word and increments `WEIGHT_ADDR.ADDR`. Only while no image is in flight.",
-              "Word contents: `snnfpga.rtl.engine.weight_words` (the generated weight blob or C array).", ""]
+              "Per weight memory `l` (`0 .. WIDTHS.WEIGHT_MEMORIES-1`: a chain's layers, a layer graph's",
+              "synapse nodes in topological order): write `WEIGHT_ADDR = l << 24`, then for each weight word",
+              "in address order write its chunks `WEIGHT_DATA[WEIGHT_CHUNKS-1] .. WEIGHT_DATA[1]`, then",
+              "`WEIGHT_DATA[0]`, which commits the word and increments `WEIGHT_ADDR.ADDR`. Only while no",
+              "image is in flight. Word contents: the plan's `weight_contents()` (the generated weight blob",
+              "or C array).", ""]
     if plan is not None:
         consts = R.build_constants(plan)
         lines += ["## Build constants of this plan", "", plan_summary(plan) + ".", "",
@@ -215,40 +217,41 @@ def registers_markdown(plan=None) -> str:
 
 @dataclass(frozen=True)
 class WeightImage:
-    """What :func:`weights_blob` encodes: the header fields and every layer's chunk words."""
+    """What :func:`weights_blob` encodes: the header fields and every weight memory's chunk
+    words (``plan.weight_contents()`` order: ``WEIGHT_ADDR.LAYER``)."""
 
     model_hash: int
     geometry: int
     chunks: int
-    layers: tuple[tuple[int, ...], ...]  # per layer: chunk words, chunk 0 of each word first
+    memories: tuple[tuple[int, ...], ...]  # per memory: chunk words, chunk 0 of each word first
 
 
 def weight_image(plan) -> WeightImage:
     """The weight words of a plan split into 32-bit chunks (chunk 0 = bits 31..0 first)."""
     consts = R.build_constants(plan)
     chunks = R.weight_chunks(plan)
-    layers = []
-    for lp in plan.layers:
+    memories = []
+    for contents in plan.weight_contents():
         words = []
-        for word in weight_words(lp):
+        for word in contents:
             words += [(word >> (32 * k)) & 0xFFFFFFFF for k in range(chunks)]
-        layers.append(tuple(words))
-    return WeightImage(consts["MODEL_HASH"], consts["GEOMETRY"], chunks, tuple(layers))
+        memories.append(tuple(words))
+    return WeightImage(consts["MODEL_HASH"], consts["GEOMETRY"], chunks, tuple(memories))
 
 
 def weights_blob(plan) -> bytes:
     """The weight blob, little-endian 32-bit words::
 
-        "SNNW", version, MODEL_HASH, GEOMETRY, chunks, n_layers,
-        n_words[0 .. n_layers-1],
-        layer 0 words (chunks each, chunk 0 first), layer 1 words, ...,
+        "SNNW", version, MODEL_HASH, GEOMETRY, chunks, n_memories,
+        n_words[0 .. n_memories-1],
+        memory 0 words (chunks each, chunk 0 first), memory 1 words, ...,
         CRC-32 (zlib/IEEE) of all bytes before it
     """
     image = weight_image(plan)
-    head = [BLOB_VERSION, image.model_hash, image.geometry, image.chunks, len(image.layers)]
-    head += [len(words) // image.chunks for words in image.layers]
+    head = [BLOB_VERSION, image.model_hash, image.geometry, image.chunks, len(image.memories)]
+    head += [len(words) // image.chunks for words in image.memories]
     body = BLOB_MAGIC + struct.pack(f"<{len(head)}I", *head)
-    body += b"".join(struct.pack(f"<{len(words)}I", *words) for words in image.layers)
+    body += b"".join(struct.pack(f"<{len(words)}I", *words) for words in image.memories)
     return body + struct.pack("<I", zlib.crc32(body))
 
 
@@ -256,30 +259,30 @@ def parse_weights_blob(blob: bytes) -> WeightImage:
     """Check and decode a weight blob (raises ValueError on a malformed one)."""
     if len(blob) < 4 * (BLOB_HEADER_WORDS + 1) or blob[:4] != BLOB_MAGIC:
         raise ValueError("not a weight blob (no SNNW header)")
-    version, model_hash, geometry, chunks, n_layers = struct.unpack_from("<5I", blob, 4)
+    version, model_hash, geometry, chunks, n_memories = struct.unpack_from("<5I", blob, 4)
     if version != BLOB_VERSION:
         raise ValueError(f"weight blob version {version} is not {BLOB_VERSION}")
-    if not 1 <= chunks <= R.MAX_WEIGHT_CHUNKS or not 1 <= n_layers <= R.MAX_LAYERS:
-        raise ValueError(f"weight blob header out of range: {chunks} chunks, {n_layers} layers")
-    counts = struct.unpack_from(f"<{n_layers}I", blob, 4 * BLOB_HEADER_WORDS)
-    start = 4 * (BLOB_HEADER_WORDS + n_layers)
+    if not 1 <= chunks <= R.MAX_WEIGHT_CHUNKS or not 1 <= n_memories <= R.MAX_WEIGHT_MEMORIES:
+        raise ValueError(f"weight blob header out of range: {chunks} chunks, {n_memories} memories")
+    counts = struct.unpack_from(f"<{n_memories}I", blob, 4 * BLOB_HEADER_WORDS)
+    start = 4 * (BLOB_HEADER_WORDS + n_memories)
     size = start + 4 * chunks * sum(counts) + 4
     if len(blob) != size:
         raise ValueError(f"weight blob has {len(blob)} bytes, its header says {size}")
     if zlib.crc32(blob[:-4]) != struct.unpack_from("<I", blob, size - 4)[0]:
         raise ValueError("weight blob CRC-32 mismatch")
-    layers, at = [], start
+    memories, at = [], start
     for n in counts:
-        layers.append(struct.unpack_from(f"<{n * chunks}I", blob, at))
+        memories.append(struct.unpack_from(f"<{n * chunks}I", blob, at))
         at += 4 * n * chunks
-    return WeightImage(model_hash, geometry, chunks, tuple(layers))
+    return WeightImage(model_hash, geometry, chunks, tuple(memories))
 
 
 def weights_c(plan, symbol: str = "snn_model_weights") -> str:
     """A C source defining ``const snn_weights_t <symbol>`` (see snn_driver.h)."""
     image = weight_image(plan)
-    data = [w for words in image.layers for w in words]
-    counts = [len(words) // image.chunks for words in image.layers]
+    data = [w for words in image.memories for w in words]
+    counts = [len(words) // image.chunks for words in image.memories]
     lines = [f"/* Weight words of the {plan_summary(plan)}.",
              f" * Generated by snnfpga {__version__}; do not edit. */",
              '#include "snn_driver.h"', "",

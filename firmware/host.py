@@ -367,12 +367,13 @@ class Accelerator:
         for name, mine, theirs in (("MODEL_HASH", image.model_hash, consts["MODEL_HASH"]),
                                    ("GEOMETRY", image.geometry, consts["GEOMETRY"]),
                                    ("WEIGHT_CHUNKS", image.chunks, chunks),
-                                   ("layers", len(image.layers), self.n_layers)):
+                                   ("WEIGHT_MEMORIES", len(image.memories),
+                                    _field(consts["WIDTHS"], "WIDTHS", "WEIGHT_MEMORIES"))):
             if mine != theirs:
                 raise WeightsError(f"weight image is for another model or plan: {name} {mine:#x}, device {theirs:#x}")
         self._require_idle()
         addr_reg, data_reg = R.BY_NAME["WEIGHT_ADDR"], R.BY_NAME["WEIGHT_DATA"]
-        for layer, words in enumerate(image.layers):
+        for layer, words in enumerate(image.memories):
             base = R.pack_fields("WEIGHT_ADDR", LAYER=layer)
             self.bus.write(addr_reg.offset, base)
             for at in range(0, len(words), chunks):
@@ -381,7 +382,7 @@ class Accelerator:
             expected = base | ((len(words) // chunks) & addr_reg.field("ADDR").mask)
             got = self.bus.read(addr_reg.offset)
             if got != expected:
-                raise WeightsError(f"layer {layer}: WEIGHT_ADDR is 0x{got:08X} after loading, expected 0x{expected:08X}")
+                raise WeightsError(f"weight memory {layer}: WEIGHT_ADDR is 0x{got:08X} after loading, expected 0x{expected:08X}")
         self._require_idle()
 
 

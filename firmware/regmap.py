@@ -26,6 +26,7 @@ MAX_LAYERS = 16
 MAX_STAGES = 16
 MAX_CLASSES = 64
 MAX_WEIGHT_CHUNKS = 8  # weight words up to 256 bits
+MAX_WEIGHT_MEMORIES = 64  # run-time loaded weight memories (a layer graph's synapse nodes)
 PIXEL_WINDOW = 0x1000  # byte offset of the pixel buffer
 PIXEL_WINDOW_WORDS = 0x1000  # up to 16,384 pixels
 
@@ -104,7 +105,10 @@ REGISTERS: tuple[Register, ...] = (
                               "order), 0: a chain of dense layers"))),
     Register("WIDTHS", 0x014, "const", "result widths", (
         Field("SCORE_BITS", 0, 8, "bits of a score (signed)"),
-        Field("WEIGHT_CHUNKS", 8, 8, "32-bit chunks per weight word (WEIGHT_DATA registers used)"))),
+        Field("WEIGHT_CHUNKS", 8, 8, "32-bit chunks per weight word (WEIGHT_DATA registers used)"),
+        Field("WEIGHT_MEMORIES", 16, 8, "weight memories a run-time load fills (WEIGHT_ADDR.LAYER 0 .. n-1: a "
+                                        "chain's layers, a layer graph's synapse nodes in topological order); "
+                                        "0 when the weights are in ROM"))),
     Register("CTRL", 0x018, "wo", "control (write 1 to act)", (
         Field("START", 0, 1, "stream the pixel buffer into the accelerator and start an inference"),
         Field("SOFT_RESET", 1, 1, "reset the accelerator and this block (the pixel buffer and weights keep their contents)"),
@@ -122,7 +126,7 @@ REGISTERS: tuple[Register, ...] = (
     Register("IMAGES", 0x028, "ro", "results delivered since reset"),
     Register("WEIGHT_ADDR", 0x02C, "rw", "next weight word to write (auto-increments on WEIGHT_DATA[0])", (
         Field("ADDR", 0, 24, "word address inside the layer's weight memory"),
-        Field("LAYER", 24, 8, "layer index"))),
+        Field("LAYER", 24, 8, "weight memory index (see WIDTHS.WEIGHT_MEMORIES)"))),
     Register("LAYER_SIZE", 0x040, "const", "neurons of layer l (a layer graph: of its spiking node l, the last "
              "entry the classes)", count=MAX_LAYERS),
     Register("SPIKES", 0x080, "ro", "spikes of stage s in the last image (0 = encoder, s = hidden layer s; a "
@@ -182,6 +186,7 @@ def build_constants(plan) -> dict[str, int | list[int]]:
         "GEOMETRY": pack_fields("GEOMETRY", N_LAYERS=len(plan.layer_sizes), PIXELS_PER_BEAT=plan.pixels_per_beat,
                                 LANES=plan.lanes, WEIGHT_RAM=int(plan.weight_storage == "ram"),
                                 GRAPH=int(plan.is_graph)),
-        "WIDTHS": pack_fields("WIDTHS", SCORE_BITS=plan.score_bits, WEIGHT_CHUNKS=weight_chunks(plan)),
+        "WIDTHS": pack_fields("WIDTHS", SCORE_BITS=plan.score_bits, WEIGHT_CHUNKS=weight_chunks(plan),
+                              WEIGHT_MEMORIES=plan.weight_memory_count),
         "LAYER_SIZE": list(plan.layer_sizes),
     }

@@ -140,6 +140,7 @@ snn_status_t snn_init(snn_dev_t *dev, uintptr_t base, const snn_bus_t *bus)
     dev->n_layers = 0;
     dev->weight_ram = 0;
     dev->weight_chunks = 0;
+    dev->weight_memories = 0;
 
     status = settle(dev, check_identity(dev));
     if (status != SNN_OK) {
@@ -150,6 +151,7 @@ snn_status_t snn_init(snn_dev_t *dev, uintptr_t base, const snn_bus_t *bus)
     dev->n_layers = SNN_BUILD_N_LAYERS;
     dev->weight_ram = SNN_BUILD_WEIGHT_RAM;
     dev->weight_chunks = SNN_BUILD_WEIGHT_CHUNKS;
+    dev->weight_memories = SNN_BUILD_WEIGHT_MEMORIES;
     return snn_soft_reset(dev);
 }
 
@@ -318,8 +320,8 @@ static uint32_t source_word(const word_source_t *src, size_t index)
     return src->words != NULL ? src->words[index] : load_le32(src->bytes + 4u * index);
 }
 
-static snn_status_t load_layers(snn_dev_t *dev, uint32_t model_hash, uint32_t geometry, uint32_t chunks,
-                                uint32_t n_layers, const uint32_t *n_words, const word_source_t *src)
+static snn_status_t load_memories(snn_dev_t *dev, uint32_t model_hash, uint32_t geometry, uint32_t chunks,
+                                  uint32_t n_memories, const uint32_t *n_words, const word_source_t *src)
 {
     size_t index = 0;
     uint32_t layer;
@@ -329,7 +331,7 @@ static snn_status_t load_layers(snn_dev_t *dev, uint32_t model_hash, uint32_t ge
         return SNN_ERR_NO_WEIGHT_RAM;
     }
     if (model_hash != SNN_BUILD_MODEL_HASH || geometry != SNN_BUILD_GEOMETRY || chunks != dev->weight_chunks ||
-        n_layers != dev->n_layers) {
+        n_memories != dev->weight_memories) {
         return SNN_ERR_WEIGHTS;
     }
     dev->fault = 0;
@@ -337,7 +339,7 @@ static snn_status_t load_layers(snn_dev_t *dev, uint32_t model_hash, uint32_t ge
     if (status != SNN_OK) {
         return status;
     }
-    for (layer = 0; layer < n_layers; ++layer) {
+    for (layer = 0; layer < n_memories; ++layer) { /* WEIGHT_ADDR.LAYER: the memory's index */
         uint32_t word;
         uint32_t layer_field = SNN_FIELD_SET(SNN_WEIGHT_ADDR_LAYER, layer);
         reg_write(dev, SNN_REG_WEIGHT_ADDR, layer_field);
@@ -363,12 +365,12 @@ snn_status_t snn_load_weights(snn_dev_t *dev, const snn_weights_t *weights)
 {
     word_source_t src;
 
-    if (dev == NULL || weights == NULL || weights->data == NULL || weights->n_layers > SNN_MAX_LAYERS) {
+    if (dev == NULL || weights == NULL || weights->data == NULL || weights->n_memories > SNN_MAX_WEIGHT_MEMORIES) {
         return SNN_ERR_ARG;
     }
     src.words = weights->data;
     src.bytes = NULL;
-    return load_layers(dev, weights->model_hash, weights->geometry, weights->chunks, weights->n_layers,
+    return load_memories(dev, weights->model_hash, weights->geometry, weights->chunks, weights->n_memories,
                        weights->n_words, &src);
 }
 
@@ -386,14 +388,14 @@ static uint32_t crc32_bytes(const uint8_t *p, size_t n)
     return ~crc;
 }
 
-#define BLOB_HEADER_BYTES 24u /* "SNNW", version, model hash, geometry, chunks, layers */
+#define BLOB_HEADER_BYTES 24u /* "SNNW", version, model hash, geometry, chunks, memories */
 #define BLOB_VERSION 1u
 
 snn_status_t snn_load_weights_blob(snn_dev_t *dev, const void *blob, size_t size)
 {
     const uint8_t *b = (const uint8_t *)blob;
-    uint32_t n_words[SNN_MAX_LAYERS];
-    uint32_t chunks, n_layers, layer;
+    uint32_t n_words[SNN_MAX_WEIGHT_MEMORIES];
+    uint32_t chunks, n_memories, memory;
     size_t words = 0;
     word_source_t src;
 
@@ -405,25 +407,25 @@ snn_status_t snn_load_weights_blob(snn_dev_t *dev, const void *blob, size_t size
         return SNN_ERR_WEIGHTS;
     }
     chunks = load_le32(b + 16);
-    n_layers = load_le32(b + 20);
-    if (chunks == 0 || chunks > SNN_MAX_WEIGHT_CHUNKS || n_layers == 0 || n_layers > SNN_MAX_LAYERS ||
-        size < BLOB_HEADER_BYTES + 4u * n_layers + 4u) {
+    n_memories = load_le32(b + 20);
+    if (chunks == 0 || chunks > SNN_MAX_WEIGHT_CHUNKS || n_memories == 0 || n_memories > SNN_MAX_WEIGHT_MEMORIES ||
+        size < BLOB_HEADER_BYTES + 4u * n_memories + 4u) {
         return SNN_ERR_WEIGHTS;
     }
-    for (layer = 0; layer < n_layers; ++layer) {
-        n_words[layer] = load_le32(b + BLOB_HEADER_BYTES + 4u * layer);
-        if (n_words[layer] > SNN_WEIGHT_ADDR_ADDR_MASK) { /* more words than addresses */
+    for (memory = 0; memory < n_memories; ++memory) {
+        n_words[memory] = load_le32(b + BLOB_HEADER_BYTES + 4u * memory);
+        if (n_words[memory] > SNN_WEIGHT_ADDR_ADDR_MASK) { /* more words than addresses */
             return SNN_ERR_WEIGHTS;
         }
-        words += (size_t)n_words[layer] * chunks;
+        words += (size_t)n_words[memory] * chunks;
     }
-    if (size != BLOB_HEADER_BYTES + 4u * n_layers + 4u * words + 4u ||
+    if (size != BLOB_HEADER_BYTES + 4u * n_memories + 4u * words + 4u ||
         crc32_bytes(b, size - 4u) != load_le32(b + size - 4u)) {
         return SNN_ERR_WEIGHTS;
     }
     src.words = NULL;
-    src.bytes = b + BLOB_HEADER_BYTES + 4u * n_layers;
-    return load_layers(dev, load_le32(b + 8), load_le32(b + 12), chunks, n_layers, n_words, &src);
+    src.bytes = b + BLOB_HEADER_BYTES + 4u * n_memories;
+    return load_memories(dev, load_le32(b + 8), load_le32(b + 12), chunks, n_memories, n_words, &src);
 }
 
 /* ---- Errors -------------------------------------------------------------------------------- */

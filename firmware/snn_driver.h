@@ -60,7 +60,7 @@ typedef struct {
     uint32_t ctrl;            /* CTRL bits kept across writes (IRQ_ENABLE) */
     int fault;                /* set by a failed bus access */
     uint32_t hw_error;        /* STATUS.ERROR_CODE seen by the last SNN_ERR_HARDWARE */
-    uint32_t n_inputs, n_classes, n_layers, weight_ram, weight_chunks;
+    uint32_t n_inputs, n_classes, n_layers, weight_ram, weight_chunks, weight_memories;
 } snn_dev_t;
 
 typedef struct {
@@ -75,9 +75,9 @@ typedef struct {
     uint32_t model_hash;              /* MODEL_HASH the words belong to */
     uint32_t geometry;                /* GEOMETRY of the plan they were laid out for */
     uint32_t chunks;                  /* 32-bit chunks per word (WIDTHS.WEIGHT_CHUNKS) */
-    uint32_t n_layers;
-    uint32_t n_words[SNN_MAX_LAYERS]; /* words per layer */
-    const uint32_t *data;             /* all layers, each word as chunks, chunk 0 first */
+    uint32_t n_memories;              /* weight memories (WIDTHS.WEIGHT_MEMORIES) */
+    uint32_t n_words[SNN_MAX_WEIGHT_MEMORIES]; /* words per memory */
+    const uint32_t *data;             /* all memories, each word as chunks, chunk 0 first */
 } snn_weights_t;
 
 snn_status_t snn_init(snn_dev_t *dev, uintptr_t base, const snn_bus_t *bus);

@@ -7,7 +7,9 @@ contents of its weight memory (:func:`~snnfpga.rtl.scatter.weight_rows`).
 Memories (``P`` lanes, ``G = ceil(L / P)`` groups per line of ``L`` words):
 
 * weights: word ``row*G + g`` holds the weights of lanes ``g*P .. g*P + P - 1`` of row
-  ``row`` (``P x weight_bits``; lanes beyond ``L`` are zero);
+  ``row`` (``P x weight_bits``; lanes beyond ``L`` are zero): a ROM in the bitstream, or
+  (weight storage ``ram``) a single-port RAM written at run time through ``load`` before
+  the first image (:func:`~snnfpga.rtl.tokens.runtime_weight_memory`; iCE40 SPRAM);
 * buffer: word ``line*G + g`` holds ``P`` currents of ``current_bits`` (the node's proven
   width, so sums never wrap); after ``clear`` every line holds the node's bias.
 
@@ -32,7 +34,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from snnfpga.rtl.scatter import ScatterGenerator, ScatterSpec, event_layout
-from snnfpga.rtl.tokens import lane, pack
+from snnfpga.rtl.tokens import lane, pack, runtime_weight_memory, weight_load_signature
 
 
 def buffer_words(values: np.ndarray, lanes: int, bits: int) -> list[int]:
@@ -42,6 +44,13 @@ def buffer_words(values: np.ndarray, lanes: int, bits: int) -> list[int]:
     padded = np.zeros((lines, groups * lanes), dtype=np.int64)
     padded[:, :length] = values
     return [pack(padded[ln, g * lanes:(g + 1) * lanes], bits) for ln in range(lines) for g in range(groups)]
+
+
+def accumulator_weight_words(rows: np.ndarray, spec: ScatterSpec, lanes: int, weight_bits: int) -> list[int]:
+    """The weight memory's words (what a ROM holds or a run-time load writes), padded to its depth."""
+    depth = accumulator_memories(spec, lanes, weight_bits, 1)["weights"][0]
+    words = buffer_words(np.asarray(rows, dtype=np.int64), min(lanes, spec.line_length), weight_bits)
+    return words + [0] * (depth - len(words))
 
 
 def accumulator_memories(spec: ScatterSpec, lanes: int, weight_bits: int, current_bits: int) -> dict:
@@ -56,7 +65,8 @@ class SynapseAccumulator(wiring.Component):
     """One synapse node's accumulate engine (see the module doc).
 
     Parameters: ``spec`` (unscaled), ``rows`` (``int [spec.rows, L]``, the weights of each
-    row), ``bias`` (``int [L]``), ``lanes``, ``weight_bits``, ``current_bits``.
+    row), ``bias`` (``int [L]``), ``lanes``, ``weight_bits``, ``current_bits``,
+    ``weight_storage`` (``rom`` or ``ram``).
 
     Members
     -------
@@ -72,10 +82,12 @@ class SynapseAccumulator(wiring.Component):
         never overlap in the schedule (a reader runs after its buffer's producers), so the
         updates and the readers share one port and a buffer is one true-dual-port memory
         (one write, one read), not two copies.
+    load : ``In(weight_load_signature(depth, P x weight_bits))`` (weight storage ``ram``)
+        One weight word per cycle, only while no image is in flight.
     """
 
     def __init__(self, spec: ScatterSpec, rows: np.ndarray, bias: np.ndarray, lanes: int,
-                 weight_bits: int, current_bits: int):
+                 weight_bits: int, current_bits: int, weight_storage: str = "rom"):
         length = spec.line_length
         self.lanes = min(lanes, length)
         self.groups = -(-length // self.lanes)
@@ -84,13 +96,17 @@ class SynapseAccumulator(wiring.Component):
         self._bias = np.asarray(bias, dtype=np.int64)
         self.weight_bits, self.current_bits = weight_bits, current_bits
         self.depth = spec.lines * self.groups
-        super().__init__({
+        self.runtime_weights = weight_storage == "ram"
+        members = {
             "events": In(stream.Signature(event_layout(spec))),
             "clear": In(1),
             "idle": Out(1),
             "read_addr": In(range(max(2, self.depth))),
             "read_data": Out(self.lanes * current_bits),
-        })
+        }
+        if self.runtime_weights:
+            members["load"] = In(weight_load_signature(*self.memories["weights"]))
+        super().__init__(members)
 
     @property
     def memories(self) -> dict[str, tuple[int, int]]:
@@ -104,13 +120,17 @@ class SynapseAccumulator(wiring.Component):
         wiring.connect(m, wiring.flipped(self.events), scatter.events)
 
         (w_depth, w_width), (b_depth, b_width) = self.memories["weights"], self.memories["buffer"]
-        weights = buffer_words(self._rows, P, self.weight_bits)
-        m.submodules.weights = wmem = Memory(shape=w_width, depth=w_depth,
-                                             init=weights + [0] * (w_depth - len(weights)))
+        if self.runtime_weights:
+            weight_addr = Signal(range(w_depth), name="weight_addr")
+            weight_data = runtime_weight_memory(m, w_depth, w_width, self.load, weight_addr)
+        else:
+            m.submodules.weights = wmem = Memory(shape=w_width, depth=w_depth,
+                                                 init=accumulator_weight_words(self._rows, spec, P, self.weight_bits))
+            w_rd = wmem.read_port()
+            weight_addr, weight_data = w_rd.addr, w_rd.data
         bias_words = buffer_words(self._bias[None, :], P, self.current_bits)  # one line: G words
         init = bias_words * spec.lines
         m.submodules.buffer = bmem = Memory(shape=b_width, depth=b_depth, init=init + [0] * (b_depth - len(init)))
-        w_rd = wmem.read_port()
         b_wr = bmem.write_port()
         b_rd = bmem.read_port(transparent_for=(b_wr,))  # one read port: the updates' and the readers'
         m.d.comb += self.read_data.eq(b_rd.data)
@@ -125,7 +145,7 @@ class SynapseAccumulator(wiring.Component):
         clear_group = Signal(range(max(2, G)))
         row = scatter.rows.payload
         m.d.comb += [
-            w_rd.addr.eq(row.row + g),
+            weight_addr.eq(row.row + g),
             # A row on offer owns the read port; otherwise the readers' address goes through.
             b_rd.addr.eq(Mux(scatter.rows.valid, row.line + g, self.read_addr)),
             issue.eq(scatter.rows.valid & ~clearing),
@@ -138,7 +158,7 @@ class SynapseAccumulator(wiring.Component):
         m.d.sync += [s1_valid.eq(issue), s1_addr.eq(b_rd.addr)]
 
         # Write (cycle c+1): u + w per lane, or the bias of the word being cleared.
-        total = Cat(*[(lane(b_rd.data, p, self.current_bits) + lane(w_rd.data, p, self.weight_bits))[:self.current_bits] for p in range(P)])
+        total = Cat(*[(lane(b_rd.data, p, self.current_bits) + lane(weight_data, p, self.weight_bits))[:self.current_bits] for p in range(P)])
         bias_of_group = [Signal(P * self.current_bits, name=f"bias_group{k}") for k in range(G)]
         for k, word in enumerate(bias_words):
             m.d.comb += bias_of_group[k].eq(word)

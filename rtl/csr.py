@@ -22,8 +22,7 @@ from amaranth.lib.wiring import In, Out
 from snnfpga.errors import MappingError
 from snnfpga.firmware import regmap as R
 from snnfpga.rtl.decision import result_layout
-from snnfpga.rtl.plan import bits_for
-from snnfpga.rtl.tokens import or_tree, weight_load_layout
+from snnfpga.rtl.tokens import or_tree, weight_port_signature
 from snnfpga.rtl.top import counters_signature
 from snnfpga.rtl.wishbone import wishbone_signature
 
@@ -42,6 +41,9 @@ def check_mappable(plan) -> None:
         (plan.weight_storage != "ram" or R.weight_chunks(plan) <= R.MAX_WEIGHT_CHUNKS,
          f"{plan.weight_data_bits}-bit weight words exceed the {R.MAX_WEIGHT_CHUNKS} WEIGHT_DATA chunks "
          f"(weights ram: use fewer lanes or weights rom)"),
+        (plan.weight_storage != "ram" or plan.weight_memory_count <= R.MAX_WEIGHT_MEMORIES,
+         f"{plan.weight_memory_count} weight memories exceed the {R.MAX_WEIGHT_MEMORIES} that WEIGHT_ADDR.LAYER "
+         f"indexes (weights ram: use weights rom)"),
     ]
     for ok, message in limits:
         if not ok:
@@ -58,7 +60,7 @@ class RegisterBlock(wiring.Component):
     result : ``In(stream.Signature(result_layout))``, from the accelerator.
     counters : ``In(counters_signature)``, from the accelerator.
     soft_reset : ``Out(1)``, to the accelerator (one cycle on ``CTRL.SOFT_RESET``).
-    weights : ``Out(stream.Signature(weight_load_layout))`` (weight storage ``ram``).
+    weights : ``Out(weight_port_signature)`` (weight storage ``ram``).
     """
 
     def __init__(self, plan):
@@ -73,8 +75,7 @@ class RegisterBlock(wiring.Component):
             "soft_reset": Out(1),
         }
         if plan.weight_storage == "ram":
-            members["weights"] = Out(stream.Signature(weight_load_layout(
-                plan.weight_addr_bits, plan.weight_data_bits, bits_for(len(plan.layers)))))
+            members["weights"] = Out(weight_port_signature(plan))
         super().__init__(members)
 
     def elaborate(self, platform):

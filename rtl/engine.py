@@ -38,8 +38,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from snnfpga.rtl.plan import LayerPlan, bits_for
-from snnfpga.rtl.tokens import (lane, lowest_set_bit, monitor_signature, or_tree, pack, saturate, scores_layout,
-                                step_counter_next, token_layout, weight_load_layout)
+from snnfpga.rtl.tokens import (lane, lowest_set_bit, monitor_signature, or_tree, pack, runtime_weight_memory,
+                                saturate, scores_layout, step_counter_next, token_layout, weight_load_signature)
 
 
 def weight_words(lp: LayerPlan) -> list[int]:
@@ -73,7 +73,7 @@ class LayerEngine(wiring.Component):
         Output spike tokens (ascending neuron index within a step), then end of step.
     monitor : ``Out(monitor_signature)`` (LIF layers)
         Every emitted spike with its step.
-    load : ``In(stream.Signature(weight_load_layout, always_ready=True))`` (weight storage ``ram``)
+    load : ``In(weight_load_signature)`` (weight storage ``ram``)
         Writes one weight word per cycle; only while no image is in flight.
     scores : ``Out(stream.Signature(scores_layout(score_bits, n_out)))`` (output layer)
         The scores after the last step, held until taken.
@@ -85,8 +85,7 @@ class LayerEngine(wiring.Component):
         self._ram = weight_storage == "ram"
         members = {"inp": In(stream.Signature(token_layout(lp.in_bits)))}
         if self._ram:
-            members["load"] = In(stream.Signature(weight_load_layout(bits_for(lp.weight_depth),
-                                                                     lp.weight_word_bits), always_ready=True))
+            members["load"] = In(weight_load_signature(lp.weight_depth, lp.weight_word_bits))
         if lp.is_output:
             members["scores"] = Out(stream.Signature(scores_layout(lp.layer.score_bits, lp.layer.n_out)))
         else:
@@ -289,22 +288,12 @@ class LayerEngine(wiring.Component):
 
         ROM: contents in the bitstream, ``weight_banks`` banks by address (rtl/plan.py); each
         bank's output is registered (zero unless it is the operation's bank) and the word is
-        the OR of the registers, so block RAM outputs drive no logic. RAM: one memory with one
-        shared address for reads and run-time writes, reads disabled while writing (single
-        port, "no change" on write: maps to iCE40 SPRAM)."""
+        the OR of the registers, so block RAM outputs drive no logic. RAM:
+        :func:`~snnfpga.rtl.tokens.runtime_weight_memory` (single port: maps to iCE40 SPRAM)."""
         lp = self._lp
         word = lp.weight_word_bits
         if self._ram:
-            m.submodules.weights = wmem = Memory(shape=word, depth=lp.weight_depth, init=[])
-            w_rd, w_wr = wmem.read_port(), wmem.write_port()
-            writing = self.load.valid
-            shared_addr = Signal.like(w_rd.addr)  # one signal for both ports: Yosys sees a single port
-            m.d.comb += [
-                shared_addr.eq(Mux(writing, self.load.payload.addr, addr)),
-                w_wr.en.eq(writing), w_wr.data.eq(self.load.payload.data), w_rd.en.eq(~writing),
-                w_wr.addr.eq(shared_addr), w_rd.addr.eq(shared_addr),
-            ]
-            outputs = [w_rd.data]
+            outputs = [runtime_weight_memory(m, lp.weight_depth, word, self.load, addr)]
         else:
             words = weight_words(lp)
             depth = lp.weight_bank_depth or lp.weight_depth

@@ -91,6 +91,17 @@ def to_verilog(dut, top: str = "snn_top") -> str:
     return yosys.run(["-q", "-"], "\n".join(script), ignore_warnings=True)
 
 
+def weight_memory_kind(plan) -> str:
+    """How a plan's weight memories are described (``rom``, or RAM written at run time)."""
+    return "rom" if plan.weight_storage == "rom" else "ram, single port, loaded at run time"
+
+
+def memory_contents(plan) -> str:
+    """Where the memory contents are (the description's ``memory_contents``)."""
+    return "inside the Verilog as initial blocks (no $readmemh files)" + (
+        "; weight memories have none: they are written at run time" if plan.weight_storage == "ram" else "")
+
+
 def ports(dut) -> list[dict]:
     """Top-level ports in a stable order: clock and reset first, then the signature's members."""
     rows = [{"name": "clk", "direction": "input", "width": 1, "meaning": PORT_MEANINGS["clk"]},
@@ -143,7 +154,7 @@ def describe(dut, top: str, verilog_sha256: str) -> dict:
         param_bits = layer.bias_bits + (layer.threshold_bits if layer.kind == "lif" else 0)
         entry["memories"] = {
             "weights": {"depth": lp.weight_depth, "width": lp.weight_word_bits,
-                        "kind": "rom" if plan.weight_storage == "rom" else "ram, single port, loaded at run time",
+                        "kind": weight_memory_kind(plan),
                         "address": "{input index, group}" if lp.group_bits else "input index",
                         "banks": lp.weight_banks},
             "state": {"depth": lp.groups, "width": lp.lanes * lp.state_bits, "kind": "ram 1R1W"},
@@ -167,8 +178,7 @@ def describe(dut, top: str, verilog_sha256: str) -> dict:
             "scores": [{"class": j, "lsb": scores_offset + j * plan.score_bits, "width": plan.score_bits,
                         "signed": True} for j in range(art.n_classes)],
         },
-        "memory_contents": "inside the Verilog as initial blocks (no $readmemh files)" + (
-            "; weight memories have none: they are written at run time" if plan.weight_storage == "ram" else ""),
+        "memory_contents": memory_contents(plan),
         "memory_bits": mem_bits,
         "layers": layers,
         "cycle_model": cycle_model.describe(plan),

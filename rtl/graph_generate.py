@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 
 from snnfpga.rtl.decision import result_layout
-from snnfpga.rtl.generate import check_top_name, description_header, make_top, ports, to_verilog
+from snnfpga.rtl.generate import (check_top_name, description_header, make_top, memory_contents, ports, to_verilog,
+                                  weight_memory_kind)
 from snnfpga.rtl.graph_top import GraphTopPlan
 from snnfpga.rtl.ttfs_engine import ttfs_memories
 
@@ -29,7 +30,8 @@ def node_entries(plan: GraphTopPlan) -> list[dict]:
             spec, P, G, bits = plan.specs[name], plan.node_lanes[name], plan.groups(name), plan.current_bits(name)
             row.update(role="synapse (accumulate engine into its current buffer)", lanes=P, groups=G,
                        lines=spec.lines, weight_bits=node.weight_bits, buffer_bits=bits,
-                       memories={"weights": {"depth": spec.rows * G, "width": P * node.weight_bits, "kind": "rom"},
+                       memories={"weights": {"depth": plan.weight_shape(name)[0], "width": plan.weight_shape(name)[1],
+                                             "kind": weight_memory_kind(plan)},
                                  "buffer": {"depth": spec.lines * G, "width": P * bits, "kind": "ram 2R1W"}})
             if name in plan.ttfs:
                 mems = ttfs_memories(node, P)
@@ -87,7 +89,8 @@ def describe_graph(dut, top: str, verilog_sha256: str, interface: str = "stream"
         "architecture": "layer graph: one engine per node, a static schedule per time step (docs/hardware.md)",
         "parameters": {"lanes": plan.lanes, "pixels_per_beat": plan.pixels_per_beat, "timesteps": art.timesteps,
                        "encoder": art.encoder.to_json(), "n_inputs": art.n_inputs, "n_classes": art.n_classes,
-                       "beats_per_image": plan.beats_per_image, "node_lanes": dict(plan.node_lanes)},
+                       "beats_per_image": plan.beats_per_image, "node_lanes": dict(plan.node_lanes),
+                       "weight_storage": plan.weight_storage},
         "clocking": {"clock": "clk", "reset": "rst", "reset_kind": "synchronous, active high"},
         "ports": port_rows,
         **({"monitors": monitors} if monitors else {}),
@@ -98,7 +101,7 @@ def describe_graph(dut, top: str, verilog_sha256: str, interface: str = "stream"
             "scores": [{"class": j, "lsb": layout["scores"].offset + j * plan.score_bits, "width": plan.score_bits,
                         "signed": True} for j in range(art.n_classes)],
         },
-        "memory_contents": "inside the Verilog as initial blocks (no $readmemh files)",
+        "memory_contents": memory_contents(plan),
         "memory_bits": mem_bits,
         "nodes": nodes,
         "cycle_model": plan.cycle_model.describe(plan),

@@ -37,14 +37,14 @@ from snnfpga.errors import MappingError
 from snnfpga.model.artifact import Artifact
 from snnfpga.model.kinds import Synapse
 from snnfpga.model.widths import signed_bits
-from snnfpga.rtl.accumulate import SynapseAccumulator
+from snnfpga.rtl.accumulate import SynapseAccumulator, accumulator_memories, accumulator_weight_words
 from snnfpga.rtl.decision import ArgmaxDecision, result_layout
 from snnfpga.rtl.encoder import InputEncoder
 from snnfpga.rtl.graph_plan import current_parts, current_sources
 from snnfpga.rtl.neuron import GlifEngine, Layout, LifEngine, Source
-from snnfpga.rtl.plan import MAX_LANES, PIXELS_PER_BEAT, StreamInterface, bits_for
+from snnfpga.rtl.plan import MAX_LANES, PIXELS_PER_BEAT, WEIGHT_STORAGE, StreamInterface, bits_for
 from snnfpga.rtl.scatter import RAMPED, ScatterSpec, line_bias, scatter_spec, weight_rows
-from snnfpga.rtl.tokens import lane, monitor_signature
+from snnfpga.rtl.tokens import lane, monitor_signature, route_weight_load, weight_port_signature
 from snnfpga.rtl.ttfs_engine import TtfsEngine, ttfs_memories
 from snnfpga.rtl.top import count_images, counters_signature
 
@@ -74,9 +74,41 @@ class GraphTopPlan(StreamInterface):
     glifs: dict
     node_lanes: dict  # lanes of every synapse, lif, glif and ttfs engine
     ttfs: dict = field(default_factory=dict)
+    weight_storage: str = "rom"  # rom: in the bitstream; ram: every synapse's weights loaded at run time
 
-    weight_storage = "rom"  # weights are in the bitstream (run-time loading: not yet for graphs)
-    weight_data_bits = 0  # no weight load port
+    @property
+    def weight_nodes(self) -> tuple[str, ...]:
+        """The synapses (each one weight memory), in node order: ``WEIGHT_ADDR.LAYER`` indexes them."""
+        return tuple(self.specs)
+
+    @property
+    def weight_memory_count(self) -> int:
+        """Weight memories a run-time load fills (0 with ROM weights)."""
+        return len(self.specs) if self.weight_storage == "ram" else 0
+
+    def weight_shape(self, name: str) -> tuple[int, int]:
+        """``(depth, width)`` of synapse ``name``'s weight memory."""
+        node = self.artifact.graph.node(name)
+        return accumulator_memories(self.specs[name], self.node_lanes[name], node.weight_bits, 1)["weights"]
+
+    def weight_contents(self) -> list[list[int]]:
+        """The words of every synapse's weight memory, in :attr:`weight_nodes` order."""
+        graph = self.artifact.graph
+        return [accumulator_weight_words(weight_rows(graph.node(name)), self.specs[name], self.node_lanes[name],
+                                         graph.node(name).weight_bits) for name in self.weight_nodes]
+
+    @property
+    def weight_addr_bits(self) -> int:
+        """Address width of the ``weights`` load port (the deepest weight memory)."""
+        return max(bits_for(self.weight_shape(name)[0]) for name in self.weight_nodes)
+
+    @property
+    def weight_data_bits(self) -> int:
+        """Data width of the ``weights`` load port (the widest weight word); 0 with ROM
+        weights (no load port)."""
+        if self.weight_storage != "ram":
+            return 0
+        return max(self.weight_shape(name)[1] for name in self.weight_nodes)
 
     @property
     def score_bits(self) -> int:
@@ -128,7 +160,6 @@ class GraphTopPlan(StreamInterface):
         encoder's pixel coordinates, then per node its weights and buffer (a synapse), its
         state and thresholds (a ``lif``) or thresholds (a ``glif``); the engines build theirs
         from the same functions (what block RAM the design needs: rtl/graph_fold.py)."""
-        from snnfpga.rtl.accumulate import accumulator_memories
         from snnfpga.rtl.neuron import glif_memories, lif_memories
 
         graph = self.artifact.graph
@@ -170,13 +201,13 @@ def make_graph_top_plan(art: Artifact, lanes: int = DEFAULT_LANES, pixels_per_be
                         weight_storage: str = "rom", lane_caps: dict | None = None) -> GraphTopPlan:
     """Check that the graph maps onto the generator and derive every engine's parameters;
     :class:`MappingError` naming the node and the limit otherwise (before any elaboration).
-    ``weight_storage``: only ``rom`` (weights in the bitstream) so far. ``lanes``: the most
+    ``weight_storage``: ``rom`` (weights in the bitstream) or ``ram`` (every synapse's weight
+    memory written at run time through the ``weights`` port: iCE40 SPRAM). ``lanes``: the most
     lanes of any engine; ``lane_caps``: ``{engine: lanes}`` that replaces it for the engines
     named (the fold of :func:`snnfpga.rtl.graph_fold.fold_lanes`; engines that must share a
     lane count take the largest cap named among them)."""
-    if weight_storage != "rom":
-        raise MappingError(f"{art.name} is a layer graph: its weights are in the bitstream (--weights rom); "
-                           "run-time weight loading is for chains only so far")
+    if weight_storage not in WEIGHT_STORAGE:
+        raise MappingError(f"weight storage must be one of {', '.join(WEIGHT_STORAGE)}, got {weight_storage!r}")
     if not isinstance(lanes, int) or not 1 <= lanes <= MAX_LANES:
         raise MappingError(f"lanes must be an integer in 1..{MAX_LANES}, got {lanes!r}")
     caps = dict(lane_caps or {})
@@ -219,7 +250,7 @@ def make_graph_top_plan(art: Artifact, lanes: int = DEFAULT_LANES, pixels_per_be
         elif node.KIND not in ("add", "concat", "pool", "flatten", "lif", "ttfs_output") \
                 and not isinstance(node, Synapse):
             raise MappingError(f"node {node.name}: kind {node.KIND!r} has no hardware mapping")
-    return GraphTopPlan(art, lanes, pixels_per_beat, specs, lifs, glifs, node_lanes, ttfs)
+    return GraphTopPlan(art, lanes, pixels_per_beat, specs, lifs, glifs, node_lanes, ttfs, weight_storage)
 
 
 def _lanes_per_node(graph, specs: dict, lanes: int, caps: dict) -> dict:
@@ -354,6 +385,10 @@ class GraphAccelerator(wiring.Component):
         Cycles and spikes per stage of the last image, images since reset (as the chain's).
     mon0 : ``Out(monitor_signature)``
         The encoder's spikes (pixel index) and ends of step.
+    weights : ``In(weight_port_signature)`` (weight storage ``ram``)
+        ``{layer, addr, data}`` writes into the synapses' weight memories, ``layer`` indexing
+        ``plan.weight_nodes``; always ready (one write per cycle); only while no image is in
+        flight. Words as :meth:`GraphTopPlan.weight_contents`.
     mon<k> : ``Out(graph_monitor_signature)``
         The events of the ``k``-th spiking node in topological order (``monitor_names``).
 
@@ -374,7 +409,8 @@ class GraphAccelerator(wiring.Component):
             if node.name in plan.specs:
                 self.accumulators[node.name] = SynapseAccumulator(plan.specs[node.name], weight_rows(node),
                                                                   line_bias(node), plan.node_lanes[node.name],
-                                                                  node.weight_bits, plan.current_bits(node.name))
+                                                                  node.weight_bits, plan.current_bits(node.name),
+                                                                  plan.weight_storage)
             elif node.name in plan.lifs:
                 hw = plan.lifs[node.name]
                 sources = []
@@ -401,6 +437,8 @@ class GraphAccelerator(wiring.Component):
             "counters": Out(counters_signature(plan)),
             "mon0": Out(monitor_signature(bits_for(art.n_inputs), step_bits)),
         }
+        if plan.weight_storage == "ram":
+            members["weights"] = In(weight_port_signature(plan))
         for k, name in enumerate(self.engines, start=1):
             members[f"mon{k}"] = Out(graph_monitor_signature(event_shape(graph, name), step_bits))
         super().__init__(members)
@@ -412,8 +450,10 @@ class GraphAccelerator(wiring.Component):
         m.submodules.encoder = enc = InputEncoder(plan)
         wiring.connect(m, wiring.flipped(self.pixels), enc.pixels)
         wiring.connect(m, enc.monitor, wiring.flipped(self.mon0))
-        for name, acc in self.accumulators.items():
+        for index, (name, acc) in enumerate(self.accumulators.items()):
             m.submodules[f"acc_{name}"] = acc
+            if plan.weight_storage == "ram":
+                route_weight_load(m, self.weights, index, acc.load)
         for name, eng in self.engines.items():
             m.submodules[f"eng_{name}"] = eng
 

@@ -88,13 +88,21 @@ class StreamInterface:
     the pixel and result streams (from ``artifact`` and ``pixels_per_beat``), and for the
     register block, the firmware and the board shell its spiking stages and weight storage.
 
-    A plan provides ``artifact``, ``lanes``, ``pixels_per_beat``, ``weight_storage``,
-    ``weight_data_bits``, ``score_bits``, ``stage_names`` (the spike counters: ``encoder``
+    A plan provides ``artifact``, ``lanes``, ``pixels_per_beat``, ``weight_storage``, the
+    weight memories a run-time load fills (``weight_memory_count``, ``weight_contents()``,
+    ``weight_addr_bits``, ``weight_data_bits``), ``score_bits``, ``stage_names`` (the spike counters: ``encoder``
     first, then each spiking layer or node) and ``parameters()`` (the generation parameters
     for descriptions); :meth:`accelerator` builds its streaming accelerator component and
     ``cycle_model`` is the module of its cycle model (``describe(plan)``,
     ``cycles_per_image(plan, trace)``).
     """
+
+    def weight_loads(self):
+        """``(memory, addr, word)`` for every word a run-time weight load writes, memory by
+        memory (``weight_contents()``), addresses ascending."""
+        for index, words in enumerate(self.weight_contents()):
+            for addr, word in enumerate(words):
+                yield index, addr, word
 
     @property
     def beats_per_image(self) -> int:
@@ -174,6 +182,18 @@ class Plan(StreamInterface):
         from snnfpga.rtl import cycle_model
 
         return cycle_model
+
+    @property
+    def weight_memory_count(self) -> int:
+        """Weight memories a run-time load fills (one per layer; ``WEIGHT_ADDR.LAYER``); 0 with
+        ROM weights."""
+        return len(self.layers) if self.weight_storage == "ram" else 0
+
+    def weight_contents(self) -> list[list[int]]:
+        """The words of every layer's weight memory, in ``WEIGHT_ADDR.LAYER`` order."""
+        from snnfpga.rtl.engine import weight_words
+
+        return [weight_words(lp) for lp in self.layers]
 
     @property
     def weight_addr_bits(self) -> int:

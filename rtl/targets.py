@@ -6,13 +6,16 @@ Two reference FPGAs (docs/implementation.md):
   30 EBR (4 kbit), 4 SPRAM (256 kbit), 8 DSP, 39 IO. Defaults: 8 lanes (8 x 4-bit weights:
   a 32-bit word in two 16-bit SPRAMs side by side; 16 lanes would not fit the logic cells),
   weights in RAM (loaded over SPI after reset; Yosys
-  maps them to SPRAM, which the bitstream cannot initialise), 1 pixel per beat.
+  maps them to SPRAM, which the bitstream cannot initialise), 1 pixel per beat; a layer
+  graph: 4 lanes per engine, not folded (its logic cells bind before its block RAM:
+  ``ttfs-tiny`` needs 5,468 logic cells at 8 lanes, 4,357 at 4).
   Pins: iCEBreaker PMOD1A as a PMOD type 2A (expanded SPI) port, clock on the 12 MHz
   oscillator's global-buffer pin 35.
 * ``ecp5-85k``: Lattice ECP5 LFE5U-85F, speed grade 6, 381-ball caBGA (LFE5U-85F-6BG381C):
   83,640 LUT4, 208 DP16KD (18 kbit), 156 MULT18X18D. Defaults: 64 lanes, weights in ROM
   (DP16KD contents in the bitstream; a weight memory deeper than 2,048 words is split into
-  banks of 2,048, one DP16KD column in 2K x 9 each, see rtl/plan.py), 4 pixels per beat. Pins: ULX3S board (25 MHz clock on
+  banks of 2,048, one DP16KD column in 2K x 9 each, see rtl/plan.py), 4 pixels per beat; a
+  layer graph: each engine's lanes folded to the block RAM (rtl/graph_fold.py). Pins: ULX3S board (25 MHz clock on
   G2, FIRE1 button as reset, SPI on GPIO header J1).
 
 ``clock_mhz`` is the constraint given to nextpnr (timing-driven placement aims at it; the
@@ -47,6 +50,7 @@ class Target:
     rom_bank_depth: int | None = None  # weight ROM banks (see rtl/plan.py), None: one memory
     pnr_seeds: int = 3  # placement seeds tried by nextpnr, the best kept (rtl/implement.py)
     memory_primitives: dict[str, int] = field(default_factory=dict)
+    graph_lanes: int | None = None  # a layer graph's lanes per engine; None: folded to the block RAM
 
     @property
     def memory_bits(self) -> int:
@@ -67,7 +71,7 @@ TARGETS: dict[str, Target] = {
         pins={"clk": "35", "rst": "48", "spi_cs_n": "4", "spi_mosi": "2", "spi_miso": "47", "spi_sck": "45",
               "irq": "3"},
         board="iCEBreaker: PMOD1A as PMOD type 2A (1 CS, 2 MOSI, 3 MISO, 4 SCK, 7 INT, 8 RESET), clock pin 35",
-        memory_primitives={"ebr": 4 * 1024, "spram": 256 * 1024}),
+        memory_primitives={"ebr": 4 * 1024, "spram": 256 * 1024}, graph_lanes=4),
     "ecp5-85k": Target(
         name="ecp5-85k", family="ecp5", device="LFE5U-85F-6BG381C",
         nextpnr_args=("--85k", "--package", "CABGA381", "--speed", "6"), package="CABGA381 (381-ball caBGA)",

@@ -8,8 +8,11 @@ image, so image boundaries need no separate marker.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import Out
+
+from snnfpga.rtl.plan import bits_for
 
 
 def token_layout(addr_bits: int) -> data.StructLayout:
@@ -23,6 +26,48 @@ def weight_load_layout(addr_bits: int, data_bits: int, layer_bits: int = 0) -> d
     if layer_bits:
         fields["layer"] = layer_bits
     return data.StructLayout(fields)
+
+
+def weight_load_signature(depth: int, width: int) -> stream.Signature:
+    """An engine's run-time weight port: one ``{addr, data}`` write per cycle, always ready."""
+    return stream.Signature(weight_load_layout(bits_for(depth), width), always_ready=True)
+
+
+def weight_port_signature(plan) -> stream.Signature:
+    """The accelerator's ``weights`` port (weight storage ``ram``): ``{addr, data, layer}``,
+    ``layer`` the memory's index in ``plan.weight_contents()`` order."""
+    return stream.Signature(weight_load_layout(plan.weight_addr_bits, plan.weight_data_bits,
+                                               bits_for(plan.weight_memory_count)))
+
+
+def route_weight_load(m: Module, weights, index: int, load) -> None:
+    """Connect the accelerator's ``weights`` port to the ``load`` port of memory ``index``
+    (always ready: a write takes one cycle)."""
+    m.d.comb += [
+        weights.ready.eq(1),
+        load.valid.eq(weights.valid & (weights.payload.layer == index)),
+        load.payload.addr.eq(weights.payload.addr),
+        load.payload.data.eq(weights.payload.data),
+    ]
+
+
+def runtime_weight_memory(m: Module, depth: int, width: int, load, read_addr: Value, name: str = "weights") -> Value:
+    """A weight memory written at run time through ``load`` (:func:`weight_load_signature`)
+    and read at ``read_addr``; returns the read data (one cycle after the address). One
+    address for both ports and reads disabled while writing: a single port with "no
+    change" on write, which Yosys maps to an iCE40 SPRAM (the bitstream cannot initialise
+    one, so the contents are undefined until loaded). Loads happen only while no image is in
+    flight (the register block refuses them while busy)."""
+    m.submodules[name] = wmem = Memory(shape=width, depth=depth, init=[])
+    w_rd, w_wr = wmem.read_port(), wmem.write_port()
+    writing = load.valid
+    shared_addr = Signal.like(w_rd.addr)  # one signal for both ports: Yosys sees a single port
+    m.d.comb += [
+        shared_addr.eq(Mux(writing, load.payload.addr, read_addr)),
+        w_wr.en.eq(writing), w_wr.data.eq(load.payload.data), w_rd.en.eq(~writing),
+        w_wr.addr.eq(shared_addr), w_rd.addr.eq(shared_addr),
+    ]
+    return w_rd.data
 
 
 def scores_layout(score_bits: int, n_classes: int) -> data.StructLayout:

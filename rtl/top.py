@@ -21,7 +21,7 @@ from snnfpga.rtl.decision import ArgmaxDecision, result_layout
 from snnfpga.rtl.encoder import InputEncoder
 from snnfpga.rtl.engine import LayerEngine
 from snnfpga.rtl.plan import Plan, bits_for
-from snnfpga.rtl.tokens import counters_layout, monitor_signature, weight_load_layout
+from snnfpga.rtl.tokens import counters_layout, monitor_signature, route_weight_load, weight_port_signature
 
 COUNTER_BITS = 32
 # Images whose start time the cycle counter can hold at once (encoder, engines, result).
@@ -95,7 +95,7 @@ class Accelerator(wiring.Component):
     soft_reset : ``In(1)``
         Synchronous reset of all state (an image in flight is abandoned).
     counters : ``Out(counters_signature)``
-    weights : ``In(stream.Signature(weight_load_layout))`` (weight storage ``ram``)
+    weights : ``In(weight_port_signature)`` (weight storage ``ram``)
         ``{layer, addr, data}`` writes into the weight memories; ``ready`` is always high (one
         write per cycle); only while no image is in flight. Word layout and addresses as in
         :mod:`snnfpga.rtl.plan`.
@@ -113,8 +113,7 @@ class Accelerator(wiring.Component):
             "counters": Out(counters_signature(plan)),
         }
         if plan.weight_storage == "ram":
-            members["weights"] = In(stream.Signature(weight_load_layout(
-                plan.weight_addr_bits, plan.weight_data_bits, bits_for(len(plan.layers)))))
+            members["weights"] = In(weight_port_signature(plan))
         step_bits = bits_for(art.timesteps)
         for stage, n in enumerate(art.sizes[:-1]):
             members[f"mon{stage}"] = Out(monitor_signature(bits_for(n), step_bits))
@@ -131,12 +130,7 @@ class Accelerator(wiring.Component):
             m.submodules[f"engine{lp.index}"] = engine
             engines.append(engine)
             if plan.weight_storage == "ram":
-                m.d.comb += [
-                    self.weights.ready.eq(1),
-                    engine.load.valid.eq(self.weights.valid & (self.weights.payload.layer == lp.index)),
-                    engine.load.payload.addr.eq(self.weights.payload.addr),
-                    engine.load.payload.data.eq(self.weights.payload.data),
-                ]
+                route_weight_load(m, self.weights, lp.index, engine.load)
         m.submodules.decision = decision = ArgmaxDecision(plan)
 
         wiring.connect(m, wiring.flipped(self.pixels), encoder.pixels)

@@ -15,7 +15,6 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from snnfpga.rtl.encoder import pixel_beats
-from snnfpga.rtl.engine import weight_words
 from snnfpga.rtl.plan import Plan
 from snnfpga.rtl.top import Accelerator
 from snnfpga.sim.reference import Trace, flatten_images
@@ -47,11 +46,18 @@ async def send_beats(ctx, port, beats, rng: random.Random, gaps: float) -> None:
     ctx.set(port.valid, 0)
 
 
-def weight_load_words(plan: Plan):
-    """``(layer, addr, word)`` writes that fill the weight RAMs (weight storage ``ram``)."""
-    for lp in plan.layers:
-        for addr, word in enumerate(weight_words(lp)):
-            yield lp.index, addr, word
+async def load_weights(ctx, dut, plan) -> None:
+    """Write every weight RAM through ``dut.weights``, one word per cycle (weight storage
+    ``ram``; nothing to do with ROM weights)."""
+    if plan.weight_storage != "ram":
+        return
+    for layer, addr, word in plan.weight_loads():
+        ctx.set(dut.weights.payload.layer, layer)
+        ctx.set(dut.weights.payload.addr, addr)
+        ctx.set(dut.weights.payload.data, word)
+        ctx.set(dut.weights.valid, 1)
+        await ctx.tick()
+    ctx.set(dut.weights.valid, 0)
 
 
 def simulate(plan: Plan, images: np.ndarray, *, input_gaps: float = 0.0, output_stall: float = 0.0,
@@ -82,14 +88,7 @@ def simulate(plan: Plan, images: np.ndarray, *, input_gaps: float = 0.0, output_
     results = {"done": 0}
 
     async def driver(ctx):
-        if plan.weight_storage == "ram":
-            for layer, addr, word in weight_load_words(plan):
-                ctx.set(dut.weights.payload.layer, layer)
-                ctx.set(dut.weights.payload.addr, addr)
-                ctx.set(dut.weights.payload.data, word)
-                ctx.set(dut.weights.valid, 1)
-                await ctx.tick()
-            ctx.set(dut.weights.valid, 0)
+        await load_weights(ctx, dut, plan)
         if abandon_beats:
             for beat in pixel_beats(pixels[0], plan.pixels_per_beat, padding)[:abandon_beats]:
                 ctx.set(dut.pixels.payload, beat)

@@ -17,7 +17,7 @@ from amaranth.sim import Simulator
 from snnfpga.model.artifact import Artifact
 from snnfpga.rtl.encoder import pixel_beats
 from snnfpga.rtl.graph_top import GraphAccelerator, make_graph_top_plan
-from snnfpga.sim.amaranth_sim import send_beats
+from snnfpga.sim.amaranth_sim import load_weights, send_beats
 from snnfpga.sim.reference import flatten_images
 
 
@@ -36,10 +36,12 @@ class GraphRun:
 
 def simulate_graph(art: Artifact, images: np.ndarray, *, lanes: int = 8, pixels_per_beat: int = 4,
                    input_gaps: float = 0.0, output_stall: float = 0.0, seed: int = 0,
-                   max_cycles_per_image: int = 2_000_000, lane_caps: dict | None = None) -> GraphRun:
+                   max_cycles_per_image: int = 2_000_000, lane_caps: dict | None = None,
+                   weight_storage: str = "rom") -> GraphRun:
     """Run ``images`` through the graph accelerator of ``art`` (see the module doc;
-    ``lanes`` and ``lane_caps`` as :func:`make_graph_top_plan`)."""
-    plan = make_graph_top_plan(art, lanes, pixels_per_beat, lane_caps=lane_caps)
+    ``lanes``, ``lane_caps`` and ``weight_storage`` as :func:`make_graph_top_plan`; RAM
+    weights are loaded first, one word per cycle)."""
+    plan = make_graph_top_plan(art, lanes, pixels_per_beat, lane_caps=lane_caps, weight_storage=weight_storage)
     dut = GraphAccelerator(plan)
     graph, T = art.graph, art.timesteps
     pixels = flatten_images(art, images)
@@ -58,6 +60,7 @@ def simulate_graph(art: Artifact, images: np.ndarray, *, lanes: int = 8, pixels_
     state = {"done": 0, "cycle": 0}
 
     async def driver(ctx):
+        await load_weights(ctx, dut, plan)
         for image in pixels:
             await send_beats(ctx, dut.pixels, pixel_beats(image, plan.pixels_per_beat, padding), rng, input_gaps)
 

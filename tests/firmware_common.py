@@ -24,9 +24,9 @@ SMALL = {
 
 
 @functools.lru_cache(maxsize=None)
-def firmware_in_the_loop(art, tmp_path, capsys, lanes: int, n: int = 3, seed: int = 0) -> dict:
-    """``snnfpga firmware MODEL --run n --json`` on ``n`` random images of ``art`` (saved
-    under ``tmp_path``, firmware in ``tmp_path / "fw"``): the summary JSON (asserted exit 0)."""
+def firmware_in_the_loop(art, tmp_path, capsys, lanes: int, n: int = 3, seed: int = 0, weights: str = "rom") -> dict:
+    """``snnfpga firmware MODEL --weights W --run n --json`` on ``n`` random images of ``art``
+    (saved under ``tmp_path``, firmware in ``tmp_path / "fw"``): the summary JSON (asserted exit 0)."""
     import json
 
     import numpy as np
@@ -38,7 +38,7 @@ def firmware_in_the_loop(art, tmp_path, capsys, lanes: int, n: int = 3, seed: in
     data = tmp_path / "data.npz"
     np.savez(data, images=random_images(art, n, seed=seed), labels=np.arange(n, dtype=np.uint8) % art.n_classes)
     args = ["firmware", str(model), "--out", str(tmp_path / "fw"), "--lanes", str(lanes), "--run", str(n),
-            "--data", str(data), "--split", "all", "--json"]
+            "--data", str(data), "--split", "all", "--weights", weights, "--json"]
     assert cli.main(args) == 0
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 

@@ -89,9 +89,15 @@ def test_verilog_of_a_graph_is_deterministic_and_describes_every_node(graph, tmp
     assert roles["stem"].startswith("synapse") and roles["stem.lif"] == "neuron engine (lif)"
     assert roles["tok.h.glif"] == "scan engine (glif)" and roles["pool"] == "wiring"
     assert outs[0]["engines"] == sum(r != "wiring" for r in roles.values())
-    r = cli("verilog", model, "--out", tmp_path / "w", "--weights", "ram")
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
-    assert "run-time weight loading is for chains only" in r.stderr
+    r = cli("verilog", model, "--out", tmp_path / "w", "--lanes", "2", "--weights", "ram")
+    assert r.returncode == 0, r.stderr
+    ram = json.loads((tmp_path / "w" / "snn_top.json").read_text())
+    assert ram["parameters"]["weight_storage"] == "ram" and "written at run time" in ram["memory_contents"]
+    synapses = [n for n in ram["nodes"] if "weights" in n.get("memories", {})]
+    assert synapses and all(n["memories"]["weights"]["kind"].startswith("ram") for n in synapses)
+    assert {"weights__valid", "weights__payload"} <= {p["name"] for p in ram["ports"]}
+    text = (tmp_path / "w" / "snn_top.v").read_text()
+    assert text.count("initial") < (tmp_path / "v0" / "snn_top.v").read_text().count("initial")
     r = cli("verilog", model, "--out", tmp_path / "wb", "--lanes", "2", "--interface", "wishbone", "--json")
     assert r.returncode == 0, r.stderr
     desc = json.loads((tmp_path / "wb" / "snn_top.json").read_text())
@@ -113,8 +119,20 @@ def test_sim_of_a_graph_is_bit_exact_on_both_simulators(graph, simulator):
     assert out["accuracy_rtl"] == out["accuracy_ref"] and out["cycles_per_image"] > 100
 
 
+def test_sim_of_a_graph_with_weights_loaded_at_run_time_is_bit_exact(graph):
+    """``--weights ram``: the bench writes every synapse's weight memory through the
+    ``weights`` port before the first image (the memories start undefined)."""
+    from tests.test_sim_cocotb import require
+
+    require("verilator")
+    model, sample = graph
+    r = cli("sim", model, "--data", sample, "--limit", "3", "--lanes", "2", "--weights", "ram", "--json")
+    assert r.returncode == 0, r.stderr + r.stdout
+    out = last_json(r.stdout)
+    assert out["n"] == 3 and out["mismatches"] == 0 and out["errors"] == 0 and out["weights"] == "ram"
+
+
 @pytest.mark.parametrize("args, message", [
-    (("synth", "--target", "ice40-up5k", "--weights", "ram"), "run-time weight loading is for chains only"),
     (("sweep", "--target", "ice40-up5k", "--weight-bits", "3"), "cannot be re-quantized yet")])
 def test_what_graphs_do_not_have_yet_is_refused_in_one_line(graph, tmp_path, args, message):
     model, _ = graph

@@ -103,7 +103,7 @@ def test_weight_blob_round_trips_and_is_checked():
     image = codegen.parse_weights_blob(blob)
     consts = R.build_constants(plan)
     assert (image.model_hash, image.geometry, image.chunks) == (consts["MODEL_HASH"], consts["GEOMETRY"], 2)
-    for lp, words in zip(plan.layers, image.layers):
+    for lp, words in zip(plan.layers, image.memories):
         expected = weight_words(lp)
         assert len(words) == 2 * len(expected)
         assert [words[2 * k] | words[2 * k + 1] << 32 for k in range(len(expected))] == expected
@@ -123,6 +123,6 @@ def test_weights_c_holds_the_same_words():
     text = codegen.weights_c(plan)
     image = codegen.weight_image(plan)
     words = [int(w.rstrip("u"), 16) for w in re.findall(r"0x[0-9A-F]{8}u", text.split("= {", 1)[1].split("};")[0])]
-    assert words == [w for layer in image.layers for w in layer]
-    assert f"{len(image.layers[0]) // image.chunks}u, {len(image.layers[1]) // image.chunks}u" in text
+    assert words == [w for layer in image.memories for w in layer]
+    assert f"{len(image.memories[0]) // image.chunks}u, {len(image.memories[1]) // image.chunks}u" in text
     assert "const snn_weights_t snn_model_weights" in text

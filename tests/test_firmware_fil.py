@@ -14,6 +14,7 @@ import pytest
 from snnfpga import cli
 from snnfpga.firmware import fil
 from snnfpga.model.artifact import save_artifact
+from snnfpga.rtl.graph_top import make_graph_top_plan
 from snnfpga.sim import reference
 from tests.firmware_common import (default_artifact, default_plan, firmware_in_the_loop, harness, small_artifact,
                                    small_images, small_plan, validation_images)
@@ -35,7 +36,7 @@ def test_small_model_matches_reference(storage, name, beat):
     check(plan.artifact, images, outcome)
     assert ("weights" in outcome.events) == (storage == "ram")
     if storage == "ram":  # one write per chunk, two cycles per access
-        chunks = sum(len(words) for words in fil.codegen.weight_image(plan).layers)
+        chunks = sum(len(words) for words in fil.codegen.weight_image(plan).memories)
         assert outcome.events["weights"]["cycles"] - outcome.events["init"]["cycles"] >= 2 * chunks
 
 
@@ -117,11 +118,23 @@ def test_cli_runs_firmware_in_the_loop_for_a_layer_graph(tmp_path, capsys):
 
     art = random_graph(11, token="glif", head="pool")
     summary = firmware_in_the_loop(art, tmp_path, capsys, lanes=1, seed=11)
-    model = tmp_path / "model"
     assert summary["n"] == 3 and summary["matches"] == 3 and summary["mismatches"] == 0
     header = (tmp_path / "fw" / "snn_regmap.h").read_text()
     assert "#define SNN_BUILD_GRAPH 1u" in header
     assert f"#define SNN_BUILD_N_LAYERS {len(art.spiking_nodes) + 1}u" in header
     assert "Spike counters (SPIKES[s]) of this layer graph: 0 encoder, 1 stem.lif" in header
-    assert cli.main(["firmware", str(model), "--out", str(tmp_path / "fw2"), "--weights", "ram"]) == 2
-    assert "run-time weight loading is for chains only" in capsys.readouterr().err
+
+
+
+def test_firmware_in_the_loop_loads_a_layer_graphs_weights_at_run_time(tmp_path, capsys):
+    """``--weights ram`` on a graph: the C driver writes every synapse's weight memory
+    through WEIGHT_ADDR/WEIGHT_DATA (WIDTHS.WEIGHT_MEMORIES of them), then every class,
+    score and spike counter matches the reference."""
+    from snnfpga.model.synthetic import random_graph
+
+    art = random_graph(12, token="glif", head="pool")
+    summary = firmware_in_the_loop(art, tmp_path, capsys, lanes=1, seed=12, weights="ram")
+    assert summary["n"] == 3 and summary["matches"] == 3 and summary["mismatches"] == 0
+    assert summary["weight_storage"] == "ram" and summary["weight_load_cycles"] > 0
+    n_synapses = sum(1 for n in art.graph.nodes if n.name in make_graph_top_plan(art, lanes=1).specs)
+    assert f"#define SNN_BUILD_WEIGHT_MEMORIES {n_synapses}u" in (tmp_path / "fw" / "snn_regmap.h").read_text()

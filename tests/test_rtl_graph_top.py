@@ -109,6 +109,35 @@ def test_a_wrong_reference_is_caught_with_node_and_coordinates():
     assert found[0].node in art.graph.types and len(found[0].neuron) == 3
 
 
+@pytest.mark.parametrize("token, head", [("axial", "dense"), ("glif", "pool")])
+def test_weights_loaded_at_run_time_are_bit_exact_and_a_wrong_load_is_caught(token, head, monkeypatch):
+    """Weight storage ``ram``: every synapse's weight memory starts empty and is written
+    through the ``weights`` port (one word per cycle, ``WEIGHT_ADDR.LAYER`` = the synapse's
+    index) before the first image; the result is the ROM design's, and a load that leaves
+    the memories empty (every current its bias alone) is caught, naming a node."""
+    from snnfpga.rtl.graph_top import GraphTopPlan
+
+    art = random_graph(21, token=token, head=head)
+    images = random_images(art, 2, seed=21)
+    lanes = art.graph.types["stem"].shape[0]
+    plan = make_graph_top_plan(art, lanes, weight_storage="ram")
+    assert plan.weight_memory_count == len(plan.specs) and plan.weight_nodes[0] == "stem"
+    rom = assert_graph_bit_exact(art, images, lanes=lanes)
+    ram = assert_graph_bit_exact(art, images, lanes=lanes, weight_storage="ram")
+    # Image 0 of the ROM design starts right after reset; with RAM weights the load comes first.
+    assert (ram.classes == rom.classes).all() and (ram.cycles[1:] == rom.cycles[1:]).all()
+
+    original = GraphTopPlan.weight_contents
+
+    def left_empty(self):
+        return [[0] * len(words) for words in original(self)]
+
+    monkeypatch.setattr(GraphTopPlan, "weight_contents", left_empty)
+    run = simulate_graph(art, images, lanes=lanes, weight_storage="ram")
+    found = compare_graph(reference.run(art, images), run.spikes, run.scores, run.classes)
+    assert found and found[0].node in art.graph.types, found[:1]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["mixer", "mixer-glif", "mixer-tiny"])
 def test_shipped_mixers_are_bit_exact(name):

@@ -16,6 +16,7 @@
 #define SNN_MAX_STAGES 16u
 #define SNN_MAX_CLASSES 64u
 #define SNN_MAX_WEIGHT_CHUNKS 8u
+#define SNN_MAX_WEIGHT_MEMORIES 64u
 
 /* ---- Registers ------------------------------------------------------------------- */
 
@@ -72,6 +73,9 @@
 #define SNN_WIDTHS_WEIGHT_CHUNKS_SHIFT 8u
 #define SNN_WIDTHS_WEIGHT_CHUNKS_WIDTH 8u
 #define SNN_WIDTHS_WEIGHT_CHUNKS_MASK 0x0000FF00u  /* 32-bit chunks per weight word (WEIGHT_DATA registers used) */
+#define SNN_WIDTHS_WEIGHT_MEMORIES_SHIFT 16u
+#define SNN_WIDTHS_WEIGHT_MEMORIES_WIDTH 8u
+#define SNN_WIDTHS_WEIGHT_MEMORIES_MASK 0x00FF0000u  /* weight memories a run-time load fills (WEIGHT_ADDR.LAYER 0 .. n-1: a chain's layers, a layer graph's synapse nodes in topological order); 0 when the weights are in ROM */
 
 /* CTRL (write-only (reads return 0)): control (write 1 to act) */
 #define SNN_REG_CTRL 0x00000018u
@@ -125,7 +129,7 @@
 #define SNN_WEIGHT_ADDR_ADDR_MASK 0x00FFFFFFu  /* word address inside the layer's weight memory */
 #define SNN_WEIGHT_ADDR_LAYER_SHIFT 24u
 #define SNN_WEIGHT_ADDR_LAYER_WIDTH 8u
-#define SNN_WEIGHT_ADDR_LAYER_MASK 0xFF000000u  /* layer index */
+#define SNN_WEIGHT_ADDR_LAYER_MASK 0xFF000000u  /* weight memory index (see WIDTHS.WEIGHT_MEMORIES) */
 
 /* LAYER_SIZE (read-only build constant): neurons of layer l (a layer graph: of its spiking node l, the last entry the classes) */
 #define SNN_REG_LAYER_SIZE_BASE 0x00000040u
@@ -192,6 +196,7 @@
 #define SNN_BUILD_GRAPH 0u
 #define SNN_BUILD_SCORE_BITS 13u
 #define SNN_BUILD_WEIGHT_CHUNKS 8u
+#define SNN_BUILD_WEIGHT_MEMORIES 0u
 #define SNN_BUILD_N_STAGES 2u  /* spike counters: encoder + hidden layers */
 #define SNN_BUILD_PIXEL_WORDS 196u
 #define SNN_BUILD_LAYER_SIZE_0 512u

@@ -23,6 +23,7 @@ from cocotb.triggers import ClockCycles, FallingEdge, SimTimeoutError, with_time
 from snnfpga.model.artifact import load_artifact
 from snnfpga.rtl import cycle_model
 from snnfpga.rtl.encoder import pixel_beats
+from snnfpga.rtl.graph_top import make_graph_top_plan
 from snnfpga.rtl.plan import make_plan
 from snnfpga.sim import reference
 from snnfpga.sim.cocotb_tb.driver import StreamDriver, weight_load_beats
@@ -108,6 +109,10 @@ async def images_match_the_reference(dut):
     if graph:
         sizes = [int(np.prod(m["shape"])) for m in description["monitors"]]
         limits = np.full(n, job.max_cycles_per_image)
+        # The generating plan again (its lanes per engine are in the description): what the
+        # weight load writes.
+        plan = make_graph_top_plan(art, lanes=params["lanes"], pixels_per_beat=per_beat,
+                                   weight_storage="ram" if ram else "rom", lane_caps=params["node_lanes"])
     else:
         sizes = art.sizes[:-1]
         plan = make_plan(art, lanes=params["lanes"], pixels_per_beat=per_beat, fifo_depth=params["fifo_depth"],

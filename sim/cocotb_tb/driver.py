@@ -52,12 +52,9 @@ class StreamDriver:
 
 def weight_load_beats(plan) -> list[int]:
     """Words of the ``weights`` load stream that fill every weight RAM (weight storage
-    ``ram``): ``{layer, addr, data}`` packed as :func:`snnfpga.rtl.tokens.weight_load_layout`."""
-    from snnfpga.rtl.engine import weight_words
-    from snnfpga.rtl.plan import bits_for
-    from snnfpga.rtl.tokens import weight_load_layout
+    ``ram``): ``{layer, addr, data}`` packed as :func:`snnfpga.rtl.tokens.weight_port_signature`."""
+    from snnfpga.rtl.tokens import weight_port_signature
 
-    layout = weight_load_layout(plan.weight_addr_bits, plan.weight_data_bits, bits_for(len(plan.layers)))
+    layout = weight_port_signature(plan).members["payload"].shape
     addr, data, layer = (layout[name].offset for name in ("addr", "data", "layer"))
-    return [(a << addr) | (word << data) | (lp.index << layer)
-            for lp in plan.layers for a, word in enumerate(weight_words(lp))]
+    return [(a << addr) | (word << data) | (index << layer) for index, a, word in plan.weight_loads()]

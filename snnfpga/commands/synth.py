@@ -31,7 +31,7 @@ def add_target_options(p, *, required: bool = True) -> None:
                    help="FPGA target: " + ", ".join(f"{t.name} ({t.device})" for t in TARGETS.values()))
     p.add_argument("--lanes", type=lanes_option, metavar="P",
                    help="parallel lanes (default: the target's; a layer graph: auto, each engine's lanes "
-                        "folded to the target's block RAM)")
+                        "folded to the ECP5's block RAM, 4 on the iCE40 UP5K, whose logic cells bind first)")
     p.add_argument("--weights", choices=("rom", "ram"), help="weight storage (default: the target's)")
     p.add_argument("--pixels-per-beat", type=positive_int, choices=(1, 2, 4),
                    help="pixels per accelerator input beat (default: the target's)")
@@ -63,15 +63,18 @@ def plan_for_target(model: str, target, lanes=None, weights=None, pixels_per_bea
 
 def target_plan(art, target, lanes=None, weights=None, pixels_per_beat=None):
     """The generation plan of artifact ``art`` with the target's defaults unless overridden (a
-    layer graph: the graph accelerator, ROM weights only, and unless ``lanes`` is a number
-    each engine's lanes folded to the target, rtl/graph_fold.py)."""
+    layer graph: the graph accelerator, and unless ``lanes`` is a number each engine's lanes
+    folded to the target's block RAM, rtl/graph_fold.py, or the target's ``graph_lanes``
+    where its logic cells bind first: the iCE40)."""
     from snnfpga.rtl.graph_fold import fold_for
     from snnfpga.rtl.graph_top import DEFAULT_LANES, make_graph_top_plan
     from snnfpga.rtl.plan import make_plan
 
     ppb = pixels_per_beat or target.pixels_per_beat
     if not art.is_chain:
-        weight_storage = weights or "rom"
+        weight_storage = weights or target.weight_storage
+        if lanes in (None, "auto") and target.graph_lanes:
+            lanes = target.graph_lanes
         if lanes not in (None, "auto"):
             return make_graph_top_plan(art, lanes=lanes, pixels_per_beat=ppb, weight_storage=weight_storage)
         make_graph_top_plan(art, weight_storage=weight_storage)  # refusals before the fold's work
@@ -169,8 +172,9 @@ def run(args) -> int:
                         force=args.force)
     print("\n".join(format_result(result)))
     if not result["fits"] and result.get("graph"):
-        print(f"note: the graph accelerator of {result['model']} does not fit the {result['target']} yet (one "
-              "engine and ROM per node; see docs/hardware.md, \"Layer graphs\")", file=sys.stderr)
+        print(f"note: the graph accelerator of {result['model']} does not fit the {result['target']} at "
+              f"{result.get('lanes_label') or result['lanes']} (one engine per node; fewer lanes, --lanes P, "
+              "need less logic; see docs/hardware.md, \"Layer graphs\")", file=sys.stderr)
     elif not result["fits"]:
         print(f"note: {result['model']} does not fit the {result['target']}; see docs/implementation.md for the "
               "preset that does (snnfpga synth tiny --target ice40-up5k)", file=sys.stderr)

@@ -47,8 +47,8 @@ def plan_from_args(args, lanes_default=DEFAULT_LANES):
 
 
 def hardware_plan_from_args(args, lanes_default=DEFAULT_LANES):
-    """The chain plan, or for a layer graph the graph accelerator's plan (ROM weights only:
-    ``--weights ram`` is refused in one line)."""
+    """The chain plan, or for a layer graph the graph accelerator's plan (``--weights ram``:
+    every synapse's weights loaded at run time)."""
     from snnfpga.rtl.graph_top import make_graph_top_plan
 
     art = load_artifact(args.model)
