@@ -137,6 +137,7 @@ class SynapseAccumulator(wiring.Component):
 
         # Issue (cycle c): one group of the current row operation, or one word of a clear.
         g = Signal(range(max(2, G)))
+        g_last = Signal(init=int(G == 1))  # g == G - 1, registered: off the events' ready path
         issue = Signal()
         s1_valid = Signal()
         s1_addr = Signal.like(b_rd.addr)
@@ -149,12 +150,12 @@ class SynapseAccumulator(wiring.Component):
             # A row on offer owns the read port; otherwise the readers' address goes through.
             b_rd.addr.eq(Mux(scatter.rows.valid, row.line + g, self.read_addr)),
             issue.eq(scatter.rows.valid & ~clearing),
-            scatter.rows.ready.eq(issue & (g == G - 1)),
+            scatter.rows.ready.eq(issue & g_last),
         ]
         with m.If(issue):
-            m.d.sync += g.eq(g + 1)
-            with m.If(g == G - 1):
-                m.d.sync += g.eq(0)
+            m.d.sync += [g.eq(g + 1), g_last.eq(g == max(G - 2, 0))]
+            with m.If(g_last):
+                m.d.sync += [g.eq(0), g_last.eq(G == 1)]
         m.d.sync += [s1_valid.eq(issue), s1_addr.eq(b_rd.addr)]
 
         # Write (cycle c+1): u + w per lane, or the bias of the word being cleared.
