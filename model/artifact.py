@@ -397,13 +397,27 @@ def _integer_array(arrays: dict, name: str, arrays_path: Path) -> np.ndarray:
 
 def _from_manifest(manifest: dict, directory: Path) -> Artifact:
     where = directory / MANIFEST
+    _check_format(manifest, where)
+    arrays, arrays_path = _read_arrays(manifest, directory)
+    return artifact_from_manifest(manifest, arrays, where, arrays_path)
+
+
+def _check_format(manifest, where) -> None:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(f"{where}: not an snnfpga artifact (format must be {FORMAT!r})")
     version = manifest.get("version")
     if version not in VERSIONS:
         raise ArtifactError(f"{where}: unsupported artifact version {version!r} (this snnfpga reads versions "
                             f"{', '.join(map(str, VERSIONS))})")
-    arrays, arrays_path = _read_arrays(manifest, directory)
+
+
+def artifact_from_manifest(manifest: dict, arrays: dict, where, arrays_path=None) -> Artifact:
+    """The artifact a manifest (as :func:`manifest_dict` writes it; its ``arrays`` entry is
+    not checked) and its integer arrays (``{key: array}`` as in ``arrays.npz``) describe,
+    validated as :func:`load_artifact` does. ``where`` names the source in errors."""
+    _check_format(manifest, where)
+    arrays_path = arrays_path or where
+    version = manifest["version"]
     nodes = _chain_from_manifest(manifest, arrays, arrays_path, where) if version == VERSION else \
         _nodes_from_manifest(manifest, arrays, arrays_path)
     decision = manifest["decision"]
