@@ -275,6 +275,8 @@ def _layer_entry(art: Artifact, i: int) -> dict:
         entry.update({"threshold_bits": layer.threshold_bits, "membrane_bits": layer.membrane_bits,
                       "leak_shift": layer.leak_shift, "reset": layer.reset,
                       "saturation": "active" if art.saturates(i) else "unreachable"})
+        if layer.fire != ">=":  # named only when not the default (older manifests stay the same)
+            entry["fire"] = layer.fire
     else:
         entry["score_bits"] = layer.score_bits
     entry["proven_bounds"] = {k: [int(v[0]), int(v[1])] for k, v in art.bounds(i).items()}
@@ -472,7 +474,7 @@ def _chain_from_manifest(manifest, arrays, arrays_path, where) -> list[Node]:
         if lif:
             spec.update(threshold=_integer_array(arrays, f"L{i}.threshold", arrays_path),
                         leak_shift=None if entry["leak_shift"] is None else int(entry["leak_shift"]),
-                        reset=entry["reset"], threshold_bits=int(entry["threshold_bits"]),
+                        reset=entry["reset"], fire=entry.get("fire", ">="), threshold_bits=int(entry["threshold_bits"]),
                         membrane_bits=int(entry["membrane_bits"]))
         else:
             spec["score_bits"] = int(entry["score_bits"])

@@ -185,6 +185,7 @@ class Layer:
     weight_bits: int
     leak_shift: int | None = None
     reset: str | None = None
+    fire: str = ">="  # ">=" or ">" (LIF layers)
     bias_bits: int = 0
     threshold_bits: int = 0
     current_bits: int = 0
@@ -207,7 +208,7 @@ def dense_name(layer: str) -> str:
 def chain_nodes(layers: list[dict]) -> list[Node]:
     """Graph nodes of a chain from version-1 layer specs (``weights``, ``bias``,
     ``weight_bits``, optional ``name``; all but the last: ``threshold``, ``leak_shift``,
-    ``reset``; optional declared widths). The last layer is the output layer."""
+    ``reset``, optional ``fire``; optional declared widths). The last layer is the output layer."""
     nodes: list[Node] = []
     prev = SOURCE
     for i, spec in enumerate(layers):
@@ -225,7 +226,7 @@ def chain_nodes(layers: list[dict]) -> list[Node]:
             nodes.append(Lif(name=name, inputs=(dense_name(name),),
                              threshold=None if threshold is None else np.asarray(threshold).astype(np.int64),
                              leak_shift=spec.get("leak_shift"), reset=spec.get("reset", "zero"),
-                             threshold_bits=int(spec.get("threshold_bits", 0)),
+                             fire=spec.get("fire", ">="), threshold_bits=int(spec.get("threshold_bits", 0)),
                              membrane_bits=int(spec.get("membrane_bits", 0))))
         prev = name
     return nodes
@@ -251,7 +252,8 @@ def chain_layers(nodes: tuple[Node, ...]) -> tuple[Layer, ...] | None:
             layers.append(Layer(kind="output", threshold=None, score_bits=pop.score_bits, **common))
         else:
             layers.append(Layer(kind="lif", threshold=pop.threshold, leak_shift=pop.leak_shift, reset=pop.reset,
-                                threshold_bits=pop.threshold_bits, membrane_bits=pop.membrane_bits, **common))
+                                fire=pop.fire, threshold_bits=pop.threshold_bits, membrane_bits=pop.membrane_bits,
+                                **common))
         prev = pop.name
     return tuple(layers)
 

@@ -87,7 +87,7 @@ def _lif(m, node, xs):
     for t in range(current.shape[1]):
         leaked = v if node.leak_shift is None else v - torch.div(v, 1 << node.leak_shift, rounding_mode="floor")
         v = torch.clamp(leaked + current[:, t], lo, hi)
-        fired = v >= theta
+        fired = v > theta if node.fire == ">" else v >= theta
         v = torch.where(fired, torch.zeros_like(v) if node.reset == "zero" else v - theta, v)
         out[:, t] = fired
     return out

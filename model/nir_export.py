@@ -31,7 +31,7 @@ def to_nir(art: Artifact):
         n = layer.n_out
         if layer.kind == "lif":
             theta = layer.threshold.astype(np.float64)
-            meta = {"reset": layer.reset, "fire": ">=", "leak_shift": -1 if layer.leak_shift is None else layer.leak_shift}
+            meta = {"reset": layer.reset, "fire": layer.fire, "leak_shift": -1 if layer.leak_shift is None else layer.leak_shift}
             if layer.leak_shift is None:
                 neuron = nir.IF(r=np.ones(n), v_threshold=theta, v_reset=np.zeros(n), metadata=meta)
             else:

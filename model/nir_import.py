@@ -131,10 +131,10 @@ def _exported_artifact(graph, where: str) -> Artifact:
                 raise ArtifactError(f"{where}: node {layer.neuron}: a {kind}, the manifest's leak needs a {want}")
             if shift is not None and not np.all(np.asarray(node.tau) == 2.0 ** shift):
                 raise ArtifactError(f"{where}: node {layer.neuron}: tau is not 2^{shift} (the manifest's leak_shift)")
-            reset = _metadata_text(node.metadata.get("reset", entry["reset"]))
-            if reset != entry["reset"]:
-                raise ArtifactError(f"{where}: node {layer.neuron}: reset {reset!r}, the manifest says "
-                                    f"{entry['reset']!r}")
+            for key, default in (("reset", entry["reset"]), ("fire", entry.get("fire", ">="))):
+                value = _metadata_text(node.metadata.get(key, default))
+                if value != default:
+                    raise ArtifactError(f"{where}: node {layer.neuron}: {key} {value!r}, the manifest says {default!r}")
             arrays[f"L{i}.threshold"] = _integers(node.v_threshold, f"node {layer.neuron}: v_threshold", where)
         elif kind != "I":
             raise ArtifactError(f"{where}: node {layer.neuron}: a {kind}, the output layer is an I (integrator)")

@@ -21,8 +21,9 @@ from snnfpga.model.artifact import Artifact, Encoder, build_artifact, build_grap
 
 def random_artifact(seed: int = 0, *, input_shape=(4, 4), hidden=(12,), n_classes=4, timesteps=None,
                     weight_bits=None, leak_shift="random", reset=None, encoder=None,
-                    membrane_bits=None, extreme=False, threshold_scale=1.0) -> Artifact:
-    """A valid random artifact; every unset option is drawn from ``seed``.
+                    membrane_bits=None, extreme=False, threshold_scale=1.0, fire=">=") -> Artifact:
+    """A valid random artifact; every unset option is drawn from ``seed`` (``fire``: the
+    hidden layers' comparison, not drawn).
 
     ``extreme`` draws weights at the ends of their range (forcing large currents and,
     with a narrow ``membrane_bits``, saturation).
@@ -52,6 +53,7 @@ def random_artifact(seed: int = 0, *, input_shape=(4, 4), hidden=(12,), n_classe
             else:
                 spec["leak_shift"] = leak_shift
             spec["reset"] = reset or ("zero" if rng.random() < 0.5 else "subtract")
+            spec["fire"] = fire
         layers.append(spec)
     return build_artifact(f"random-{seed}", input_shape, encoder, timesteps, layers,
                           provenance={"generator": "snnfpga.model.synthetic", "seed": seed},

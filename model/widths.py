@@ -53,16 +53,18 @@ def leak(v: np.ndarray, shift: int | None) -> np.ndarray:
     return v - (v >> shift)
 
 
-def membrane_bounds(i_lo, i_hi, threshold, timesteps: int, leak_shift: int | None, reset: str):
+def membrane_bounds(i_lo, i_hi, threshold, timesteps: int, leak_shift: int | None, reset: str, fire: str = ">="):
     """Per-neuron ``(lo, hi)`` over all steps of ``v' = leak(v) + I`` before the comparison.
 
     ``[i_lo, i_hi]`` bounds the neuron's whole input per step (the sum of its currents,
     biases included); arrays broadcast together with ``threshold``. ``leak`` is monotone
     non-decreasing, so an interval maps to an interval. Fire and reset map ``[a, b]`` to the
-    hull of ``[a, min(b, th - 1)]`` (no spike) and ``{0}`` (reset to zero) or
-    ``[max(a, th) - th, b - th]`` (reset by subtraction).
+    hull of ``[a, min(b, f - 1)]`` (no spike) and ``{0}`` (reset to zero) or
+    ``[max(a, f) - th, b - th]`` (reset by subtraction), ``f`` the least value that fires:
+    ``th`` (``fire = ">="``) or ``th + 1`` (``">"``).
     """
     i_lo, i_hi, th = np.broadcast_arrays(*(np.asarray(x, dtype=np.int64) for x in (i_lo, i_hi, threshold)))
+    least = th + 1 if fire == ">" else th
     v_lo = np.zeros_like(i_lo)
     v_hi = np.zeros_like(i_lo)
     pre_lo = np.zeros_like(i_lo)
@@ -72,15 +74,15 @@ def membrane_bounds(i_lo, i_hi, threshold, timesteps: int, leak_shift: int | Non
         a = leak(v_lo, leak_shift) + i_lo
         b = leak(v_hi, leak_shift) + i_hi
         pre_lo, pre_hi = np.minimum(pre_lo, a), np.maximum(pre_hi, b)
-        quiet = a < th                      # some value below threshold is reachable
-        fires = b >= th                     # some value at or above threshold is reachable
+        quiet = a < least                   # some value that does not fire is reachable
+        fires = b >= least                  # some value that fires is reachable
         lo = np.where(quiet, a, big)
-        hi = np.where(quiet, np.minimum(b, th - 1), -big)
+        hi = np.where(quiet, np.minimum(b, least - 1), -big)
         if reset == "zero":
             lo = np.where(fires, np.minimum(lo, 0), lo)
             hi = np.where(fires, np.maximum(hi, 0), hi)
         else:
-            lo = np.where(fires, np.minimum(lo, np.maximum(a, th) - th), lo)
+            lo = np.where(fires, np.minimum(lo, np.maximum(a, least) - th), lo)
             hi = np.where(fires, np.maximum(hi, b - th), hi)
         v_lo, v_hi = lo, hi
     return pre_lo, pre_hi

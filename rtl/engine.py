@@ -18,7 +18,7 @@ Passes
   transparent to its write port, keep back-to-back updates of one group exact). ``G``
   cycles per input spike; throughput one group per cycle.
 * **End of step** (on the end-of-step token), one group per cycle:
-  LIF: ``v' = sat(u)``, ``s = v' >= theta``, ``v = s ? (0 | v' - theta) : v'``,
+  LIF: ``v' = sat(u)``, ``s = v' >= theta`` (``v' > theta`` with ``fire = ">"``), ``v = s ? (0 | v' - theta) : v'``,
   ``u = leak(v) + B`` (``u = B`` after the last step, ready for the next image); the spike
   mask of each group goes to a mask FIFO, and a serializer turns masks into spike tokens.
   Output: ``u += B``; after the last step the scores ``u`` are latched and ``u = B``.
@@ -243,9 +243,11 @@ class LayerEngine(wiring.Component):
                 k = layer.leak_shift
                 theta = p_rd.data[P * bb + p * tb:P * bb + (p + 1) * tb].as_signed()
                 hi, lo = (1 << (mb - 1)) - 1, -(1 << (mb - 1))
-                # sat(u) >= theta  <=>  u >= theta, since 0 <= theta <= max(membrane).
+                # sat(u) >= theta  <=>  u >= theta, since 0 <= theta <= max(membrane); with
+                # fire ">", sat(u) > theta  <=>  u > theta, since the membrane holds theta + 1.
                 s3_fired = Signal(name=f"s3_fired{p}")
-                m.d.sync += s3_fired.eq(u >= theta)
+                fires = u > theta if layer.fire == ">" else u >= theta
+                m.d.sync += s3_fired.eq(fires)
                 spike_bits.append(s3_fired)
                 if layer.reset == "zero":
                     # Not fired, not saturated: leak(u) + B = (u - (u >> k)) + B. Fired (which
@@ -261,7 +263,7 @@ class LayerEngine(wiring.Component):
                     # leak(v) + B = (v - (v >> k)) + B (one more subtractor in stage 2).
                     v_after = Signal(signed(mb), name=f"v_after{p}")
                     reset_value = Mux(u > hi, hi - theta, u - theta)  # sat(u) - theta when fired
-                    m.d.comb += v_after.eq(Mux(u >= theta, reset_value, saturate(u, mb)))
+                    m.d.comb += v_after.eq(Mux(fires, reset_value, saturate(u, mb)))
                     m.d.sync += s3_a.eq(v_after if k is None else v_after - (v_after >> k))
                     m.d.comb += [fire_use.eq(~s3_last_step), fire_alt.eq(s3_b)]
             else:

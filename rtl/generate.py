@@ -148,7 +148,7 @@ def describe(dut, top: str, verilog_sha256: str) -> dict:
                  "current_bits": layer.current_bits, "state_bits": lp.state_bits}
         if layer.kind == "lif":
             entry.update(membrane_bits=layer.membrane_bits, threshold_bits=layer.threshold_bits,
-                         leak_shift=layer.leak_shift, reset=layer.reset)
+                         leak_shift=layer.leak_shift, reset=layer.reset, fire=layer.fire)
         else:
             entry["score_bits"] = layer.score_bits
         param_bits = layer.bias_bits + (layer.threshold_bits if layer.kind == "lif" else 0)

@@ -6,7 +6,7 @@ buffer holds this step's currents), the **neuron pass** visits every word in add
 one per cycle:
 
     I = sum of the sources' words (each source covers a range of groups: a concatenation of
-        currents by channel);  v' = sat(v - (v >> k) + I);  spike = v' >= theta;
+        currents by channel);  v' = sat(v - (v >> k) + I);  spike = v' >= theta (> with fire ">");
     v = 0 | v' - theta after a spike, else v';  v = 0 after the last step (next image)
 
 exactly the contract's ``lif`` (docs/integer-contract.md). Each word's spike mask enters a
@@ -348,7 +348,7 @@ class LifEngine(wiring.Component):
             theta = lane(s3_theta, p, tb)
             fired = Signal(name=f"fired{p}")
             m.d.sync += u.eq(leaked + current)
-            m.d.comb += [vs.eq(saturate(u, mb)), fired.eq(vs >= theta)]
+            m.d.comb += [vs.eq(saturate(u, mb)), fired.eq(vs > theta if node.fire == ">" else vs >= theta)]
             after = Mux(fired, 0 if node.reset == "zero" else vs - theta, vs)
             new = Signal(signed(mb), name=f"v_new{p}")
             m.d.comb += new.eq(Mux(last_step, 0, after))

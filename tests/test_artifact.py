@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from snnfpga.errors import ArtifactError
 from snnfpga.model import artifact as A
+from snnfpga.model import graph as G
 from snnfpga.model.synthetic import random_artifact, random_images
 from snnfpga.model.widths import signed_bits
 from snnfpga.sim import reference
@@ -115,3 +116,33 @@ def test_narrow_membrane_is_flagged_as_saturating(tmp_path):
     d = A.save_artifact(art, tmp_path / "s")
     assert json.loads((d / A.MANIFEST).read_text())["layers"][0]["saturation"] == "active"
     assert A.load_artifact(d).saturates(0)
+
+
+def test_fire_greater_than_round_trips_and_a_default_manifest_does_not_name_it(tmp_path):
+    """``fire = ">"`` is saved and loaded; the default (``>=``) is not written, so manifests
+    from before the option are unchanged; the membrane holds ``theta + 1``."""
+    greater = random_artifact(4, hidden=(6, 5), fire=">")
+    d = A.save_artifact(greater, tmp_path / "gt")
+    entries = json.loads((d / A.MANIFEST).read_text())["layers"]
+    assert [e.get("fire") for e in entries] == [">", ">", None]
+    back = A.load_artifact(d)
+    assert [layer.fire for layer in back.hidden_layers] == [">", ">"]
+    for layer in back.hidden_layers:
+        assert (1 << (layer.membrane_bits - 1)) - 1 >= int(layer.threshold.max()) + 1
+    d = A.save_artifact(random_artifact(4, hidden=(6, 5)), tmp_path / "ge")
+    assert all("fire" not in e for e in json.loads((d / A.MANIFEST).read_text())["layers"])
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), reset=st.sampled_from(["zero", "subtract"]))
+def test_the_proven_membrane_range_holds_with_fire_greater_than(seed, reset):
+    """Where the proof says the membrane never saturates, clamping it changes nothing."""
+    art = random_artifact(seed, hidden=(6,), extreme=True, fire=">", reset=reset, threshold_scale=0.3)
+    graph = art.graph
+    lif = graph.node(art.layers[0].name)
+    assert not lif.saturates(graph.proofs[lif.name])
+    current = reference.run(art, random_images(art, 16, seed), record="all").outputs[G.dense_name(lif.name)]
+    ins = [graph.types[G.dense_name(lif.name)]]
+    proven = lif.forward([current], ins, graph.proofs[lif.name])
+    clamped = lif.forward([current], ins, None)
+    assert np.array_equal(proven, clamped)

@@ -35,6 +35,15 @@ def test_random_artifacts(seed):
     _assert_same(art, random_images(art, 32, seed=seed))
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_fire_greater_than_is_the_same_in_both_modes(seed):
+    """``fire = ">"`` (snnTorch's comparison), with and without saturation."""
+    art = random_artifact(seed, input_shape=(4, 4), hidden=(8, 6), n_classes=3, fire=">",
+                          membrane_bits=5 if seed % 2 else None, extreme=bool(seed % 2), threshold_scale=0.3)
+    assert all(layer.fire == ">" for layer in art.hidden_layers)
+    _assert_same(art, random_images(art, 32, seed=seed))
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_saturation_active(seed):
     art = random_artifact(seed, input_shape=(4, 4), hidden=(8,), n_classes=3, membrane_bits=5, extreme=True)

@@ -21,10 +21,10 @@ from tests.cli_common import cli, last_json  # noqa: E402
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_an_exported_chain_imports_back_to_the_identical_artifact(seed, tmp_path):
-    """Random chains (leaks or none, zero or subtract reset, one or two hidden layers): the
-    same manifest and arrays bytes after export and import."""
+    """Random chains (leaks or none, zero or subtract reset, fire >= or >, one or two hidden
+    layers): the same manifest and arrays bytes after export and import."""
     art = random_artifact(seed, hidden=(12,) if seed % 2 else (9, 7), reset=("zero", "subtract")[seed % 2],
-                          leak_shift=None if seed == 2 else "random")
+                          leak_shift=None if seed == 2 else "random", fire=">" if seed == 3 else ">=")
     path = tmp_path / "net.nir"
     export_nir(art, path, random_images(art, 2, seed=seed))
     back = save_artifact(import_nir(path), tmp_path / "back")

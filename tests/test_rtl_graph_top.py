@@ -109,6 +109,26 @@ def test_a_wrong_reference_is_caught_with_node_and_coordinates():
     assert found[0].node in art.graph.types and len(found[0].neuron) == 3
 
 
+@pytest.mark.parametrize("seed, token, head", [(21, "axial", "dense"), (4, "glif", "pool"), (9, "axial", "flatten")])
+def test_lif_nodes_that_fire_above_their_threshold_are_bit_exact(seed, token, head):
+    """``fire = ">"`` (snnTorch's comparison) in every lif node of a random graph; the
+    membranes re-proven (they hold theta + 1)."""
+    import dataclasses
+
+    from snnfpga.model.artifact import build_graph_artifact
+    from snnfpga.model.kinds import Lif
+
+    base = random_graph(seed, token=token, head=head)
+    nodes = [dataclasses.replace(n, fire=">", membrane_bits=0) if isinstance(n, Lif) else n for n in base.nodes]
+    art = build_graph_artifact(base.name, base.input_shape, base.encoder, base.timesteps, nodes)
+    assert all(n.fire == ">" for n in art.nodes if isinstance(n, Lif))
+    images = random_images(art, 2, seed=seed)
+    assert_graph_bit_exact(art, images, lanes=art.graph.types["stem"].shape[0])
+    ge = reference.run(base, images)
+    gt = reference.run(art, images)
+    assert any((a != b).any() for a, b in zip(ge.spikes, gt.spikes))  # the comparison matters here
+
+
 @pytest.mark.parametrize("token, head", [("axial", "dense"), ("glif", "pool")])
 def test_weights_loaded_at_run_time_are_bit_exact_and_a_wrong_load_is_caught(token, head, monkeypatch):
     """Weight storage ``ram``: every synapse's weight memory starts empty and is written

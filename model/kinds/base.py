@@ -171,6 +171,8 @@ class Node:
     READS_WINDOWS: ClassVar[bool] = False  # reads time-to-first-spike tensors (and only those)
     MIN_INPUTS: ClassVar[int] = 1
     MAX_INPUTS: ClassVar[int | None] = 1
+    # Parameters with a default that the manifest names only when they differ from it.
+    OPTIONAL: ClassVar[dict] = {}
 
     name: str
     inputs: tuple[str, ...]
@@ -282,9 +284,12 @@ class Node:
         return tuple([n for n in names if not n.endswith("_bits")] + [n for n in names if n.endswith("_bits")])
 
     def manifest_entry(self, out: TensorType, proof: Proof) -> dict:
-        """The node's manifest object (fixed key order)."""
+        """The node's manifest object (fixed key order; an :attr:`OPTIONAL` parameter only
+        when it is not its default, so that manifests written before it existed stay the same)."""
         entry = {"name": self.name, "kind": self.KIND, "inputs": list(self.inputs), "shape": list(out.shape)}
         for key in self.param_fields():
+            if key in self.OPTIONAL and getattr(self, key) == self.OPTIONAL[key]:
+                continue
             entry[key] = getattr(self, key)
         entry.update(self.manifest_extras(proof))
         entry["proven_bounds"] = {k: [int(v[0]), int(v[1])] for k, v in proof.registers.items()}
@@ -303,7 +308,7 @@ class Node:
     def from_manifest(cls, entry: dict, arrays: dict) -> "Node":
         values = {"name": str(entry["name"]), "inputs": tuple(str(x) for x in entry["inputs"])}
         for key in cls.param_fields():
-            values[key] = entry[key]
+            values[key] = entry.get(key, cls.OPTIONAL[key]) if key in cls.OPTIONAL else entry[key]
         for key in cls.ARRAYS:
             values[key] = arrays[key]
         return cls(**values)

@@ -7,7 +7,8 @@ every image; each step, in this order:
 1. ``I = sum of the input currents`` (biases included), formed exactly;
 2. leak ``v_leak = v - (v >> k)`` (``leak_shift = k``), or ``v`` when ``k`` is null;
 3. ``v' = sat(v_leak + I)`` to ``membrane_bits``;
-4. spike ``v' >= theta``;
+4. spike ``v' >= theta`` (``fire = ">="``, the default) or ``v' > theta`` (``fire = ">"``,
+   snnTorch's comparison; the membrane then holds ``theta + 1``);
 5. reset on this step: ``v = 0`` (``zero``) or ``v = v' - theta`` (``subtract``) after a
    spike, else ``v = v'``.
 
@@ -28,6 +29,7 @@ from snnfpga.model.kinds.base import (MAX_REGISTER_BITS, Bound, NodeError, Node,
                                       check_register, register)
 
 RESETS = ("zero", "subtract")
+FIRES = (">=", ">")
 MAX_LEAK_SHIFT = 16
 
 
@@ -39,10 +41,12 @@ class Lif(Node):
     FIT_WIDTHS: ClassVar[tuple[str, ...]] = ("threshold_bits",)
     SPIKING: ClassVar[bool] = True
     MAX_INPUTS: ClassVar[int | None] = None
+    OPTIONAL: ClassVar[dict] = {"fire": ">="}
 
     threshold: np.ndarray
     leak_shift: int | None
     reset: str
+    fire: str = ">="
     threshold_bits: int = 0
     membrane_bits: int = 0
 
@@ -52,6 +56,7 @@ class Lif(Node):
         self.require_one_unit(ins)
         check_int_param("leak_shift", self.leak_shift, 1, MAX_LEAK_SHIFT, allow_none=True)
         check_choice("reset", self.reset, RESETS)
+        check_choice("fire", self.fire, FIRES)
         check_broadcast("threshold", self.threshold, shape)
         if self.threshold.size and self.threshold.min() < 1:
             raise NodeError(f"thresholds must be >= 1, found {int(self.threshold.min())}")
@@ -65,20 +70,30 @@ class Lif(Node):
 
     def prove(self, ins, bounds, timesteps):
         i = self.input_bound(bounds)
-        lo, hi = W.membrane_bounds(i.lo, i.hi, self.threshold, timesteps, self.leak_shift, self.reset)
+        lo, hi = W.membrane_bounds(i.lo, i.hi, self.threshold, timesteps, self.leak_shift, self.reset, self.fire)
         return Proof(out=Bound.of(0, 1), registers={"input": i.span(), "membrane": (int(lo.min()), int(hi.max()))})
 
     def widths(self, proof, membrane_bits=None):
         th_bits = self.fit_bits(np.concatenate([self.threshold.reshape(-1), [0]]))
-        need = max(W.signed_bits(*proof.registers["membrane"]), th_bits)
-        mem = need if membrane_bits is None else min(need, max(membrane_bits, th_bits))
+        least = self._least_membrane_bits(th_bits)
+        need = max(W.signed_bits(*proof.registers["membrane"]), least)
+        mem = need if membrane_bits is None else min(need, max(membrane_bits, least))
         return {"threshold_bits": th_bits, "membrane_bits": mem}
+
+    def _least_membrane_bits(self, threshold_bits: int) -> int:
+        """The membrane holds every threshold (and ``theta + 1`` with ``fire = ">"``, so that a
+        saturated membrane can still exceed it)."""
+        if self.fire == ">":
+            return max(threshold_bits, W.signed_bits(0, int(self.threshold.max()) + 1))
+        return threshold_bits
 
     def check_widths(self, proof):
         check_fits("threshold", self.threshold, self.threshold_bits)
         check_register("input", MAX_REGISTER_BITS, proof.registers["input"])
         if self.membrane_bits < self.threshold_bits:
             raise NodeError(f"membrane_bits ({self.membrane_bits}) must be >= threshold_bits ({self.threshold_bits})")
+        if self.membrane_bits < self._least_membrane_bits(self.threshold_bits):
+            raise NodeError(f"membrane_bits ({self.membrane_bits}) must hold threshold + 1 with fire '>'")
         if not 2 <= self.membrane_bits <= MAX_REGISTER_BITS:
             raise NodeError(f"membrane_bits must be in 2..{MAX_REGISTER_BITS}, got {self.membrane_bits}")
 
@@ -104,7 +119,7 @@ class Lif(Node):
             v += current[:, t]
             if clip:
                 np.clip(v, lo, hi, out=v)
-            fired = np.greater_equal(v, theta, out=out[:, t])
+            fired = (np.greater if self.fire == ">" else np.greater_equal)(v, theta, out=out[:, t])
             if self.reset == "zero":
                 np.putmask(v, fired, 0)
             else:
