@@ -86,9 +86,13 @@ def _lif(m, node, xs):
     out = torch.zeros(current.shape, dtype=torch.bool)
     for t in range(current.shape[1]):
         leaked = v if node.leak_shift is None else v - torch.div(v, 1 << node.leak_shift, rounding_mode="floor")
-        v = torch.clamp(leaked + current[:, t], lo, hi)
+        total = leaked + current[:, t]
+        if node.reset == "subtract_next" and t:  # the last step's spikes, after the leak
+            total = torch.where(out[:, t - 1], total - theta, total)
+        v = torch.clamp(total, lo, hi)
         fired = v > theta if node.fire == ">" else v >= theta
-        v = torch.where(fired, torch.zeros_like(v) if node.reset == "zero" else v - theta, v)
+        if node.reset != "subtract_next":
+            v = torch.where(fired, torch.zeros_like(v) if node.reset == "zero" else v - theta, v)
         out[:, t] = fired
     return out
 

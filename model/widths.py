@@ -61,7 +61,8 @@ def membrane_bounds(i_lo, i_hi, threshold, timesteps: int, leak_shift: int | Non
     non-decreasing, so an interval maps to an interval. Fire and reset map ``[a, b]`` to the
     hull of ``[a, min(b, f - 1)]`` (no spike) and ``{0}`` (reset to zero) or
     ``[max(a, f) - th, b - th]`` (reset by subtraction), ``f`` the least value that fires:
-    ``th`` (``fire = ">="``) or ``th + 1`` (``">"``).
+    ``th`` (``fire = ">="``) or ``th + 1`` (``">"``). ``subtract_next`` keeps ``[a, b]`` and
+    subtracts ``th`` from the fired part after the next step's leak.
     """
     i_lo, i_hi, th = np.broadcast_arrays(*(np.asarray(x, dtype=np.int64) for x in (i_lo, i_hi, threshold)))
     least = th + 1 if fire == ">" else th
@@ -70,6 +71,8 @@ def membrane_bounds(i_lo, i_hi, threshold, timesteps: int, leak_shift: int | Non
     pre_lo = np.zeros_like(i_lo)
     pre_hi = np.zeros_like(i_lo)
     big = np.iinfo(np.int64).max
+    if reset == "subtract_next":
+        return _membrane_bounds_next(i_lo, i_hi, th, least, timesteps, leak_shift)
     for _ in range(timesteps):
         a = leak(v_lo, leak_shift) + i_lo
         b = leak(v_hi, leak_shift) + i_hi
@@ -85,6 +88,26 @@ def membrane_bounds(i_lo, i_hi, threshold, timesteps: int, leak_shift: int | Non
             lo = np.where(fires, np.minimum(lo, np.maximum(a, least) - th), lo)
             hi = np.where(fires, np.maximum(hi, b - th), hi)
         v_lo, v_hi = lo, hi
+    return pre_lo, pre_hi
+
+
+def _membrane_bounds_next(i_lo, i_hi, th, least, timesteps: int, leak_shift: int | None):
+    """:func:`membrane_bounds` for ``reset = "subtract_next"``: ``v'[t] = leak(v'[t-1]) + I -
+    th s[t-1]``. The previous ``[a, b]`` splits into its quiet part ``[a, min(b, least - 1)]``
+    and its fired part ``[max(a, least), b]`` (``th`` subtracted); each maps through the
+    monotone leak and the input range, and the hull is the next step's range."""
+    a = i_lo.copy()  # step 0: from v = 0, no spike before
+    b = i_hi.copy()
+    pre_lo, pre_hi = np.minimum(a, 0), np.maximum(b, 0)
+    big = np.iinfo(np.int64).max // 4
+    for _ in range(timesteps - 1):
+        quiet, fired = a < least, b >= least
+        lo = np.minimum(np.where(quiet, leak(a, leak_shift), big),
+                        np.where(fired, leak(np.maximum(a, least), leak_shift) - th, big)) + i_lo
+        hi = np.maximum(np.where(quiet, leak(np.minimum(b, least - 1), leak_shift), -big),
+                        np.where(fired, leak(b, leak_shift) - th, -big)) + i_hi
+        a, b = lo, hi
+        pre_lo, pre_hi = np.minimum(pre_lo, a), np.maximum(pre_hi, b)
     return pre_lo, pre_hi
 
 

@@ -258,6 +258,14 @@ class LayerEngine(wiring.Component):
                                  s3_b_lo.eq(bias + (lo if k is None else lo - (lo >> k)))]
                     m.d.comb += [fire_use.eq(~(s3_fired | s3_under | s3_last_step)),
                                  fire_alt.eq(Mux(s3_fired | s3_last_step, s3_b, s3_b_lo))]
+                elif layer.reset == "subtract_next":
+                    # snnTorch's reset: v = sat(u) is kept and the spike subtracts theta after
+                    # the next step's leak: a = leak(sat(u)) - (fired ? theta : 0).
+                    v_kept = Signal(signed(mb), name=f"v_kept{p}")
+                    m.d.comb += v_kept.eq(saturate(u, mb))
+                    leaked = v_kept if k is None else v_kept - (v_kept >> k)
+                    m.d.sync += s3_a.eq(leaked - Mux(fires, theta, 0))
+                    m.d.comb += [fire_use.eq(~s3_last_step), fire_alt.eq(s3_b)]
                 else:
                     # Reset by subtraction: v = fired ? sat(u) - theta : sat(u), then
                     # leak(v) + B = (v - (v >> k)) + B (one more subtractor in stage 2).

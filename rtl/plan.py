@@ -230,8 +230,10 @@ def make_plan(art: Artifact, lanes: int = 8, pixels_per_beat: int = 4, fifo_dept
         p = min(lanes, layer.n_out)
         g = -(-layer.n_out // p)
         if layer.kind == "lif":
-            # u = leak(v) + B + partial current: each term fits its own width, the sum fits +2 bits.
-            state = max(layer.membrane_bits, layer.bias_bits, layer.current_bits) + 2
+            # u = leak(v) + B + partial current: each term fits its own width, the sum fits +2 bits
+            # (reset subtract_next: leak(v) - theta, one bit more).
+            extra = int(layer.reset == "subtract_next")
+            state = max(layer.membrane_bits + extra, layer.bias_bits, layer.current_bits) + 2
         else:
             # Every prefix of the score (bias of the step pre-added) lies inside the proven score
             # range, see engine.py, so the score width suffices.

@@ -114,9 +114,10 @@ def synapse(node, ins, in_shapes, shape):
     return add_bias(node, shape, out)
 
 
-def run_graph_one(art, image):
+def run_graph_one(art, image, observed=None):
     """Every node's output at every step: ``{name: [step t] nested list}``, the spikes of the
-    encoder under ``"input"`` (flat, row-major), the scores and the class."""
+    encoder under ``"input"`` (flat, row-major), the scores and the class. ``observed``: a
+    dict that receives each lif node's ``(min, max)`` membrane before saturation."""
     graph = art.graph
     pixels = [int(p) for p in image.reshape(-1)]
     h, w = art.input_shape
@@ -130,6 +131,8 @@ def run_graph_one(art, image):
         shape = graph.types[node.name].shape
         if node.KIND in ("lif", "output"):
             state[node.name] = zeros(shape)
+        if node.KIND == "lif":
+            state[node.name + "/spiked"] = zeros(shape)  # last step's spikes (reset subtract_next)
         if node.KIND in ("ttfs", "ttfs_output"):  # slope J, membrane V, fired bits
             n_out = shape[0]
             state[node.name] = {"J": [0] * n_out, "V": [0] * n_out, "fired": [False] * n_out}
@@ -169,18 +172,27 @@ def run_graph_one(art, image):
                 out = flat(ins[0])
             elif kind == "lif":
                 out = zeros(shape)
-                v_all = state[node.name]
+                v_all, spiked = state[node.name], state[node.name + "/spiked"]
                 for p in positions(shape):
                     current = sum(get(x, p) for x in ins)
                     v = get(v_all, p)
+                    theta = at(node.threshold, p)
                     if node.leak_shift is not None:
                         v = v - floor_shift(v, node.leak_shift)
-                    v = sat(v + current, node.membrane_bits)
-                    theta = at(node.threshold, p)
-                    fired = v >= theta
-                    if fired:
-                        v = 0 if node.reset == "zero" else v - theta
+                    total = v + current
+                    if node.reset == "subtract_next" and get(spiked, p):
+                        total -= theta  # after the leak, undecayed (snnTorch)
+                    if observed is not None:
+                        lo, hi = observed.get(node.name, (total, total))
+                        observed[node.name] = (min(lo, total), max(hi, total))
+                    v = sat(total, node.membrane_bits)
+                    fired = v > theta if node.fire == ">" else v >= theta
+                    if fired and node.reset == "zero":
+                        v = 0
+                    elif fired and node.reset == "subtract":
+                        v = v - theta
                     put(v_all, p, v)
+                    put(spiked, p, 1 if fired else 0)
                     put(out, p, 1 if fired else 0)
             elif kind == "glif":
                 out = zeros(shape)

@@ -36,12 +36,30 @@ def test_random_artifacts(seed):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_fire_greater_than_is_the_same_in_both_modes(seed):
-    """``fire = ">"`` (snnTorch's comparison), with and without saturation."""
-    art = random_artifact(seed, input_shape=(4, 4), hidden=(8, 6), n_classes=3, fire=">",
+@pytest.mark.parametrize("reset", ["subtract", "subtract_next"])
+def test_snntorch_semantics_are_the_same_in_both_modes(seed, reset):
+    """``fire = ">"`` and the next-step subtract reset (snnTorch's), with and without saturation."""
+    art = random_artifact(seed, input_shape=(4, 4), hidden=(8, 6), n_classes=3, fire=">", reset=reset,
                           membrane_bits=5 if seed % 2 else None, extreme=bool(seed % 2), threshold_scale=0.3)
     assert all(layer.fire == ">" for layer in art.hidden_layers)
     _assert_same(art, random_images(art, 32, seed=seed))
+
+
+def test_the_next_step_subtract_reset_is_snntorchs_recurrence():
+    """``v[t] = leak(v[t-1]) + I[t] - theta s[t-1]``, ``s[t] = v[t] > theta``, written out."""
+    from snnfpga.model.kinds import Lif
+    from snnfpga.model.kinds.base import TensorType
+
+    current = np.array([[[5], [5], [0], [7], [2], [9]]])  # [N=1, T=6, 1]
+    node = Lif(name="n", inputs=("i",), threshold=np.array([6]), leak_shift=1, reset="subtract_next", fire=">",
+               threshold_bits=4, membrane_bits=8)
+    got = node.forward([current], [TensorType((1,), "current")])[0, :, 0]
+    v, s, want = 0, 0, []
+    for i in current[0, :, 0]:
+        v = (v - (v >> 1)) + int(i) - 6 * s
+        s = int(v > 6)
+        want.append(s)
+    assert got.tolist() == [bool(x) for x in want] and any(want) and not all(want)
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -36,6 +36,15 @@ def test_reference_equals_scalar_oracle(seed, hidden, narrow, extreme):
     assert_matches_oracle(art, random_images(art, 4, seed=seed))
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), reset=st.sampled_from(["zero", "subtract", "subtract_next"]),
+       fire=st.sampled_from([">=", ">"]), narrow=st.booleans())
+def test_every_reset_and_fire_comparison_equals_the_scalar_oracle(seed, reset, fire, narrow):
+    art = random_artifact(seed, input_shape=(3, 4), hidden=(7, 5), n_classes=3, reset=reset, fire=fire,
+                          membrane_bits=5 if narrow else None, extreme=narrow, threshold_scale=0.4)
+    assert_matches_oracle(art, random_images(art, 4, seed=seed))
+
+
 def test_saturation_is_exercised_and_clamps():
     """A narrow membrane with strong positive and negative weights must hit both rails."""
     w = np.array([[7] * 16, [-8] * 16])

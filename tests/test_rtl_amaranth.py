@@ -44,11 +44,11 @@ def test_random_artifacts_are_bit_exact(seed, hidden, classes, lanes, beat, shap
 
 @pytest.mark.parametrize("weight_bits", [2, 8])
 @pytest.mark.parametrize("leak_shift", [None, 1, 3])
-@pytest.mark.parametrize("reset", ["zero", "subtract"])
+@pytest.mark.parametrize("reset", ["zero", "subtract", "subtract_next"])
 @pytest.mark.parametrize("fire", [">=", ">"])
 def test_contract_corners(weight_bits, leak_shift, reset, fire):
-    """Both reset modes, leak on/off, both fire comparisons, the extreme weight widths,
-    saturating membranes."""
+    """Every reset mode (snnTorch's subtract_next too), leak on/off, both fire comparisons,
+    the extreme weight widths, saturating membranes."""
     art = random_artifact(weight_bits * 10 + (leak_shift or 0), input_shape=(4, 4), hidden=(7, 5),
                           n_classes=3, weight_bits=weight_bits, leak_shift=leak_shift, reset=reset,
                           extreme=True, membrane_bits=6, timesteps=5, threshold_scale=0.2, fire=fire)

@@ -127,6 +127,11 @@ def test_lif_nodes_that_fire_above_their_threshold_are_bit_exact(seed, token, he
     ge = reference.run(base, images)
     gt = reference.run(art, images)
     assert any((a != b).any() for a, b in zip(ge.spikes, gt.spikes))  # the comparison matters here
+    nodes = [dataclasses.replace(n, reset="subtract_next", membrane_bits=0) if isinstance(n, Lif) else n
+             for n in base.nodes]
+    snntorch = build_graph_artifact(base.name, base.input_shape, base.encoder, base.timesteps, nodes)
+    with pytest.raises(MappingError, match="node stem.lif: reset subtract_next .* chain accelerator only"):
+        make_graph_top_plan(snntorch, 2)
 
 
 @pytest.mark.parametrize("token, head", [("axial", "dense"), ("glif", "pool")])

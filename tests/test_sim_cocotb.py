@@ -86,13 +86,16 @@ def test_output_engine_alone_is_bit_exact(simulator):
     dict(seed=13, shape=(4, 5), hidden=(8, 6), lanes=3, beat=8, gaps=0.2, stall=0.3, narrow=True),
     dict(seed=12, shape=(3, 3), hidden=(6,), lanes=4, beat=2, gaps=0.3, stall=0.5, abandon=3),
     dict(seed=14, shape=(4, 4), hidden=(10, 5), lanes=3, beat=4, gaps=0.2, stall=0.2, storage="ram"),
+    dict(seed=16, shape=(4, 4), hidden=(9, 6), lanes=2, beat=4, gaps=0.2, stall=0.2, snntorch=True),
 ])
 def test_random_accelerators_are_bit_exact(simulator, case):
     """Spikes of every stage, scores, classes and the cycle counter, under random gaps and
     back-pressure; a soft reset in the middle of a throw-away image in one case, weights
-    loaded at run time into RAM (weight storage ``ram``) in another."""
+    loaded at run time into RAM (weight storage ``ram``) in another, snnTorch's semantics
+    (fire ``>``, the next-step subtract reset) in a third."""
+    variant = dict(fire=">", reset="subtract_next") if case.get("snntorch") else {}
     art = random_artifact(case["seed"], input_shape=case["shape"], hidden=case["hidden"], n_classes=4,
-                          membrane_bits=5 if case.get("narrow") else None, threshold_scale=0.2)
+                          membrane_bits=5 if case.get("narrow") else None, threshold_scale=0.2, **variant)
     images = random_images(art, 6, seed=case["seed"])
     plan = make_plan(art, lanes=case["lanes"], pixels_per_beat=case["beat"],
                      weight_storage=case.get("storage", "rom"))

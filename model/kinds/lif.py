@@ -10,7 +10,9 @@ every image; each step, in this order:
 4. spike ``v' >= theta`` (``fire = ">="``, the default) or ``v' > theta`` (``fire = ">"``,
    snnTorch's comparison; the membrane then holds ``theta + 1``);
 5. reset on this step: ``v = 0`` (``zero``) or ``v = v' - theta`` (``subtract``) after a
-   spike, else ``v = v'``.
+   spike, else ``v = v'``; or (``subtract_next``, snnTorch's default) ``v = v'`` and the
+   spike subtracts ``theta`` in the next step, after the leak and undecayed: step 3 is
+   then ``v' = sat(v_leak + I - theta s[t-1])``.
 
 ``threshold`` (``>= 1``) has the tensor's rank with each dimension 1 or full: one per
 channel ``(C, 1, 1)``, per position, or per neuron.
@@ -28,7 +30,7 @@ from snnfpga.model.kinds.base import (MAX_REGISTER_BITS, Bound, NodeError, Node,
                                       check_broadcast, check_choice, check_fits, check_int_param,
                                       check_register, register)
 
-RESETS = ("zero", "subtract")
+RESETS = ("zero", "subtract", "subtract_next")
 FIRES = (">=", ">")
 MAX_LEAK_SHIFT = 16
 
@@ -117,12 +119,14 @@ class Lif(Node):
                 np.right_shift(v, self.leak_shift, out=shifted)
                 v -= shifted
             v += current[:, t]
+            if self.reset == "subtract_next" and t:
+                np.subtract(v, theta, out=v, where=out[:, t - 1])
             if clip:
                 np.clip(v, lo, hi, out=v)
             fired = (np.greater if self.fire == ">" else np.greater_equal)(v, theta, out=out[:, t])
             if self.reset == "zero":
                 np.putmask(v, fired, 0)
-            else:
+            elif self.reset == "subtract":
                 np.subtract(v, theta, out=v, where=fired)
         return out
 
