@@ -9,7 +9,12 @@ refused with one line naming the node.
 manifest) back into the identical artifact: the integers come from the NIR parameters
 (checked to be integers and consistent with the manifest's leak and reset), the widths,
 encoder and T from the manifest. Networks trained elsewhere (snnTorch, Norse, Sinabs), whose
-parameters need a framework's discretisation and quantization, are not imported yet.
+parameters need a framework's discretisation, are imported by :func:`import_foreign`: each
+neuron node is discretised with the framework's time step and conventions
+(:data:`CONVENTIONS`; ``dt``, ``reset`` and ``fire`` can be overridden), its leak rounded to
+``v - (v >> k)`` (the error reported when ``beta`` is not ``1 - 2^-k``), and its weights,
+bias and threshold quantized per output neuron (a hidden layer: spikes do not change under a
+per-neuron scale) or per layer (the scores are compared across classes).
 """
 
 from __future__ import annotations
@@ -27,6 +32,16 @@ from snnfpga.model.artifact import Artifact, artifact_from_manifest
 SYNAPSE_TYPES = ("Affine", "Linear")
 NEURON_TYPES = ("LIF", "IF", "LI", "I", "CubaLIF")
 FRAMEWORKS = ("snntorch", "norse", "sinabs", "generic")
+# How each framework discretises NIR's LIF (issue 14): the time step its exporter and
+# importer assume, its fire comparison and its reset (applied in the firing step, or, for
+# snnTorch, subtracted in the next step after the leak). ``generic``: no time step (give
+# --dt), ``>=``, reset to zero.
+CONVENTIONS = {
+    "snntorch": {"dt": 1e-4, "fire": ">", "reset": "subtract_next"},
+    "norse": {"dt": 1e-3, "fire": ">", "reset": "zero"},
+    "sinabs": {"dt": 1.0, "fire": ">=", "reset": "subtract"},
+    "generic": {"dt": None, "fire": ">=", "reset": "zero"},
+}
 
 
 @dataclass(frozen=True)
@@ -156,14 +171,151 @@ def read_graph(path: str | Path):
         raise ArtifactError(f"{path}: not a readable NIR file ({type(exc).__name__}: {exc})") from None
 
 
-def import_nir(path: str | Path, framework: str = "generic") -> Artifact:
-    """The artifact of the NIR file ``path`` (see the module doc)."""
+def import_nir(path: str | Path, framework: str = "generic", **foreign) -> Artifact:
+    """The artifact of the NIR file ``path``: an snnfpga export back as it was, or (no
+    snnfpga metadata) :func:`import_foreign` with ``foreign``'s options."""
     if framework not in FRAMEWORKS:
         raise ConfigError(f"unknown framework {framework!r}; choose one of {', '.join(FRAMEWORKS)}")
     graph = read_graph(path)
     where = str(path)
     if F.MANIFEST_KEY in graph.metadata:
         return _exported_artifact(graph, where)
-    read_chain(graph, where)  # structural refusals first, naming the node
-    raise ConfigError(f"{where}: was not exported by snnfpga (no {F.MANIFEST_KEY} metadata); importing a network "
-                      f"trained in {framework} (its discretisation and quantization) is not implemented yet")
+    return import_foreign(graph, where, framework, **foreign).artifact
+
+
+@dataclass(frozen=True)
+class Discrete:
+    """One layer in discrete time: per step ``v = beta v + gain (W s + b)`` (hidden: then the
+    fire and reset of the convention; the output: scores add it)."""
+
+    weight: np.ndarray  # float [n_out, n_in], the gain folded in
+    bias: np.ndarray  # float [n_out], the gain and v_leak folded in
+    beta: np.ndarray | None  # float [n_out]; None: the output's integrator
+    threshold: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class ForeignImport:
+    """:func:`import_foreign`'s result: the artifact, the float network it quantizes, and
+    what was approximated (one line each)."""
+
+    artifact: Artifact
+    layers: tuple[Discrete, ...]
+    fire: str
+    reset: str
+    notes: tuple[str, ...]
+
+
+def _discretise(layer: NirLayer, dt: float, last: bool, where: str) -> Discrete:
+    node, kind, n = layer.node, _kind(layer.node), layer.weight.shape[0]
+    full = lambda v: np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)).copy()  # noqa: E731
+    if last:
+        if kind != "I":
+            raise ArtifactError(f"{where}: node {layer.neuron}: a {kind} as the output; the contract's output "
+                                "integrates its current (an I node): a spiking or leaky output is not mapped yet")
+        gain = full(node.r) * dt
+        return Discrete(layer.weight * gain[:, None], layer.bias * gain, None, None)
+    if kind == "LIF":
+        tau, r, v_leak = full(node.tau), full(node.r), full(node.v_leak)
+        beta, gain, extra = 1.0 - dt / tau, dt * r / tau, dt * v_leak / tau
+    elif kind == "IF":
+        beta, gain, extra = np.ones(n), dt * full(node.r), np.zeros(n)
+    else:
+        raise ArtifactError(f"{where}: node {layer.neuron}: a {kind} in a hidden layer; the contract's hidden "
+                            "neurons are LIF or IF")
+    if node.v_reset is not None and np.any(np.asarray(node.v_reset) != 0):
+        raise ArtifactError(f"{where}: node {layer.neuron}: v_reset is not 0 (the contract resets to 0 or by "
+                            "subtraction)")
+    if np.any(beta <= 0) or np.any(beta > 1):
+        raise ArtifactError(f"{where}: node {layer.neuron}: beta = 1 - dt/tau outside (0, 1] at dt = {dt:g} "
+                            "(give the framework's --dt)")
+    return Discrete(layer.weight * gain[:, None], layer.bias * gain + extra, beta, full(node.v_threshold))
+
+
+def _leak_shift(beta: np.ndarray, name: str) -> tuple[int | None, str | None]:
+    """``k`` of the nearest ``1 - 2^-k`` to the layer's beta (one per layer), and a note
+    when it is not exact."""
+    if np.all(beta == 1.0):
+        return None, None
+    if np.ptp(beta) > 0:
+        raise ArtifactError(f"node {name}: beta differs between neurons ({beta.min():g} .. {beta.max():g}); the "
+                            "contract has one leak per layer")
+    b = float(beta[0])
+    k = int(np.clip(round(-np.log2(1.0 - b)), 1, 16))
+    exact = 1.0 - 2.0 ** -k
+    note = None if exact == b else f"node {name}: beta {b:g} approximated by 1 - 2^-{k} = {exact:g} (error {exact - b:+.3g})"
+    return k, note
+
+
+def float_forward(fi: ForeignImport, spikes: np.ndarray) -> np.ndarray:
+    """The discretised float network on input spikes ``bool [N, T, n_in]``: scores ``[N, classes]``."""
+    x = spikes.astype(np.float64)
+    n, steps = x.shape[:2]
+    for layer in fi.layers[:-1]:
+        v = np.zeros((n, layer.weight.shape[0]))
+        fired = np.zeros_like(v, dtype=bool)
+        out = np.zeros((n, steps, layer.weight.shape[0]), dtype=bool)
+        for t in range(steps):
+            v = layer.beta * v + x[:, t] @ layer.weight.T + layer.bias
+            if fi.reset == "subtract_next":
+                v = v - layer.threshold * fired
+            fired = v > layer.threshold if fi.fire == ">" else v >= layer.threshold
+            if fi.reset == "zero":
+                v = np.where(fired, 0.0, v)
+            elif fi.reset == "subtract":
+                v = v - layer.threshold * fired
+            out[:, t] = fired
+        x = out.astype(np.float64)
+    last = fi.layers[-1]
+    return (x @ last.weight.T).sum(axis=1) + steps * last.bias
+
+
+def import_foreign(graph, where: str, framework: str, *, dt: float | None = None, reset: str | None = None,
+                   encoder=None, timesteps: int | None = None, weight_bits: int = 8,
+                   name: str = "imported") -> ForeignImport:
+    """A network trained in ``framework`` (see the module doc) as an artifact, with the
+    ``encoder`` (:class:`~snnfpga.model.artifact.Encoder`) and ``timesteps`` the NIR file
+    cannot give."""
+    from snnfpga.model.artifact import build_artifact
+    from snnfpga.model.kinds.base import WEIGHT_BITS_RANGE
+    from snnfpga.model.kinds.lif import RESETS
+
+    conv = dict(CONVENTIONS[framework])
+    dt = conv["dt"] if dt is None else dt
+    if dt is None or dt <= 0:
+        raise ConfigError(f"framework {framework} has no time step of its own: give --dt S")
+    reset = reset or conv["reset"]
+    if reset not in RESETS:
+        raise ConfigError(f"reset must be one of {', '.join(RESETS)}, got {reset!r}")
+    if encoder is None or timesteps is None:
+        raise ConfigError("a network trained elsewhere needs --encoder and --timesteps (NIR stores neither)")
+    if not WEIGHT_BITS_RANGE[0] <= weight_bits <= WEIGHT_BITS_RANGE[1]:
+        raise ConfigError(f"weight bits must be in {WEIGHT_BITS_RANGE[0]}..{WEIGHT_BITS_RANGE[1]}, got {weight_bits}")
+    chain = read_chain(graph, where)
+    n_in = chain[0].weight.shape[1]
+    side = int(round(np.sqrt(n_in)))
+    if side * side != n_in:
+        raise ArtifactError(f"{where}: node {chain[0].synapse}: {n_in} inputs are not a square image")
+    layers = tuple(_discretise(layer, dt, i == len(chain) - 1, where) for i, layer in enumerate(chain))
+    qmax = (1 << (weight_bits - 1)) - 1
+    specs, notes = [], []
+    for layer, nir_layer in zip(layers, chain):
+        params = [layer.weight, layer.bias] + ([] if layer.threshold is None else [layer.threshold])
+        if all(np.array_equal(a, np.round(a)) for a in params) and np.abs(layer.weight).max() <= qmax:
+            scale = np.ones(layer.weight.shape[0])  # already integers that fit: kept as they are
+        elif layer.beta is None:  # the output: one scale for every class
+            scale = np.full(layer.weight.shape[0], qmax / max(np.abs(layer.weight).max(), 1e-12))
+        else:  # a hidden layer: per neuron (its spikes do not change under a positive scale)
+            scale = qmax / np.maximum(np.abs(layer.weight).max(axis=1), 1e-12)
+        spec = {"name": nir_layer.neuron, "weights": np.round(layer.weight * scale[:, None]).astype(np.int64),
+                "bias": np.round(layer.bias * scale).astype(np.int64), "weight_bits": weight_bits}
+        if layer.beta is not None:
+            k, note = _leak_shift(layer.beta, nir_layer.neuron)
+            notes += [note] if note else []
+            spec.update(threshold=np.maximum(1, np.round(layer.threshold * scale)).astype(np.int64),
+                        leak_shift=k, reset=reset, fire=conv["fire"])
+        specs.append(spec)
+    art = build_artifact(name, (side, side), encoder, timesteps, specs,
+                         provenance={"imported_from": "nir", "framework": framework, "dt": dt, "reset": reset,
+                                     "fire": conv["fire"], "weight_bits": weight_bits})
+    return ForeignImport(art, layers, conv["fire"], reset, tuple(notes))

@@ -96,16 +96,6 @@ def test_an_exported_file_whose_integers_were_edited_off_the_grid_is_refused(tmp
         import_nir(tmp_path / "edited.nir")
 
 
-def test_a_foreign_network_is_refused_until_its_framework_is_mapped(tmp_path):
-    lif = nir.LIF(tau=np.ones(3), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.ones(3))
-    graph = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([4])}), "fc": _dense(3, 4),
-                                "lif": lif, "output": nir.Output(output_type={"output": np.array([3])})},
-                         edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")])
-    nir.write(tmp_path / "foreign.nir", graph)
-    with pytest.raises(ConfigError, match="not exported by snnfpga"):
-        import_nir(tmp_path / "foreign.nir", "snntorch")
-
-
 def test_cli_export_then_import_then_sim(tmp_path):
     """The command line round trip, and the imported model is bit-exact in the Verilog."""
     from tests.test_sim_cocotb import require
@@ -131,3 +121,95 @@ def test_cli_export_then_import_then_sim(tmp_path):
     r = cli("sim", tmp_path / "m", "--data", sample, "--json")
     assert r.returncode == 0, r.stderr
     assert last_json(r.stdout)["mismatches"] == 0
+
+
+def _snntorch_style(art, dt=1e-4, scale=0.01, beta=None):
+    """The chain ``art`` written as snnTorch's exporter writes a Leaky network: LIF with
+    ``tau = dt / (1 - beta)``, ``r = tau / dt``, ``v_leak = v_reset = 0``; the readout an
+    integrator. Float parameters: the integers times ``scale``."""
+    nodes = {"input": nir.Input(input_type={"input": np.array([art.n_inputs])})}
+    edges, prev = [], "input"
+    for layer in art.layers:
+        n = layer.n_out
+        nodes[layer.name + ".fc"] = nir.Affine(weight=layer.weights * scale, bias=layer.bias * scale)
+        if layer.kind == "lif":
+            b = beta if beta is not None else 1.0 - 2.0 ** -(layer.leak_shift or 1)
+            tau = np.full(n, dt / (1.0 - b))
+            nodes[layer.name] = nir.LIF(tau=tau, r=tau / dt, v_leak=np.zeros(n), v_threshold=layer.threshold * scale,
+                                        v_reset=np.zeros(n))
+        else:
+            nodes[layer.name] = nir.I(r=np.full(n, 1.0 / dt))
+        edges += [(prev, layer.name + ".fc"), (layer.name + ".fc", layer.name)]
+        prev = layer.name
+    nodes["output"] = nir.Output(output_type={"output": np.array([art.n_classes])})
+    return nir.NIRGraph(nodes=nodes, edges=edges + [(prev, "output")])
+
+
+def test_a_network_in_snntorchs_convention_is_discretised_and_quantized_within_a_point():
+    """snnTorch's dt, ``>`` and next-step subtract reset; 8-bit weights per neuron; the
+    discretised float network and the integer reference agree on the validation images."""
+    from snnfpga.model.artifact import Encoder
+    from snnfpga.model.data import load_dataset
+    from snnfpga.model.nir_import import float_forward, import_foreign
+
+    fi = import_foreign(_snntorch_style(load_artifact("tiny")), "net.nir", "snntorch",
+                        encoder=Encoder("threshold", level=128), timesteps=8)
+    hidden = fi.artifact.hidden_layers[0]
+    assert (hidden.fire, hidden.reset, hidden.leak_shift) == (">", "subtract_next", 1) and not fi.notes
+    assert hidden.weight_bits == 8 and np.abs(hidden.weights).max() == 127
+    val = load_dataset("default").split("val")
+    trace = reference.run(fi.artifact, val.images)
+    floats = float_forward(fi, trace.spikes[0].reshape(len(val.images), 8, -1)).argmax(axis=1)
+    labels = np.asarray(val.labels)
+    assert abs((floats == labels).mean() - (trace.classes == labels).mean()) <= 0.01
+    assert (floats == trace.classes).mean() >= 0.97
+
+
+def test_integers_that_fit_are_kept_and_reproduce_the_float_network_spike_for_spike():
+    """IF neurons (no leak) on the integer grid: the float recurrence and the integer
+    reference give the same scores on every image."""
+    from snnfpga.model.nir_import import float_forward, import_foreign
+
+    art = random_artifact(7, hidden=(10,), leak_shift=None, weight_bits=6)
+    graph = _snntorch_style(art, dt=1.0, scale=1.0)
+    for layer in art.hidden_layers:
+        n = layer.n_out
+        graph.nodes[layer.name] = nir.IF(r=np.ones(n), v_threshold=layer.threshold.astype(float), v_reset=np.zeros(n))
+    graph.nodes[art.layers[-1].name] = nir.I(r=np.ones(art.n_classes))
+    for reset in ("zero", "subtract", "subtract_next"):
+        fi = import_foreign(graph, "if.nir", "generic", dt=1.0, reset=reset, encoder=art.encoder,
+                            timesteps=art.timesteps, weight_bits=8)
+        assert np.array_equal(fi.artifact.layers[0].weights, art.layers[0].weights)
+        images = random_images(art, 16, seed=7)
+        trace = reference.run(fi.artifact, images)
+        floats = float_forward(fi, trace.spikes[0].reshape(16, art.timesteps, -1))
+        assert np.array_equal(floats, trace.scores), reset
+
+
+def test_a_leak_that_is_not_a_power_of_two_is_approximated_with_a_note():
+    from snnfpga.model.artifact import Encoder
+    from snnfpga.model.nir_import import import_foreign
+
+    fi = import_foreign(_snntorch_style(load_artifact("tiny"), beta=0.6), "b.nir", "snntorch",
+                        encoder=Encoder("rate", phase=128), timesteps=4)
+    assert fi.artifact.hidden_layers[0].leak_shift == 1
+    assert fi.notes == ("node fc1: beta 0.6 approximated by 1 - 2^-1 = 0.5 (error -0.1)",)
+    with pytest.raises(ConfigError, match="needs --encoder and --timesteps"):
+        import_foreign(_snntorch_style(load_artifact("tiny")), "b.nir", "snntorch")
+    with pytest.raises(ConfigError, match="give --dt"):
+        import_foreign(_snntorch_style(load_artifact("tiny")), "b.nir", "generic",
+                       encoder=Encoder("rate"), timesteps=4)
+
+
+def test_cli_imports_a_foreign_network_and_prints_both_accuracies(tmp_path):
+    nir.write(tmp_path / "snn.nir", _snntorch_style(load_artifact("tiny")))
+    r = cli("import", tmp_path / "snn.nir", "--out", tmp_path / "m", "--framework", "snntorch", "--encoder",
+            "threshold", "--timesteps", "8", "--data", "default", "--json")
+    assert r.returncode == 0, r.stderr
+    out = last_json(r.stdout)
+    assert out["reset"] == "subtract_next" and out["fire"] == ">" and out["n"] == 1000
+    assert abs(out["accuracy_int"] - out["accuracy_float"]) <= 1.0 and out["accuracy_int"] > 90
+    assert "accuracy on 1000 validation images: float" in r.stderr
+    assert load_artifact(tmp_path / "m").hidden_layers[0].reset == "subtract_next"
+    r = cli("import", tmp_path / "snn.nir", "--out", tmp_path / "x", "--framework", "snntorch")
+    assert r.returncode == 2 and "needs --encoder and --timesteps" in r.stderr and len(r.stderr.splitlines()) == 1
