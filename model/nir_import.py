@@ -2,7 +2,8 @@
 
 :func:`read_chain` walks a NIR graph from ``Input`` to ``Output`` and returns its layers,
 each an ``Affine`` (or ``Linear``) followed by a neuron node (``LIF``, ``IF``, ``LI``,
-``I``); a node type, a recurrent or branching edge or a shape the contract cannot hold is
+``I``; the last may go straight into the ``Output``: its current summed over the steps);
+a node type, a recurrent or branching edge or a shape the contract cannot hold is
 refused with one line naming the node.
 
 :func:`import_nir` turns a graph that snnfpga exported (its metadata holds the model's
@@ -46,13 +47,15 @@ CONVENTIONS = {
 
 @dataclass(frozen=True)
 class NirLayer:
-    """One dense layer of a NIR chain: the synapse node and the neuron node after it."""
+    """One dense layer of a NIR chain: the synapse node and the neuron node after it (the
+    last synapse may go straight into the ``Output``: ``neuron`` is then its own name and
+    ``node`` None)."""
 
     synapse: str
     neuron: str
     weight: np.ndarray  # float [n_out, n_in]
     bias: np.ndarray  # float [n_out] (zeros for a Linear)
-    node: object  # the neuron's NIR node
+    node: object | None  # the neuron's NIR node
 
 
 def _kind(node) -> str:
@@ -92,9 +95,9 @@ def read_chain(graph, where: str) -> list[NirLayer]:
         if _kind(nodes[syn]) not in SYNAPSE_TYPES:
             raise ArtifactError(f"{where}: node {syn}: a {_kind(nodes[syn])} where the contract needs an Affine or "
                                 f"Linear (supported here: {', '.join(SYNAPSE_TYPES + NEURON_TYPES)})")
-        if k + 1 >= len(body) or _kind(nodes[body[k + 1]]) not in NEURON_TYPES:
-            bad = body[k + 1] if k + 1 < len(body) else syn
-            raise ArtifactError(f"{where}: node {bad}: a synapse must be followed by a neuron node "
+        readout = k + 1 == len(body)  # the last synapse straight into the Output: its current, summed
+        if not readout and _kind(nodes[body[k + 1]]) not in NEURON_TYPES:
+            raise ArtifactError(f"{where}: node {body[k + 1]}: a synapse must be followed by a neuron node "
                                 f"({', '.join(NEURON_TYPES)})")
         node = nodes[syn]
         weight = np.asarray(node.weight, dtype=np.float64)
@@ -102,7 +105,8 @@ def read_chain(graph, where: str) -> list[NirLayer]:
         if weight.ndim != 2 or bias.shape != (weight.shape[0],):
             raise ArtifactError(f"{where}: node {syn}: weight {list(weight.shape)} and bias {list(bias.shape)} "
                                 "are not a dense layer's [out, in] and [out]")
-        layers.append(NirLayer(syn, body[k + 1], weight, bias, nodes[body[k + 1]]))
+        neuron = syn if readout else body[k + 1]
+        layers.append(NirLayer(syn, neuron, weight, bias, None if readout else nodes[neuron]))
     for a, b in zip(layers, layers[1:]):
         if b.weight.shape[1] != a.weight.shape[0]:
             raise ArtifactError(f"{where}: node {b.synapse}: takes {b.weight.shape[1]} inputs, {a.neuron} gives "
@@ -209,6 +213,10 @@ class ForeignImport:
 def _discretise(layer: NirLayer, dt: float, last: bool, where: str) -> Discrete:
     node, kind, n = layer.node, _kind(layer.node), layer.weight.shape[0]
     full = lambda v: np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)).copy()  # noqa: E731
+    if last and node is None:  # an Affine into the Output: its current of every step, summed
+        return Discrete(layer.weight, layer.bias, None, None)
+    if node is None:
+        raise ArtifactError(f"{where}: node {layer.synapse}: a synapse must be followed by a neuron node")
     if last:
         if kind != "I":
             raise ArtifactError(f"{where}: node {layer.neuron}: a {kind} as the output; the contract's output "
