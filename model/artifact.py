@@ -41,6 +41,7 @@ from snnfpga.model import graph as G
 from snnfpga.model.graph import Layer  # noqa: F401  (the chain view's layer, re-exported)
 from snnfpga.model.kinds import MAX_REGISTER_BITS, WEIGHT_BITS_RANGE, Node, Output  # noqa: F401
 from snnfpga.model.kinds.base import _array_dtype
+from snnfpga.model.kinds.lif import DEFAULT_FIRE
 
 FORMAT = "snnfpga.artifact"
 VERSION = 1  # chains
@@ -275,7 +276,7 @@ def _layer_entry(art: Artifact, i: int) -> dict:
         entry.update({"threshold_bits": layer.threshold_bits, "membrane_bits": layer.membrane_bits,
                       "leak_shift": layer.leak_shift, "reset": layer.reset,
                       "saturation": "active" if art.saturates(i) else "unreachable"})
-        if layer.fire != ">=":  # named only when not the default (older manifests stay the same)
+        if layer.fire != DEFAULT_FIRE:  # named only when not the default (older manifests stay the same)
             entry["fire"] = layer.fire
     else:
         entry["score_bits"] = layer.score_bits
@@ -474,7 +475,7 @@ def _chain_from_manifest(manifest, arrays, arrays_path, where) -> list[Node]:
         if lif:
             spec.update(threshold=_integer_array(arrays, f"L{i}.threshold", arrays_path),
                         leak_shift=None if entry["leak_shift"] is None else int(entry["leak_shift"]),
-                        reset=entry["reset"], fire=entry.get("fire", ">="), threshold_bits=int(entry["threshold_bits"]),
+                        reset=entry["reset"], fire=entry.get("fire", DEFAULT_FIRE), threshold_bits=int(entry["threshold_bits"]),
                         membrane_bits=int(entry["membrane_bits"]))
         else:
             spec["score_bits"] = int(entry["score_bits"])

@@ -25,6 +25,7 @@ import numpy as np
 
 from snnfpga.errors import ArtifactError
 from snnfpga.model.kinds import KINDS, Bound, Dense, Lif, Node, NodeError, Output, Proof, TensorType, Window
+from snnfpga.model.kinds.lif import DEFAULT_FIRE
 
 SOURCE = "input"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -185,7 +186,7 @@ class Layer:
     weight_bits: int
     leak_shift: int | None = None
     reset: str | None = None
-    fire: str = ">="  # ">=" or ">" (LIF layers)
+    fire: str = DEFAULT_FIRE  # ">=" or ">" (LIF layers)
     bias_bits: int = 0
     threshold_bits: int = 0
     current_bits: int = 0
@@ -226,7 +227,7 @@ def chain_nodes(layers: list[dict]) -> list[Node]:
             nodes.append(Lif(name=name, inputs=(dense_name(name),),
                              threshold=None if threshold is None else np.asarray(threshold).astype(np.int64),
                              leak_shift=spec.get("leak_shift"), reset=spec.get("reset", "zero"),
-                             fire=spec.get("fire", ">="), threshold_bits=int(spec.get("threshold_bits", 0)),
+                             fire=spec.get("fire", DEFAULT_FIRE), threshold_bits=int(spec.get("threshold_bits", 0)),
                              membrane_bits=int(spec.get("membrane_bits", 0))))
         prev = name
     return nodes

@@ -29,6 +29,7 @@ import numpy as np
 from snnfpga.errors import ArtifactError, ConfigError
 from snnfpga.model import nir_format as F
 from snnfpga.model.artifact import Artifact, artifact_from_manifest
+from snnfpga.model.kinds.lif import DEFAULT_FIRE
 
 SYNAPSE_TYPES = ("Affine", "Linear")
 NEURON_TYPES = ("LIF", "IF", "LI", "I", "CubaLIF")
@@ -129,7 +130,8 @@ def _metadata_text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _exported_artifact(graph, where: str) -> Artifact:
+def exported_artifact(graph, where: str) -> Artifact:
+    """The artifact of a NIR graph that snnfpga exported (its metadata holds the manifest)."""
     manifest = json.loads(_metadata_text(graph.metadata[F.MANIFEST_KEY]))
     if "layers" not in manifest:
         raise ArtifactError(f"{where}: its snnfpga manifest is not a chain")
@@ -150,7 +152,7 @@ def _exported_artifact(graph, where: str) -> Artifact:
                 raise ArtifactError(f"{where}: node {layer.neuron}: a {kind}, the manifest's leak needs a {want}")
             if shift is not None and not np.all(np.asarray(node.tau) == 2.0 ** shift):
                 raise ArtifactError(f"{where}: node {layer.neuron}: tau is not 2^{shift} (the manifest's leak_shift)")
-            for key, default in (("reset", entry["reset"]), ("fire", entry.get("fire", ">="))):
+            for key, default in (("reset", entry["reset"]), ("fire", entry.get("fire", DEFAULT_FIRE))):
                 value = _metadata_text(node.metadata.get(key, default))
                 if value != default:
                     raise ArtifactError(f"{where}: node {layer.neuron}: {key} {value!r}, the manifest says {default!r}")
@@ -183,7 +185,7 @@ def import_nir(path: str | Path, framework: str = "generic", **foreign) -> Artif
     graph = read_graph(path)
     where = str(path)
     if F.MANIFEST_KEY in graph.metadata:
-        return _exported_artifact(graph, where)
+        return exported_artifact(graph, where)
     return import_foreign(graph, where, framework, **foreign).artifact
 
 
@@ -286,15 +288,12 @@ def import_foreign(graph, where: str, framework: str, *, dt: float | None = None
     cannot give."""
     from snnfpga.model.artifact import build_artifact
     from snnfpga.model.kinds.base import WEIGHT_BITS_RANGE
-    from snnfpga.model.kinds.lif import RESETS
 
     conv = dict(CONVENTIONS[framework])
     dt = conv["dt"] if dt is None else dt
     if dt is None or dt <= 0:
         raise ConfigError(f"framework {framework} has no time step of its own: give --dt S")
-    reset = reset or conv["reset"]
-    if reset not in RESETS:
-        raise ConfigError(f"reset must be one of {', '.join(RESETS)}, got {reset!r}")
+    reset = reset or conv["reset"]  # checked by the lif kind when the artifact is built
     if encoder is None or timesteps is None:
         raise ConfigError("a network trained elsewhere needs --encoder and --timesteps (NIR stores neither)")
     if not WEIGHT_BITS_RANGE[0] <= weight_bits <= WEIGHT_BITS_RANGE[1]:

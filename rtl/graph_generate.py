@@ -30,8 +30,8 @@ def node_entries(plan: GraphTopPlan) -> list[dict]:
             spec, P, G, bits = plan.specs[name], plan.node_lanes[name], plan.groups(name), plan.current_bits(name)
             row.update(role="synapse (accumulate engine into its current buffer)", lanes=P, groups=G,
                        lines=spec.lines, weight_bits=node.weight_bits, buffer_bits=bits,
-                       memories={"weights": {"depth": plan.weight_shape(name)[0], "width": plan.weight_shape(name)[1],
-                                             "kind": weight_memory_kind(plan)},
+                       memories={"weights": dict(zip(("depth", "width"), plan.weight_shape(name)),
+                                             kind=weight_memory_kind(plan)),
                                  "buffer": {"depth": spec.lines * G, "width": P * bits, "kind": "ram 2R1W"}})
             if name in plan.ttfs:
                 mems = ttfs_memories(node, P)

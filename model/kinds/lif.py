@@ -32,6 +32,7 @@ from snnfpga.model.kinds.base import (MAX_REGISTER_BITS, Bound, NodeError, Node,
 
 RESETS = ("zero", "subtract", "subtract_next")
 FIRES = (">=", ">")
+DEFAULT_FIRE = ">="  # the contract's comparison before the option existed
 MAX_LEAK_SHIFT = 16
 
 
@@ -43,12 +44,12 @@ class Lif(Node):
     FIT_WIDTHS: ClassVar[tuple[str, ...]] = ("threshold_bits",)
     SPIKING: ClassVar[bool] = True
     MAX_INPUTS: ClassVar[int | None] = None
-    OPTIONAL: ClassVar[dict] = {"fire": ">="}
+    OPTIONAL: ClassVar[dict] = {"fire": DEFAULT_FIRE}
 
     threshold: np.ndarray
     leak_shift: int | None
     reset: str
-    fire: str = ">="
+    fire: str = DEFAULT_FIRE
     threshold_bits: int = 0
     membrane_bits: int = 0
 

@@ -48,22 +48,15 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from snnfpga.errors import ConfigError
     from snnfpga.model import nir_format as F
     from snnfpga.model.artifact import Encoder, arrays_sha256, save_artifact
-    from snnfpga.model.nir_import import import_foreign, read_graph
+    from snnfpga.model.nir_import import exported_artifact, import_foreign, read_graph
 
     graph = read_graph(args.file)
     summary = {}
     if F.MANIFEST_KEY in graph.metadata:
-        from snnfpga.model.nir_import import import_nir
-
-        art = import_nir(args.file, args.framework)
-    else:
-        if args.encoder == "rate" and not 0 <= args.encoder_param <= 255:
-            raise ConfigError(f"--encoder-param: a rate encoder's phase is 0..255, got {args.encoder_param}")
-        if args.encoder == "threshold" and not 1 <= args.encoder_param <= 255:
-            raise ConfigError(f"--encoder-param: a threshold encoder's level is 1..255, got {args.encoder_param}")
+        art = exported_artifact(graph, str(args.file))
+    else:  # the encoder's parameter is checked with the artifact's header
         encoder = None if args.encoder is None else (Encoder("rate", phase=args.encoder_param)
                                                      if args.encoder == "rate"
                                                      else Encoder("threshold", level=args.encoder_param))
