@@ -10,10 +10,10 @@ On disk an artifact is a directory with
   ``L<i>.threshold``; version 2: ``<node>.<array>``).
 
 In memory every artifact is a graph of node kinds (:mod:`snnfpga.model.kinds`). A graph
-that is a chain of dense layers (:func:`snnfpga.model.graph.chain_layers`) is written as
-version 1, byte for byte as before graphs existed, and offers the per-layer view
-(:attr:`Artifact.layers`) that the hardware stages read; any other graph is written as
-version 2.
+that is a chain of dense layers (:func:`snnfpga.model.graph.chain_layers`) offers the
+per-layer view (:attr:`Artifact.layers`) that the hardware stages read; one ending in an
+``output`` layer is written as version 1, byte for byte as before graphs existed; any other
+graph (a chain ending in ``lif_output`` included) is written as version 2.
 
 A *model directory* (what ``snnfpga train`` writes) is an artifact directory that may also
 hold ``checkpoint.pt`` (the float QAT model) and ``training.json``.
@@ -121,6 +121,12 @@ class Artifact:
         return self.chain is not None
 
     @property
+    def format_version(self) -> int:
+        """The manifest version it is written as: 1 for a chain that version 1 can hold
+        (ending in an ``output`` layer), else 2."""
+        return VERSION if self.is_chain and self.chain[-1].kind == "output" else GRAPH_VERSION
+
+    @property
     def layers(self) -> tuple[Layer, ...]:
         """The per-layer view of a chain of dense layers; MappingError for other graphs."""
         if self.chain is None:
@@ -154,8 +160,8 @@ class Artifact:
         layer = self.layers[index]
         proofs = self.graph.proofs
         out = {"current": proofs[G.dense_name(layer.name)].registers["current"]}
-        key = "membrane" if layer.kind == "lif" else "score"
-        out[key] = proofs[layer.name].registers[key]
+        for key in ("membrane",) * layer.spiking + ("score",) * layer.is_output:
+            out[key] = proofs[layer.name].registers[key]
         return out
 
     def saturates(self, index: int) -> bool:
@@ -249,14 +255,14 @@ def manifest_dict(art: Artifact, arrays_sha256: str) -> dict:
     """The manifest as written to disk (key order fixed, no timestamps)."""
     head = {
         "format": FORMAT,
-        "version": VERSION if art.is_chain else GRAPH_VERSION,
+        "version": art.format_version,
         "name": art.name,
         "input": {"height": art.input_shape[0], "width": art.input_shape[1], "pixel_bits": 8,
                   "order": "row-major"},
         "encoder": art.encoder.to_json(),
         "timesteps": art.timesteps,
     }
-    if art.is_chain:
+    if art.format_version == VERSION:
         head["layers"] = [_layer_entry(art, i) for i in range(len(art.layers))]
     else:
         graph = art.graph
@@ -286,7 +292,7 @@ def _layer_entry(art: Artifact, i: int) -> dict:
 
 def _array_entries(art: Artifact):
     """``(file key, array, dtype)`` in the order they are written."""
-    if art.is_chain:
+    if art.format_version == VERSION:
         for i, layer in enumerate(art.layers):
             yield f"L{i}.weight", layer.weights, _array_dtype(layer.weight_bits)
             yield f"L{i}.bias", layer.bias, _array_dtype(layer.bias_bits)

@@ -10,7 +10,7 @@ The graph's source is the encoder's spike map ``input`` of shape ``(1, H, W)``. 
 one node is an ``output`` node; it comes last, and every node leads to it.
 
 A *chain* (version 1 of the contract) is ``[dense, lif] * L + [dense, output]``, each node
-reading the one before, the dense nodes named ``<layer>.dense`` with unit ``<layer>`` and
+reading the one before (or, written as version 2, ending in ``lif_output``), the dense nodes named ``<layer>.dense`` with unit ``<layer>`` and
 the populations named ``<layer>``: :func:`chain_nodes` builds it from layer specs and
 :func:`chain_layers` recovers the :class:`Layer` view that the hardware stages read.
 """
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from snnfpga.errors import ArtifactError
-from snnfpga.model.kinds import KINDS, Bound, Dense, Lif, Node, NodeError, Output, Proof, TensorType, Window
+from snnfpga.model.kinds import KINDS, Bound, Dense, Lif, LifOutput, Node, NodeError, Output, Proof, TensorType, Window
 from snnfpga.model.kinds.lif import DEFAULT_FIRE
 
 SOURCE = "input"
@@ -173,9 +173,11 @@ def check_widths(graph: Graph) -> None:
 class Layer:
     """One fully connected layer of a chain: a ``dense`` node and its population.
 
-    ``kind`` is ``lif`` (hidden, spiking) or ``output`` (last layer: no spikes, scores).
-    Widths are two's-complement bit counts; ``membrane_bits`` and ``leak_shift``/``reset``
-    exist for LIF layers only, ``score_bits`` for the output layer only.
+    ``kind`` is ``lif`` (hidden, spiking), ``output`` (last layer: no spikes, accumulated
+    scores) or ``lif_output`` (last layer: LIF neurons, scored by spike count, then
+    membrane). Widths are two's-complement bit counts; ``threshold``, ``membrane_bits`` and
+    ``leak_shift``/``reset``/``fire`` exist for the LIF kinds only (:attr:`spiking`),
+    ``score_bits`` for the last layer only.
     """
 
     name: str
@@ -198,6 +200,15 @@ class Layer:
         return int(self.weights.shape[1])
 
     @property
+    def spiking(self) -> bool:
+        """LIF dynamics (``lif`` and ``lif_output``)."""
+        return self.kind != "output"
+
+    @property
+    def is_output(self) -> bool:
+        return self.kind != "lif"
+
+    @property
     def n_out(self) -> int:
         return int(self.weights.shape[0])
 
@@ -209,7 +220,8 @@ def dense_name(layer: str) -> str:
 def chain_nodes(layers: list[dict]) -> list[Node]:
     """Graph nodes of a chain from version-1 layer specs (``weights``, ``bias``,
     ``weight_bits``, optional ``name``; all but the last: ``threshold``, ``leak_shift``,
-    ``reset``, optional ``fire``; optional declared widths). The last layer is the output layer."""
+    ``reset``, optional ``fire``; optional declared widths). The last layer is the output layer:
+    ``output``, or ``lif_output`` when its spec has a ``threshold`` (and the LIF keys)."""
     nodes: list[Node] = []
     prev = SOURCE
     for i, spec in enumerate(layers):
@@ -220,15 +232,17 @@ def chain_nodes(layers: list[dict]) -> list[Node]:
                            bias=np.asarray(spec["bias"]).astype(np.int64),
                            weight_bits=int(spec["weight_bits"]), bias_bits=int(spec.get("bias_bits", 0)),
                            current_bits=int(spec.get("current_bits", 0))))
-        if is_output:
+        threshold = spec.get("threshold")
+        if is_output and threshold is None:
             nodes.append(Output(name=name, inputs=(dense_name(name),), score_bits=int(spec.get("score_bits", 0))))
         else:
-            threshold = spec.get("threshold")
-            nodes.append(Lif(name=name, inputs=(dense_name(name),),
-                             threshold=None if threshold is None else np.asarray(threshold).astype(np.int64),
-                             leak_shift=spec.get("leak_shift"), reset=spec.get("reset", "zero"),
-                             fire=spec.get("fire", DEFAULT_FIRE), threshold_bits=int(spec.get("threshold_bits", 0)),
-                             membrane_bits=int(spec.get("membrane_bits", 0))))
+            kind = dict(score_bits=int(spec.get("score_bits", 0))) if is_output else {}
+            nodes.append((LifOutput if is_output else Lif)(
+                name=name, inputs=(dense_name(name),),
+                threshold=None if threshold is None else np.asarray(threshold).astype(np.int64),
+                leak_shift=spec.get("leak_shift"), reset=spec.get("reset", "zero"),
+                fire=spec.get("fire", DEFAULT_FIRE), threshold_bits=int(spec.get("threshold_bits", 0)),
+                membrane_bits=int(spec.get("membrane_bits", 0)), **kind))
         prev = name
     return nodes
 
@@ -242,19 +256,19 @@ def chain_layers(nodes: tuple[Node, ...]) -> tuple[Layer, ...] | None:
     for i in range(0, len(nodes), 2):
         syn, pop = nodes[i], nodes[i + 1]
         last = i + 2 == len(nodes)
-        if type(syn) is not Dense or type(pop) is not (Output if last else Lif):
+        if type(syn) is not Dense or type(pop) not in ((Output, LifOutput) if last else (Lif,)):
             return None
         if syn.inputs != (prev,) or pop.inputs != (syn.name,) or syn.name != dense_name(pop.name) \
-                or syn.unit != pop.name or (not last and pop.threshold.shape != (syn.weight.shape[0],)):
+                or syn.unit != pop.name or (isinstance(pop, Lif) and pop.threshold.shape != (syn.weight.shape[0],)):
             return None
         common = dict(name=pop.name, weights=syn.weight, bias=syn.bias, weight_bits=syn.weight_bits,
                       bias_bits=syn.bias_bits, current_bits=syn.current_bits)
-        if last:
+        if type(pop) is Output:
             layers.append(Layer(kind="output", threshold=None, score_bits=pop.score_bits, **common))
         else:
-            layers.append(Layer(kind="lif", threshold=pop.threshold, leak_shift=pop.leak_shift, reset=pop.reset,
+            layers.append(Layer(kind=pop.KIND, threshold=pop.threshold, leak_shift=pop.leak_shift, reset=pop.reset,
                                 fire=pop.fire, threshold_bits=pop.threshold_bits, membrane_bits=pop.membrane_bits,
-                                **common))
+                                score_bits=getattr(pop, "score_bits", 0), **common))
         prev = pop.name
     return tuple(layers)
 

@@ -78,12 +78,14 @@ def _pointwise(m, node, xs):
     return _exact(y).reshape(n, t, *y.shape[1:]) + m.buf(node, "bias")[:, None, None]
 
 
-def _lif(m, node, xs):
+def _lif_steps(m, node, xs):
+    """Spikes ``bool [N, T, ...]`` and the membrane held after each step (after the reset)."""
     current = torch.stack(xs).sum(dim=0)
     lo, hi = signed_range(node.membrane_bits)
     theta = m.buf(node, "threshold")
     v = torch.zeros_like(current[:, 0])
     out = torch.zeros(current.shape, dtype=torch.bool)
+    held = torch.zeros(current.shape, dtype=torch.int64)
     for t in range(current.shape[1]):
         leaked = v if node.leak_shift is None else v - torch.div(v, 1 << node.leak_shift, rounding_mode="floor")
         total = leaked + current[:, t]
@@ -94,7 +96,19 @@ def _lif(m, node, xs):
         if node.reset != "subtract_next":
             v = torch.where(fired, torch.zeros_like(v) if node.reset == "zero" else v - theta, v)
         out[:, t] = fired
-    return out
+        held[:, t] = v
+    return out, held
+
+
+def _lif(m, node, xs):
+    return _lif_steps(m, node, xs)[0]
+
+
+def _lif_output(m, node, xs):
+    """Spike count above the membrane: ``count * 2^M + v + 2^(M-1)`` after each step."""
+    spikes, held = _lif_steps(m, node, xs)
+    scale = 1 << node.membrane_bits
+    return torch.cumsum(spikes.to(torch.int64), dim=1) * scale + held + scale // 2
 
 
 def _glif(m, node, xs):
@@ -178,7 +192,7 @@ def _ttfs_output(m, node, xs):
 
 # One torch function per node kind (tests/test_kinds.py checks that every kind has one).
 FORWARD = {"dense": _dense, "conv": _conv, "axial": _axial, "pointwise": _pointwise, "lif": _lif,
-           "glif": _glif, "output": _output, "add": _add, "concat": _concat, "pool": _pool, "flatten": _flatten,
+           "glif": _glif, "output": _output, "lif_output": _lif_output, "add": _add, "concat": _concat, "pool": _pool, "flatten": _flatten,
            "ttfs": _ttfs, "ttfs_output": _ttfs_output}
 
 

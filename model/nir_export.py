@@ -2,7 +2,8 @@
 
 :func:`export_nir` writes the graph (``nir.write``) and, beside it, golden traces of a few
 images (``nir.write_data``): per image, the encoder's spikes (node ``input``), every hidden
-layer's spikes and the output's scores after the last step, each a ``TimeGriddedData`` of
+layer's spikes and the output's scores after the last step (for a spiking output, the
+integer key of its spike count and membrane, see the ``lif_output`` kind), each a ``TimeGriddedData`` of
 shape ``[images, steps, neurons]`` (the scores: one step), ``dt = 1``.
 """
 
@@ -29,9 +30,11 @@ def to_nir(art: Artifact):
         affine = layer.name + F.AFFINE_SUFFIX
         nodes[affine] = nir.Affine(weight=layer.weights.astype(np.float64), bias=layer.bias.astype(np.float64))
         n = layer.n_out
-        if layer.kind == "lif":
+        if layer.spiking:
             theta = layer.threshold.astype(np.float64)
             meta = {"reset": layer.reset, "fire": layer.fire, "leak_shift": -1 if layer.leak_shift is None else layer.leak_shift}
+            if layer.is_output:
+                meta["readout"] = F.COUNT_READOUT
             if layer.leak_shift is None:
                 neuron = nir.IF(r=np.ones(n), v_threshold=theta, v_reset=np.zeros(n), metadata=meta)
             else:

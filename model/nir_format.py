@@ -13,7 +13,8 @@ equations with that step gives the integer contract's updates:
   the node's metadata says which reset (``zero`` or ``subtract``) and the fire comparison
   (``>=``);
 * the output layer: ``n.affine`` and ``n``, ``nir.I(r = 1)`` (the scores integrate the
-  current, no leak);
+  current, no leak); a spiking output (``lif_output``: decided by spike count, ties by
+  membrane) is a ``LIF`` or ``IF`` as a hidden layer's, its metadata's ``readout`` saying so;
 * ``input`` (``nir.Input``, the encoder's spikes, one per pixel) and ``output``
   (``nir.Output``, the scores).
 
@@ -31,6 +32,7 @@ CONVENTION_KEY = "snnfpga_convention"  # graph metadata: how parameters map to i
 CONVENTION = "snnfpga: dt = 1 (one step), Euler; Affine holds integer weights; LIF tau = r = 2^leak_shift"
 DT = 1.0
 AFFINE_SUFFIX = ".affine"
+COUNT_READOUT = "spike count, ties by membrane"  # a spiking output's metadata["readout"]
 
 
 def require_nir():

@@ -15,7 +15,8 @@ neuron node is discretised with the framework's time step and conventions
 (:data:`CONVENTIONS`; ``dt``, ``reset`` and ``fire`` can be overridden), its leak rounded to
 ``v - (v >> k)`` (the error reported when ``beta`` is not ``1 - 2^-k``), and its weights,
 bias and threshold quantized per output neuron (a hidden layer: spikes do not change under a
-per-neuron scale) or per layer (the scores are compared across classes).
+per-neuron scale) or per layer (the output: its scores, or a spiking output's membranes, are
+compared across classes).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from snnfpga.model.artifact import Artifact, artifact_from_manifest
 from snnfpga.model.kinds.lif import DEFAULT_FIRE
 
 SYNAPSE_TYPES = ("Affine", "Linear")
+BETA_TOLERANCE = 1e-6  # a beta this close to 1 - 2^-k is that leak (float32 parameters)
 NEURON_TYPES = ("LIF", "IF", "LI", "I", "CubaLIF")
 FRAMEWORKS = ("snntorch", "norse", "sinabs", "generic")
 # How each framework discretises NIR's LIF (issue 14): the time step its exporter and
@@ -132,20 +134,28 @@ def _metadata_text(value) -> str:
 
 def exported_artifact(graph, where: str) -> Artifact:
     """The artifact of a NIR graph that snnfpga exported (its metadata holds the manifest)."""
+    from snnfpga.model.graph import dense_name
+
     manifest = json.loads(_metadata_text(graph.metadata[F.MANIFEST_KEY]))
-    if "layers" not in manifest:
+    if "layers" in manifest:  # version 1: arrays L<i>.weight, L<i>.bias, L<i>.threshold
+        entries = manifest["layers"]
+        keys = [(f"L{i}.weight", f"L{i}.bias", f"L{i}.threshold") for i in range(len(entries))]
+    elif "nodes" in manifest and [e.get("kind") for e in manifest["nodes"][::2]] == ["dense"] * (len(manifest["nodes"]) // 2):
+        entries = manifest["nodes"][1::2]  # version 2, a chain ending in lif_output: <node>.<array>
+        keys = [(f"{dense_name(e['name'])}.weight", f"{dense_name(e['name'])}.bias", f"{e['name']}.threshold")
+                for e in entries]
+    else:
         raise ArtifactError(f"{where}: its snnfpga manifest is not a chain")
     layers = read_chain(graph, where)
-    entries = manifest["layers"]
     if [layer.neuron for layer in layers] != [e["name"] for e in entries]:
         raise ArtifactError(f"{where}: its layers {[layer.neuron for layer in layers]} are not the manifest's "
                             f"{[e['name'] for e in entries]}")
     arrays = {}
-    for i, (layer, entry) in enumerate(zip(layers, entries)):
-        arrays[f"L{i}.weight"] = _integers(layer.weight, f"node {layer.synapse}: weight", where)
-        arrays[f"L{i}.bias"] = _integers(layer.bias, f"node {layer.synapse}: bias", where)
+    for layer, entry, (weight_key, bias_key, threshold_key) in zip(layers, entries, keys):
+        arrays[weight_key] = _integers(layer.weight, f"node {layer.synapse}: weight", where)
+        arrays[bias_key] = _integers(layer.bias, f"node {layer.synapse}: bias", where)
         node, kind = layer.node, _kind(layer.node)
-        if entry["kind"] == "lif":
+        if entry["kind"] in ("lif", "lif_output"):
             shift = entry["leak_shift"]
             want = "IF" if shift is None else "LIF"
             if kind != want:
@@ -156,7 +166,7 @@ def exported_artifact(graph, where: str) -> Artifact:
                 value = _metadata_text(node.metadata.get(key, default))
                 if value != default:
                     raise ArtifactError(f"{where}: node {layer.neuron}: {key} {value!r}, the manifest says {default!r}")
-            arrays[f"L{i}.threshold"] = _integers(node.v_threshold, f"node {layer.neuron}: v_threshold", where)
+            arrays[threshold_key] = _integers(node.v_threshold, f"node {layer.neuron}: v_threshold", where)
         elif kind != "I":
             raise ArtifactError(f"{where}: node {layer.neuron}: a {kind}, the output layer is an I (integrator)")
     try:
@@ -191,8 +201,8 @@ def import_nir(path: str | Path, framework: str = "generic", **foreign) -> Artif
 
 @dataclass(frozen=True)
 class Discrete:
-    """One layer in discrete time: per step ``v = beta v + gain (W s + b)`` (hidden: then the
-    fire and reset of the convention; the output: scores add it)."""
+    """One layer in discrete time: per step ``v = beta v + gain (W s + b)`` (a spiking layer:
+    then the fire and reset of the convention; an integrating output: its scores add it)."""
 
     weight: np.ndarray  # float [n_out, n_in], the gain folded in
     bias: np.ndarray  # float [n_out], the gain and v_leak folded in
@@ -213,16 +223,15 @@ class ForeignImport:
 
 
 def _discretise(layer: NirLayer, dt: float, last: bool, where: str) -> Discrete:
+    """The layer's discrete-time form (see :class:`Discrete`); the last layer's neuron is an
+    ``I`` (the scores integrate) or a ``LIF``/``IF`` (a spiking output, ``lif_output``)."""
     node, kind, n = layer.node, _kind(layer.node), layer.weight.shape[0]
     full = lambda v: np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)).copy()  # noqa: E731
     if last and node is None:  # an Affine into the Output: its current of every step, summed
         return Discrete(layer.weight, layer.bias, None, None)
     if node is None:
         raise ArtifactError(f"{where}: node {layer.synapse}: a synapse must be followed by a neuron node")
-    if last:
-        if kind != "I":
-            raise ArtifactError(f"{where}: node {layer.neuron}: a {kind} as the output; the contract's output "
-                                "integrates its current (an I node): a spiking or leaky output is not mapped yet")
+    if last and kind == "I":
         gain = full(node.r) * dt
         return Discrete(layer.weight * gain[:, None], layer.bias * gain, None, None)
     if kind == "LIF":
@@ -231,8 +240,9 @@ def _discretise(layer: NirLayer, dt: float, last: bool, where: str) -> Discrete:
     elif kind == "IF":
         beta, gain, extra = np.ones(n), dt * full(node.r), np.zeros(n)
     else:
-        raise ArtifactError(f"{where}: node {layer.neuron}: a {kind} in a hidden layer; the contract's hidden "
-                            "neurons are LIF or IF")
+        where_in = "as the output (an I integrates, a LIF or IF spikes)" if last else "in a hidden layer"
+        raise ArtifactError(f"{where}: node {layer.neuron}: a {kind} {where_in}; the contract's spiking neurons "
+                            "are LIF or IF")
     if node.v_reset is not None and np.any(np.asarray(node.v_reset) != 0):
         raise ArtifactError(f"{where}: node {layer.neuron}: v_reset is not 0 (the contract resets to 0 or by "
                             "subtraction)")
@@ -253,31 +263,42 @@ def _leak_shift(beta: np.ndarray, name: str) -> tuple[int | None, str | None]:
     b = float(beta[0])
     k = int(np.clip(round(-np.log2(1.0 - b)), 1, 16))
     exact = 1.0 - 2.0 ** -k
-    note = None if exact == b else f"node {name}: beta {b:g} approximated by 1 - 2^-{k} = {exact:g} (error {exact - b:+.3g})"
+    # Exact up to float32 rounding (exporters store tau in float32: 0.5 comes back 0.49999998).
+    note = None if abs(exact - b) <= BETA_TOLERANCE else f"node {name}: beta {b:g} approximated by 1 - 2^-{k} = {exact:g} (error {exact - b:+.3g})"
     return k, note
 
 
 def float_forward(fi: ForeignImport, spikes: np.ndarray) -> np.ndarray:
-    """The discretised float network on input spikes ``bool [N, T, n_in]``: scores ``[N, classes]``."""
+    """The discretised float network on input spikes ``bool [N, T, n_in]``: scores
+    ``[N, classes]`` whose argmax (lowest index on ties) is its class: an integrating
+    output's summed current; a spiking output's spike count, ties broken by the membrane
+    after the last step (``count * (2 max|v| + 1) + v``, the same order)."""
     x = spikes.astype(np.float64)
+    for layer in fi.layers:
+        if layer.beta is None:
+            return (x @ layer.weight.T).sum(axis=1) + x.shape[1] * layer.bias
+        x, v = _float_lif(fi, layer, x)
+    span = 2.0 * np.abs(v).max() + 1.0
+    return x.sum(axis=1) * span + v
+
+
+def _float_lif(fi: ForeignImport, layer: Discrete, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One spiking layer in float: its spikes ``float [N, T, n]`` and its last membrane."""
     n, steps = x.shape[:2]
-    for layer in fi.layers[:-1]:
-        v = np.zeros((n, layer.weight.shape[0]))
-        fired = np.zeros_like(v, dtype=bool)
-        out = np.zeros((n, steps, layer.weight.shape[0]), dtype=bool)
-        for t in range(steps):
-            v = layer.beta * v + x[:, t] @ layer.weight.T + layer.bias
-            if fi.reset == "subtract_next":
-                v = v - layer.threshold * fired
-            fired = v > layer.threshold if fi.fire == ">" else v >= layer.threshold
-            if fi.reset == "zero":
-                v = np.where(fired, 0.0, v)
-            elif fi.reset == "subtract":
-                v = v - layer.threshold * fired
-            out[:, t] = fired
-        x = out.astype(np.float64)
-    last = fi.layers[-1]
-    return (x @ last.weight.T).sum(axis=1) + steps * last.bias
+    v = np.zeros((n, layer.weight.shape[0]))
+    fired = np.zeros_like(v, dtype=bool)
+    out = np.zeros((n, steps, layer.weight.shape[0]))
+    for t in range(steps):
+        v = layer.beta * v + x[:, t] @ layer.weight.T + layer.bias
+        if fi.reset == "subtract_next":
+            v = v - layer.threshold * fired
+        fired = v > layer.threshold if fi.fire == ">" else v >= layer.threshold
+        if fi.reset == "zero":
+            v = np.where(fired, 0.0, v)
+        elif fi.reset == "subtract":
+            v = v - layer.threshold * fired
+        out[:, t] = fired
+    return out, v
 
 
 def import_foreign(graph, where: str, framework: str, *, dt: float | None = None, reset: str | None = None,
@@ -306,11 +327,11 @@ def import_foreign(graph, where: str, framework: str, *, dt: float | None = None
     layers = tuple(_discretise(layer, dt, i == len(chain) - 1, where) for i, layer in enumerate(chain))
     qmax = (1 << (weight_bits - 1)) - 1
     specs, notes = [], []
-    for layer, nir_layer in zip(layers, chain):
+    for index, (layer, nir_layer) in enumerate(zip(layers, chain)):
         params = [layer.weight, layer.bias] + ([] if layer.threshold is None else [layer.threshold])
         if all(np.array_equal(a, np.round(a)) for a in params) and np.abs(layer.weight).max() <= qmax:
             scale = np.ones(layer.weight.shape[0])  # already integers that fit: kept as they are
-        elif layer.beta is None:  # the output: one scale for every class
+        elif layer.beta is None or index == len(layers) - 1:  # the output: one scale for every class
             scale = np.full(layer.weight.shape[0], qmax / max(np.abs(layer.weight).max(), 1e-12))
         else:  # a hidden layer: per neuron (its spikes do not change under a positive scale)
             scale = qmax / np.maximum(np.abs(layer.weight).max(axis=1), 1e-12)

@@ -48,9 +48,9 @@ def requantize(art: Artifact, bits: int) -> Artifact:
         spec = {"name": layer.name, "weight_bits": bits,
                 "weights": np.clip(_round(layer.weights * s), -qmax(bits), qmax(bits)),
                 "bias": _round(layer.bias * s)}
-        if layer.kind == "lif":
+        if layer.spiking:
             spec.update(threshold=np.maximum(_round(layer.threshold * s), 1), leak_shift=layer.leak_shift,
-                        reset=layer.reset)
+                        reset=layer.reset, fire=layer.fire)
         specs.append(spec)
     provenance = {"requantized_from": {"name": art.name, "weight_bits": [layer.weight_bits for layer in art.layers],
                                        "provenance": art.provenance},

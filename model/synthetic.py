@@ -21,9 +21,11 @@ from snnfpga.model.artifact import Artifact, Encoder, build_artifact, build_grap
 
 def random_artifact(seed: int = 0, *, input_shape=(4, 4), hidden=(12,), n_classes=4, timesteps=None,
                     weight_bits=None, leak_shift="random", reset=None, encoder=None,
-                    membrane_bits=None, extreme=False, threshold_scale=1.0, fire=">=") -> Artifact:
+                    membrane_bits=None, extreme=False, threshold_scale=1.0, fire=">=",
+                    spiking_output=False) -> Artifact:
     """A valid random artifact; every unset option is drawn from ``seed`` (``fire``: the
-    hidden layers' comparison, not drawn).
+    LIF layers' comparison, not drawn). ``spiking_output``: the last layer is LIF neurons
+    decided by spike count (``lif_output``), drawn like a hidden layer.
 
     ``extreme`` draws weights at the ends of their range (forcing large currents and,
     with a narrow ``membrane_bits``, saturation).
@@ -45,7 +47,7 @@ def random_artifact(seed: int = 0, *, input_shape=(4, 4), hidden=(12,), n_classe
             weights = rng.integers(-wmax - 1, wmax + 1, size=(n_out, n_in))
         bias = rng.integers(-2 * wmax - 1, 2 * wmax + 2, size=n_out)
         spec = {"weights": weights, "bias": bias, "weight_bits": bits}
-        if i < len(sizes) - 2:
+        if i < len(sizes) - 2 or spiking_output:
             typical = max(1.0, wmax * np.sqrt(n_in) * threshold_scale)
             spec["threshold"] = rng.integers(1, int(typical) + 2, size=n_out)
             if leak_shift == "random":

@@ -9,6 +9,11 @@ One word per neuron group in the state memory ``u`` (``P`` lanes of ``state_bits
 * Output layer: ``u = (score so far) + B`` (the bias of the running step is pre-added). At
   image start ``u = B``. Every value ``u`` takes is a prefix ``t*B + I_0 + ... + partial I_t``
   with ``1 <= t+1 <= T``, which lies in the proven score range, so ``score_bits`` suffices.
+* Spiking output layer (``lif_output``): ``u`` as a LIF layer's, and per class a spike
+  counter (``bits_for(T + 1)``, a register). Its end-of-step pass counts the spikes instead
+  of emitting them; after the last step it latches each class's score
+  ``{count, ~v[M-1], v[M-2:0]}`` (``count * 2^M + v + 2^(M-1)``, ``v`` the membrane after
+  the reset: no adder) and clears the counters.
 
 Passes
 ------
@@ -22,6 +27,7 @@ Passes
   ``u = leak(v) + B`` (``u = B`` after the last step, ready for the next image); the spike
   mask of each group goes to a mask FIFO, and a serializer turns masks into spike tokens.
   Output: ``u += B``; after the last step the scores ``u`` are latched and ``u = B``.
+  Spiking output: the LIF pass, the spikes counted (see above).
   ``G`` cycles, plus waiting for the mask FIFO to be empty (LIF) or the previous scores to
   be taken (output, last step only).
 * **Clear** after reset: ``u = B`` for every group (``G`` cycles).
@@ -96,7 +102,8 @@ class LayerEngine(wiring.Component):
     def elaborate(self, platform):
         lp, T = self._lp, self._T
         layer, P, G, U = lp.layer, lp.lanes, lp.groups, lp.state_bits
-        lif = not lp.is_output
+        lif = layer.spiking  # LIF dynamics: hidden layers and a spiking output (lif_output)
+        counts = lif and lp.is_output  # spikes counted per class, not emitted
         wb, bb = layer.weight_bits, layer.bias_bits
         tb = layer.threshold_bits if lif else 0
         m = Module()
@@ -127,6 +134,7 @@ class LayerEngine(wiring.Component):
         last_group = Signal(init=int(G == 1))  # g == G - 1, kept as a register (short paths)
 
         s2_op = Signal(2)
+        s3_op = Signal(2)
         s2_g = Signal(range(G))
         s2_base = Signal(range(G * P + 1))
         s2_last_group = Signal()
@@ -140,7 +148,7 @@ class LayerEngine(wiring.Component):
         m.d.sync += [s2_op.eq(op), s2_g.eq(g), s2_base.eq(base), s2_last_group.eq(last_group),
                      s2_last_step.eq(step == T - 1)]
 
-        if lif:
+        if not lp.is_output:
             mask_layout = data.StructLayout({"base": len(base), "mask": P, "eos": 1})
             # An end-of-step pass starts when the FIFO looked empty in the previous cycle (a
             # register: the level compare stays off the control path). Up to two masks of the
@@ -151,7 +159,10 @@ class LayerEngine(wiring.Component):
             m.d.sync += can_fire.eq(masks.w_level == 0)
         else:
             scores_pending = Signal()
-            can_fire = (step != T - 1) | ~scores_pending
+            # A spiking output latches its scores in stage 3: the last step's pass of the next
+            # image also waits for the stage-3 writes of this one to have left.
+            busy = scores_pending | (s2_op == FIRE) | (s3_op == FIRE) if counts else scores_pending
+            can_fire = (step != T - 1) | ~busy
 
         def next_group():
             m.d.sync += [g.eq(g + 1), base.eq(base + P), last_group.eq(g == G - 2)]
@@ -213,7 +224,6 @@ class LayerEngine(wiring.Component):
         # on the same group (G == 1) takes that operation's stage-3 result (forwarding); an
         # end-of-step pass starts only when no INTEG is in stage 2; other operations on one
         # group are at least two cycles apart, which the state port's transparency covers.
-        s3_op = Signal(2)
         s3_g = Signal(range(G))
         s3_base = Signal(range(G * P + 1))
         s3_last_group = Signal()
@@ -224,6 +234,7 @@ class LayerEngine(wiring.Component):
         m.d.sync += s3_integ.eq(s2_op == INTEG)
         new_words = []
         spike_bits = []
+        held_words = []  # counts: the membrane each lane holds after this step's reset (stage 3)
         s3_last_step = Signal()
         m.d.sync += s3_last_step.eq(s2_last_step)
         s3_fire = s3_op == FIRE
@@ -256,6 +267,7 @@ class LayerEngine(wiring.Component):
                     s3_b_lo = Signal(signed(U), name=f"s3_b_lo{p}")
                     m.d.sync += [s3_a.eq(u if k is None else u - (u >> k)), s3_under.eq(u < lo),
                                  s3_b_lo.eq(bias + (lo if k is None else lo - (lo >> k)))]
+                    held = Mux(fires, 0, saturate(u, mb))
                     m.d.comb += [fire_use.eq(~(s3_fired | s3_under | s3_last_step)),
                                  fire_alt.eq(Mux(s3_fired | s3_last_step, s3_b, s3_b_lo))]
                 elif layer.reset == "subtract_next":
@@ -265,6 +277,7 @@ class LayerEngine(wiring.Component):
                     m.d.comb += v_kept.eq(saturate(u, mb))
                     leaked = v_kept if k is None else v_kept - (v_kept >> k)
                     m.d.sync += s3_a.eq(leaked - Mux(fires, theta, 0))
+                    held = v_kept
                     m.d.comb += [fire_use.eq(~s3_last_step), fire_alt.eq(s3_b)]
                 else:
                     # Reset by subtraction: v = fired ? sat(u) - theta : sat(u), then
@@ -273,7 +286,12 @@ class LayerEngine(wiring.Component):
                     reset_value = Mux(u > hi, hi - theta, u - theta)  # sat(u) - theta when fired
                     m.d.comb += v_after.eq(Mux(fires, reset_value, saturate(u, mb)))
                     m.d.sync += s3_a.eq(v_after if k is None else v_after - (v_after >> k))
+                    held = v_after
                     m.d.comb += [fire_use.eq(~s3_last_step), fire_alt.eq(s3_b)]
+                if counts:
+                    s3_v = Signal(signed(mb), name=f"s3_v{p}")
+                    m.d.sync += s3_v.eq(held)
+                    held_words.append(s3_v)
             else:
                 m.d.sync += s3_a.eq(u)
                 m.d.comb += [fire_use.eq(~s3_last_step), fire_alt.eq(s3_b)]
@@ -283,10 +301,13 @@ class LayerEngine(wiring.Component):
             new_words.append(new)
         m.d.comb += [u_wr.en.eq(s3_op != 0), u_wr.addr.eq(s3_g), u_wr.data.eq(Cat(*new_words))]
 
-        if lif:
+        if not lp.is_output:
             # The spike masks enter the mask FIFO in stage 3 (see can_fire above).
             self._serializer(m, masks, mask_layout, spike_bits, s3_op == FIRE, s3_base,
                              s3_last_group)
+        elif counts:
+            self._latch_counts(m, spike_bits, held_words, s3_op == FIRE, s3_g, s3_last_step, s3_last_group,
+                               scores_pending)
         else:
             self._latch_scores(m, u_rd, s2_op == FIRE, s2_g, s2_last_step, s2_last_group,
                                scores_pending)
@@ -399,6 +420,32 @@ class LayerEngine(wiring.Component):
                     if j < n:
                         m.d.sync += self.scores.payload[f"class{j}"].eq(lane(u_rd.data, p, U))
         with m.If(firing & s2_last_step & s2_last_group):
+            m.d.sync += pending.eq(1)
+        with m.If(self.scores.valid & self.scores.ready):
+            m.d.sync += pending.eq(0)
+        m.d.comb += self.scores.valid.eq(pending)
+
+    def _latch_counts(self, m, fired, held, firing, s3_g, s3_last_step, s3_last_group, pending):
+        """A spiking output (stage 3 of each end-of-step pass): count each class's spikes; after
+        the last step latch ``{count, ~v[M-1], v[M-2:0]}`` (``count * 2^M + v + 2^(M-1)``, the
+        contract's score) and clear the counts for the next image."""
+        lp = self._lp
+        P, n, T = lp.lanes, lp.layer.n_out, self._T
+        for g in range(lp.groups):
+            for p in range(P):
+                j = g * P + p
+                if j >= n:
+                    continue
+                count = Signal(range(T + 1), name=f"count{j}")
+                total = Signal(range(T + 1), name=f"count_next{j}")
+                v = held[p]
+                m.d.comb += total.eq(count + fired[p])
+                with m.If(firing & (s3_g == g)):
+                    with m.If(s3_last_step):
+                        m.d.sync += [self.scores.payload[f"class{j}"].eq(Cat(v[:-1], ~v[-1], total)), count.eq(0)]
+                    with m.Else():
+                        m.d.sync += count.eq(total)
+        with m.If(firing & s3_last_step & s3_last_group):
             m.d.sync += pending.eq(1)
         with m.If(self.scores.valid & self.scores.ready):
             m.d.sync += pending.eq(0)

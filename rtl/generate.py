@@ -146,12 +146,12 @@ def describe(dut, top: str, verilog_sha256: str) -> dict:
                  "n_out": layer.n_out, "lanes": lp.lanes, "groups": lp.groups,
                  "weight_bits": layer.weight_bits, "bias_bits": layer.bias_bits,
                  "current_bits": layer.current_bits, "state_bits": lp.state_bits}
-        if layer.kind == "lif":
+        if layer.spiking:
             entry.update(membrane_bits=layer.membrane_bits, threshold_bits=layer.threshold_bits,
                          leak_shift=layer.leak_shift, reset=layer.reset, fire=layer.fire)
-        else:
+        if layer.is_output:
             entry["score_bits"] = layer.score_bits
-        param_bits = layer.bias_bits + (layer.threshold_bits if layer.kind == "lif" else 0)
+        param_bits = layer.bias_bits + (layer.threshold_bits if layer.spiking else 0)
         entry["memories"] = {
             "weights": {"depth": lp.weight_depth, "width": lp.weight_word_bits,
                         "kind": weight_memory_kind(plan),

@@ -217,6 +217,9 @@ def make_graph_top_plan(art: Artifact, lanes: int = DEFAULT_LANES, pixels_per_be
     if pixels_per_beat not in PIXELS_PER_BEAT:
         raise MappingError(f"pixels per beat must be one of {PIXELS_PER_BEAT}, got {pixels_per_beat!r}")
     graph = art.graph
+    if graph.output.KIND == "lif_output":
+        raise MappingError(f"node {graph.output.name}: a spiking output (lif_output) is mapped on the chain "
+                           "accelerator only so far, not on the graph accelerator")
     specs = {n.name: synapse_spec(graph, n) for n in graph.nodes if isinstance(n, Synapse) or n.KIND in RAMPED}
     node_lanes = _lanes_per_node(graph, specs, lanes, caps)
     unknown = sorted(set(caps) - set(node_lanes))

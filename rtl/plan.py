@@ -66,7 +66,7 @@ class LayerPlan:
 
     @property
     def is_output(self) -> bool:
-        return self.layer.kind == "output"
+        return self.layer.is_output
 
     @property
     def weight_depth(self) -> int:
@@ -225,11 +225,11 @@ def make_plan(art: Artifact, lanes: int = 8, pixels_per_beat: int = 4, fifo_dept
         raise MappingError(art.not_a_chain("the hardware generator"))
     plans = []
     for index, layer in enumerate(art.layers):
-        if layer.kind not in ("lif", "output"):
+        if layer.kind not in ("lif", "output", "lif_output"):
             raise MappingError(f"layer {index} ({layer.name}): kind {layer.kind!r} has no hardware mapping")
         p = min(lanes, layer.n_out)
         g = -(-layer.n_out // p)
-        if layer.kind == "lif":
+        if layer.spiking:
             # u = leak(v) + B + partial current: each term fits its own width, the sum fits +2 bits
             # (reset subtract_next: leak(v) - theta, one bit more).
             extra = int(layer.reset == "subtract_next")

@@ -129,10 +129,12 @@ def run_graph_one(art, image, observed=None):
     for node in graph.nodes:
         history[node.name] = []
         shape = graph.types[node.name].shape
-        if node.KIND in ("lif", "output"):
+        if node.KIND in ("lif", "lif_output", "output"):
             state[node.name] = zeros(shape)
-        if node.KIND == "lif":
+        if node.KIND in ("lif", "lif_output"):
             state[node.name + "/spiked"] = zeros(shape)  # last step's spikes (reset subtract_next)
+        if node.KIND == "lif_output":
+            state[node.name + "/count"] = [0] * shape[0]
         if node.KIND in ("ttfs", "ttfs_output"):  # slope J, membrane V, fired bits
             n_out = shape[0]
             state[node.name] = {"J": [0] * n_out, "V": [0] * n_out, "fired": [False] * n_out}
@@ -170,7 +172,7 @@ def run_graph_one(art, image, observed=None):
                 out = [sum(flat(plane)) for plane in ins[0]]
             elif kind == "flatten":
                 out = flat(ins[0])
-            elif kind == "lif":
+            elif kind in ("lif", "lif_output"):
                 out = zeros(shape)
                 v_all, spiked = state[node.name], state[node.name + "/spiked"]
                 for p in positions(shape):
@@ -194,6 +196,12 @@ def run_graph_one(art, image, observed=None):
                     put(v_all, p, v)
                     put(spiked, p, 1 if fired else 0)
                     put(out, p, 1 if fired else 0)
+                if kind == "lif_output":  # count above the membrane, offset to 0 .. 2^M - 1
+                    count, m = state[node.name + "/count"], node.membrane_bits
+                    for j in range(shape[0]):
+                        count[j] += out[j]
+                    out = [count[j] * 2 ** m + v_all[j] + 2 ** (m - 1) for j in range(shape[0])]
+                    state[node.name + ".scores"] = out
             elif kind == "glif":
                 out = zeros(shape)
                 c_n, h_n, w_n = shape

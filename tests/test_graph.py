@@ -13,7 +13,7 @@ from snnfpga.model import artifact as A
 from snnfpga.model import kinds as K
 from snnfpga.model.integer_torch import IntegerSNN
 from snnfpga.model.kinds.conv import taps_per_position
-from snnfpga.model.synthetic import random_graph, random_images, random_ttfs
+from snnfpga.model.synthetic import random_artifact, random_graph, random_images, random_ttfs
 from snnfpga.model.widths import signed_bits
 from snnfpga.sim import reference
 from tests.contract_oracle import run_graph_one
@@ -50,6 +50,8 @@ def test_random_graphs_cover_every_kind():
         for head in ("pool", "flatten"):
             kinds |= {n.KIND for n in random_graph(1, token=token, head=head).nodes}
     kinds |= {n.KIND for n in random_ttfs(1).nodes}  # time-to-first-spike kinds (tests/test_ttfs.py)
+    # The spiking output ends chains (tests/test_lif_output.py).
+    kinds |= {n.KIND for n in random_artifact(1, spiking_output=True).nodes}
     assert kinds == set(K.KINDS)
 
 
@@ -247,7 +249,6 @@ def test_graph_round_trip_is_exact_and_deterministic(tmp_path):
 
 
 def test_chains_are_still_written_as_version_1(tmp_path):
-    from snnfpga.model.synthetic import random_artifact
     art = random_artifact(2, hidden=(5, 4))
     d = A.save_artifact(art, tmp_path / "c")
     manifest = json.loads((d / A.MANIFEST).read_text())

@@ -215,52 +215,45 @@ def test_cli_imports_a_foreign_network_and_prints_both_accuracies(tmp_path):
     assert r.returncode == 2 and "needs --encoder and --timesteps" in r.stderr and len(r.stderr.splitlines()) == 1
 
 
-def test_a_network_trained_in_snntorch_and_exported_by_it_imports_within_a_point(tmp_path):
+@pytest.mark.parametrize("readout", ["sum", "count"])
+def test_a_network_trained_in_snntorch_and_exported_by_it_imports_within_a_point(readout, tmp_path):
     """snnTorch itself: a 784-64-10 Leaky network (beta 0.5, threshold 1, its subtract
-    reset, binary input, T = 8, the logits summed over the steps) trained for a few seconds,
-    exported with snnTorch's own exporter, imported at 8-bit weights; the integer reference
-    against snnTorch's own forward pass on the same spikes."""
-    torch = pytest.importorskip("torch")
-    snn = pytest.importorskip("snntorch")
+    reset, binary input, T = 8; the logits summed over the steps, or a spiking output layer
+    decided by spike count, ties by membrane) trained for a few seconds, exported with
+    snnTorch's own exporter, imported at 8-bit weights; the integer reference against
+    snnTorch's own forward pass and decision on the same images. The spiking one is then
+    bit-exact in the Verilog (``snnfpga sim``)."""
+    pytest.importorskip("snntorch")
     pytest.importorskip("nirtorch")
-    from snntorch import utils
-    from snntorch.export_nir import export_to_nir
-
     from snnfpga.model.artifact import Encoder
     from snnfpga.model.data import load_dataset
     from snnfpga.model.nir_import import import_foreign
+    from snnfpga.model.snntorch_net import train_leaky_mlp
 
-    torch.manual_seed(0)
-    steps, hidden = 8, 64
-    net = torch.nn.Sequential(torch.nn.Linear(784, hidden),
-                              snn.Leaky(beta=torch.full((hidden,), 0.5), threshold=torch.ones(hidden), init_hidden=True),
-                              torch.nn.Linear(hidden, 10))
     data = load_dataset("default")
     train, val = data.split("train").limit(2000), data.split("val")
-
-    def logits(images):
-        x = torch.as_tensor(images.reshape(len(images), -1) >= 128, dtype=torch.float32)  # the threshold encoder
-        utils.reset(net)
-        return sum(net(x) for _ in range(steps))
-
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-    labels = torch.as_tensor(np.asarray(train.labels), dtype=torch.long)
-    for _ in range(3):
-        for i in range(0, len(labels), 100):
-            loss = torch.nn.functional.cross_entropy(logits(train.images[i:i + 100]), labels[i:i + 100])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    with torch.no_grad():
-        ours_float = logits(val.images).argmax(dim=1).numpy()
-        graph = export_to_nir(net, torch.zeros(784))
-    nir.write(tmp_path / "snntorch.nir", graph)
+    model = train_leaky_mlp(train.images, np.asarray(train.labels), hidden=64, steps=8,
+                            spiking_output=readout == "count", epochs=3)
+    snntorch_classes = model.classes(val.images)
+    model.export_nir(tmp_path / "snntorch.nir")
     fi = import_foreign(nir.read(tmp_path / "snntorch.nir"), "snntorch.nir", "snntorch",
-                        encoder=Encoder("threshold", level=128), timesteps=steps)
-    hidden_layer = fi.artifact.hidden_layers[0]
-    assert (hidden_layer.fire, hidden_layer.reset, hidden_layer.leak_shift) == (">", "subtract_next", 1)
+                        encoder=Encoder("threshold", level=128), timesteps=8)
+    assert not fi.notes  # beta 0.5 is 1 - 2^-1, up to the exporter's float32
+    layers = fi.artifact.layers
+    assert [(x.fire, x.reset, x.leak_shift) for x in layers[:-1 if readout == "sum" else None]] == \
+        [(">", "subtract_next", 1)] * (1 if readout == "sum" else 2)
+    assert layers[-1].kind == ("output" if readout == "sum" else "lif_output")
     trace = reference.run(fi.artifact, val.images)
     truth = np.asarray(val.labels)
-    float_acc, int_acc = (ours_float == truth).mean(), (trace.classes == truth).mean()
+    float_acc, int_acc = (snntorch_classes == truth).mean(), (trace.classes == truth).mean()
     assert float_acc > 0.85, float_acc  # it learned
     assert abs(float_acc - int_acc) <= 0.01, (float_acc, int_acc)
+    if readout == "count":
+        from snnfpga.model.artifact import save_artifact
+        from tests.test_sim_cocotb import require
+
+        require("verilator")
+        save_artifact(fi.artifact, tmp_path / "imported")
+        r = cli("sim", tmp_path / "imported", "--data", "default", "--split", "val", "--limit", "8", "--json")
+        assert r.returncode == 0, r.stderr
+        assert last_json(r.stdout)["mismatches"] == 0 and last_json(r.stdout)["n"] == 8

@@ -81,19 +81,34 @@ def test_output_engine_alone_is_bit_exact(simulator):
     assert run.passed, run.first_problem()
 
 
+def test_spiking_output_engine_alone_keeps_scores_under_back_pressure(simulator):
+    """A spiking output (``lif_output``) at T = 1 fed tokens back to back: the next image's
+    pass waits for this one's scores to be latched and taken."""
+    art = random_artifact(12, input_shape=(4, 4), hidden=(3,), n_classes=2, reset="zero", spiking_output=True,
+                          threshold_scale=0.2, timesteps=1)
+    images = random_images(art, 12, seed=12)
+    images[::2] = 0  # images without spikes: one end-of-step token each
+    run = cocotb_sim.simulate_engine(art, 1, images, lanes=2, simulator=simulator, gaps=0.0, stall=0.7)
+    assert run.passed, run.first_problem()
+
+
 @pytest.mark.parametrize("case", [
     dict(seed=11, shape=(4, 4), hidden=(9,), lanes=2, beat=4, gaps=0.5, stall=0.7),
     dict(seed=13, shape=(4, 5), hidden=(8, 6), lanes=3, beat=8, gaps=0.2, stall=0.3, narrow=True),
     dict(seed=12, shape=(3, 3), hidden=(6,), lanes=4, beat=2, gaps=0.3, stall=0.5, abandon=3),
     dict(seed=14, shape=(4, 4), hidden=(10, 5), lanes=3, beat=4, gaps=0.2, stall=0.2, storage="ram"),
     dict(seed=16, shape=(4, 4), hidden=(9, 6), lanes=2, beat=4, gaps=0.2, stall=0.2, snntorch=True),
+    dict(seed=18, shape=(4, 4), hidden=(9,), lanes=3, beat=4, gaps=0.2, stall=0.4, snntorch=True, spiking=True),
 ])
 def test_random_accelerators_are_bit_exact(simulator, case):
     """Spikes of every stage, scores, classes and the cycle counter, under random gaps and
     back-pressure; a soft reset in the middle of a throw-away image in one case, weights
     loaded at run time into RAM (weight storage ``ram``) in another, snnTorch's semantics
-    (fire ``>``, the next-step subtract reset) in a third."""
+    (fire ``>``, the next-step subtract reset) in a third, with a spiking output decided by
+    spike count (``lif_output``) in a fourth."""
     variant = dict(fire=">", reset="subtract_next") if case.get("snntorch") else {}
+    if case.get("spiking"):
+        variant["spiking_output"] = True
     art = random_artifact(case["seed"], input_shape=case["shape"], hidden=case["hidden"], n_classes=4,
                           membrane_bits=5 if case.get("narrow") else None, threshold_scale=0.2, **variant)
     images = random_images(art, 6, seed=case["seed"])

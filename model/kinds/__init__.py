@@ -12,6 +12,7 @@ semantics, width proof, reference and cost (see :mod:`snnfpga.model.kinds.base`)
 | ``lif`` | lif | currents (summed) | spikes |
 | ``glif`` | glif | current map | spikes |
 | ``output`` | output | flat currents (summed) | scores |
+| ``lif_output`` | lif_output | flat currents (summed) | scores (spike count, then membrane) |
 | ``ttfs`` | ttfs | TTFS spikes of window n (flattened) | TTFS spikes of window n + 1 |
 | ``ttfs_output`` | ttfs | TTFS spikes of the last window | scores |
 | ``add``, ``concat``, ``pool``, ``flatten`` | structure | see there | |
@@ -19,7 +20,7 @@ semantics, width proof, reference and cost (see :mod:`snnfpga.model.kinds.base`)
 
 from snnfpga.model.kinds.base import (KINDS, MAX_REGISTER_BITS, WEIGHT_BITS_RANGE, Bound, Node,  # noqa: F401
                                       NodeError, Proof, Synapse, TensorType, Window, register)
-from snnfpga.model.kinds import axial, conv, dense, glif, lif, output, pointwise, structure, ttfs  # noqa: F401
+from snnfpga.model.kinds import axial, conv, dense, glif, lif, lif_output, output, pointwise, structure, ttfs  # noqa: F401
 
 Dense = dense.Dense
 Conv = conv.Conv
@@ -28,6 +29,7 @@ Pointwise = pointwise.Pointwise
 Lif = lif.Lif
 Glif = glif.Glif
 Output = output.Output
+LifOutput = lif_output.LifOutput
 Add = structure.Add
 Concat = structure.Concat
 Pool = structure.Pool

@@ -107,6 +107,11 @@ class Lif(Node):
         return {"saturation": "active" if self.saturates(proof) else "unreachable"}
 
     def forward(self, xs, ins, proof=None):
+        return self.simulate(xs, proof)[0]
+
+    def simulate(self, xs, proof=None, membranes: bool = False):
+        """Spikes ``bool [N, T, *shape]`` and, with ``membranes``, the membrane ``v`` held
+        after each step (after the reset; ``int32 [N, T, *shape]``), else None."""
         current = xs[0] if len(xs) == 1 else sum(xs[1:], xs[0])
         n, steps = current.shape[:2]
         lo, hi = W.signed_range(self.membrane_bits)
@@ -115,6 +120,7 @@ class Lif(Node):
         v = np.zeros((n, *current.shape[2:]), dtype=np.int32)  # every register fits in 24 bits
         shifted = np.empty_like(v)
         out = np.zeros(current.shape, dtype=bool)
+        held = np.zeros(current.shape, dtype=np.int32) if membranes else None
         for t in range(steps):
             if self.leak_shift is not None:
                 np.right_shift(v, self.leak_shift, out=shifted)
@@ -129,7 +135,9 @@ class Lif(Node):
                 np.putmask(v, fired, 0)
             elif self.reset == "subtract":
                 np.subtract(v, theta, out=v, where=fired)
-        return out
+            if membranes:
+                held[:, t] = v
+        return out, held
 
     def memory_bits(self, out):
         return {"weights": 0, "params": self.threshold.size * self.threshold_bits,
