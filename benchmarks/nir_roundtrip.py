@@ -5,9 +5,8 @@
 For each model: ``snnfpga export`` (the NIR graph and the golden traces of the first
 ``--images`` validation images) and ``snnfpga import`` as library calls, timed together
 (best of 3, seconds), the sizes of the two files (bytes), and whether the imported artifact's
-``manifest.json`` and ``arrays.npz`` are byte-identical to the shipped ones (target: yes;
-the issue's target, under 10 s for an imported snnTorch 784-128-10, awaits the snnTorch
-importer, docs/nir.md).
+``manifest.json`` and ``arrays.npz`` are byte-identical to the shipped ones (target: yes).
+The issue's targets for a network trained in snnTorch: ``benchmarks/nir_snntorch.py``.
 """
 
 from __future__ import annotations

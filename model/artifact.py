@@ -284,6 +284,8 @@ def _layer_entry(art: Artifact, i: int) -> dict:
                       "saturation": "active" if art.saturates(i) else "unreachable"})
         if layer.fire != DEFAULT_FIRE:  # named only when not the default (older manifests stay the same)
             entry["fire"] = layer.fire
+        if layer.leak_shift2 is not None:
+            entry["leak_shift2"] = layer.leak_shift2
     else:
         entry["score_bits"] = layer.score_bits
     entry["proven_bounds"] = {k: [int(v[0]), int(v[1])] for k, v in art.bounds(i).items()}
@@ -481,7 +483,8 @@ def _chain_from_manifest(manifest, arrays, arrays_path, where) -> list[Node]:
         if lif:
             spec.update(threshold=_integer_array(arrays, f"L{i}.threshold", arrays_path),
                         leak_shift=None if entry["leak_shift"] is None else int(entry["leak_shift"]),
-                        reset=entry["reset"], fire=entry.get("fire", DEFAULT_FIRE), threshold_bits=int(entry["threshold_bits"]),
+                        reset=entry["reset"], fire=entry.get("fire", DEFAULT_FIRE),
+                        leak_shift2=entry.get("leak_shift2"), threshold_bits=int(entry["threshold_bits"]),
                         membrane_bits=int(entry["membrane_bits"]))
         else:
             spec["score_bits"] = int(entry["score_bits"])

@@ -189,6 +189,7 @@ class Layer:
     leak_shift: int | None = None
     reset: str | None = None
     fire: str = DEFAULT_FIRE  # ">=" or ">" (LIF layers)
+    leak_shift2: int | None = None  # the leak's second term (LIF layers)
     bias_bits: int = 0
     threshold_bits: int = 0
     current_bits: int = 0
@@ -220,7 +221,7 @@ def dense_name(layer: str) -> str:
 def chain_nodes(layers: list[dict]) -> list[Node]:
     """Graph nodes of a chain from version-1 layer specs (``weights``, ``bias``,
     ``weight_bits``, optional ``name``; all but the last: ``threshold``, ``leak_shift``,
-    ``reset``, optional ``fire``; optional declared widths). The last layer is the output layer:
+    ``reset``, optional ``fire`` and ``leak_shift2``; optional declared widths). The last layer is the output layer:
     ``output``, or ``lif_output`` when its spec has a ``threshold`` (and the LIF keys)."""
     nodes: list[Node] = []
     prev = SOURCE
@@ -241,8 +242,9 @@ def chain_nodes(layers: list[dict]) -> list[Node]:
                 name=name, inputs=(dense_name(name),),
                 threshold=None if threshold is None else np.asarray(threshold).astype(np.int64),
                 leak_shift=spec.get("leak_shift"), reset=spec.get("reset", "zero"),
-                fire=spec.get("fire", DEFAULT_FIRE), threshold_bits=int(spec.get("threshold_bits", 0)),
-                membrane_bits=int(spec.get("membrane_bits", 0)), **kind))
+                fire=spec.get("fire", DEFAULT_FIRE), leak_shift2=spec.get("leak_shift2"),
+                threshold_bits=int(spec.get("threshold_bits", 0)), membrane_bits=int(spec.get("membrane_bits", 0)),
+                **kind))
         prev = name
     return nodes
 
@@ -267,7 +269,8 @@ def chain_layers(nodes: tuple[Node, ...]) -> tuple[Layer, ...] | None:
             layers.append(Layer(kind="output", threshold=None, score_bits=pop.score_bits, **common))
         else:
             layers.append(Layer(kind=pop.KIND, threshold=pop.threshold, leak_shift=pop.leak_shift, reset=pop.reset,
-                                fire=pop.fire, threshold_bits=pop.threshold_bits, membrane_bits=pop.membrane_bits,
+                                fire=pop.fire, leak_shift2=pop.leak_shift2, threshold_bits=pop.threshold_bits,
+                                membrane_bits=pop.membrane_bits,
                                 score_bits=getattr(pop, "score_bits", 0), **common))
         prev = pop.name
     return tuple(layers)

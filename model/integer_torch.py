@@ -87,7 +87,10 @@ def _lif_steps(m, node, xs):
     out = torch.zeros(current.shape, dtype=torch.bool)
     held = torch.zeros(current.shape, dtype=torch.int64)
     for t in range(current.shape[1]):
-        leaked = v if node.leak_shift is None else v - torch.div(v, 1 << node.leak_shift, rounding_mode="floor")
+        leaked = v
+        for shift in (node.leak_shift, node.leak_shift2):
+            if shift is not None:  # v - floor(v / 2^k) [- floor(v / 2^k2)], both of the step's v
+                leaked = leaked - torch.div(v, 1 << shift, rounding_mode="floor")
         total = leaked + current[:, t]
         if node.reset == "subtract_next" and t:  # the last step's spikes, after the leak
             total = torch.where(out[:, t - 1], total - theta, total)

@@ -33,12 +33,14 @@ def to_nir(art: Artifact):
         if layer.spiking:
             theta = layer.threshold.astype(np.float64)
             meta = {"reset": layer.reset, "fire": layer.fire, "leak_shift": -1 if layer.leak_shift is None else layer.leak_shift}
+            if layer.leak_shift2 is not None:
+                meta["leak_shift2"] = layer.leak_shift2
             if layer.is_output:
                 meta["readout"] = F.COUNT_READOUT
             if layer.leak_shift is None:
                 neuron = nir.IF(r=np.ones(n), v_threshold=theta, v_reset=np.zeros(n), metadata=meta)
             else:
-                tau = np.full(n, float(2 ** layer.leak_shift))
+                tau = np.full(n, F.leak_tau(layer.leak_shift, layer.leak_shift2))
                 neuron = nir.LIF(tau=tau, r=tau.copy(), v_leak=np.zeros(n), v_threshold=theta, v_reset=np.zeros(n),
                                  metadata=meta)
         else:

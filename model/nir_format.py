@@ -8,7 +8,8 @@ equations with that step gives the integer contract's updates:
 * a hidden layer ``i`` (name ``n``): node ``n.affine``, ``nir.Affine(W, b)`` (the integer
   weights and bias as floats), then node ``n``: with a leak ``u - (u >> k)`` a
   ``nir.LIF(tau = 2^k, r = 2^k, v_leak = 0, v_threshold = theta)`` (Euler:
-  ``v + (dt / tau)(v_leak - v + r I) = (1 - 2^-k) v + I``; the integer leak floors), without
+  ``v + (dt / tau)(v_leak - v + r I) = (1 - 2^-k) v + I``; the integer leak floors; a leak of
+  two terms ``u - (u >> k) - (u >> k2)``: ``tau = r = 1 / (2^-k + 2^-k2)``), without
   one a ``nir.IF(r = 1, v_threshold = theta)``; ``v_reset = 0``. NIR has no subtract reset:
   the node's metadata says which reset (``zero`` or ``subtract``) and the fire comparison
   (``>=``);
@@ -32,6 +33,12 @@ CONVENTION_KEY = "snnfpga_convention"  # graph metadata: how parameters map to i
 CONVENTION = "snnfpga: dt = 1 (one step), Euler; Affine holds integer weights; LIF tau = r = 2^leak_shift"
 DT = 1.0
 AFFINE_SUFFIX = ".affine"
+
+
+def leak_tau(shift: int, shift2: int | None = None) -> float:
+    """NIR's ``tau`` (and ``r``) of the leak ``v - (v >> k) [- (v >> k2)]`` at ``dt = 1``:
+    ``1 - 1 / tau = 1 - 2^-k [- 2^-k2]``."""
+    return 1.0 / (2.0 ** -shift + (0.0 if shift2 is None else 2.0 ** -shift2))
 COUNT_READOUT = "spike count, ties by membrane"  # a spiking output's metadata["readout"]
 
 

@@ -13,7 +13,8 @@ encoder and T from the manifest. Networks trained elsewhere (snnTorch, Norse, Si
 parameters need a framework's discretisation, are imported by :func:`import_foreign`: each
 neuron node is discretised with the framework's time step and conventions
 (:data:`CONVENTIONS`; ``dt``, ``reset`` and ``fire`` can be overridden), its leak rounded to
-``v - (v >> k)`` (the error reported when ``beta`` is not ``1 - 2^-k``), and its weights,
+the nearest ``v - (v >> k)`` or ``v - (v >> k) - (v >> k2)`` (the error reported when
+``beta`` is not exactly ``1 - 2^-k`` or ``1 - 2^-k - 2^-k2``), and its weights,
 bias and threshold quantized per output neuron (a hidden layer: spikes do not change under a
 per-neuron scale) or per layer (the output: its scores, or a spiking output's membranes, are
 compared across classes).
@@ -33,7 +34,7 @@ from snnfpga.model.artifact import Artifact, artifact_from_manifest
 from snnfpga.model.kinds.lif import DEFAULT_FIRE
 
 SYNAPSE_TYPES = ("Affine", "Linear")
-BETA_TOLERANCE = 1e-6  # a beta this close to 1 - 2^-k is that leak (float32 parameters)
+BETA_TOLERANCE = 1e-6  # a beta this close to a contract leak (1 - 2^-k [- 2^-k2]) is it (float32 parameters)
 NEURON_TYPES = ("LIF", "IF", "LI", "I", "CubaLIF")
 FRAMEWORKS = ("snntorch", "norse", "sinabs", "generic")
 # How each framework discretises NIR's LIF (issue 14): the time step its exporter and
@@ -160,8 +161,10 @@ def exported_artifact(graph, where: str) -> Artifact:
             want = "IF" if shift is None else "LIF"
             if kind != want:
                 raise ArtifactError(f"{where}: node {layer.neuron}: a {kind}, the manifest's leak needs a {want}")
-            if shift is not None and not np.all(np.asarray(node.tau) == 2.0 ** shift):
-                raise ArtifactError(f"{where}: node {layer.neuron}: tau is not 2^{shift} (the manifest's leak_shift)")
+            tau = None if shift is None else F.leak_tau(shift, entry.get("leak_shift2"))
+            if tau is not None and not np.allclose(np.asarray(node.tau, dtype=np.float64), tau, rtol=1e-6, atol=0):
+                raise ArtifactError(f"{where}: node {layer.neuron}: tau is not the manifest's leak "
+                                    f"({tau:g})")
             for key, default in (("reset", entry["reset"]), ("fire", entry.get("fire", DEFAULT_FIRE))):
                 value = _metadata_text(node.metadata.get(key, default))
                 if value != default:
@@ -252,20 +255,30 @@ def _discretise(layer: NirLayer, dt: float, last: bool, where: str) -> Discrete:
     return Discrete(layer.weight * gain[:, None], layer.bias * gain + extra, beta, full(node.v_threshold))
 
 
-def _leak_shift(beta: np.ndarray, name: str) -> tuple[int | None, str | None]:
-    """``k`` of the nearest ``1 - 2^-k`` to the layer's beta (one per layer), and a note
-    when it is not exact."""
+def leak_choices(max_shift: int = 16) -> list[tuple[float, int, int | None]]:
+    """Every leak of the contract as ``(beta, k, k2)``: ``1 - 2^-k`` and ``1 - 2^-k - 2^-k2``
+    (``k < k2``), one shift first (the cheaper one wins a tie)."""
+    single = [(1.0 - 2.0 ** -k, k, None) for k in range(1, max_shift + 1)]
+    double = [(1.0 - 2.0 ** -k - 2.0 ** -k2, k, k2) for k in range(1, max_shift + 1)
+              for k2 in range(k + 1, max_shift + 1)]
+    return single + double
+
+
+def _leak_shift(beta: np.ndarray, name: str) -> tuple[int | None, int | None, str | None]:
+    """The contract's leak ``v - (v >> k) [- (v >> k2)]`` nearest to the layer's ``beta`` (one
+    per layer): ``(k, k2, note)``, the note naming the error when it is not exact."""
     if np.all(beta == 1.0):
-        return None, None
+        return None, None, None
     if np.ptp(beta) > 0:
         raise ArtifactError(f"node {name}: beta differs between neurons ({beta.min():g} .. {beta.max():g}); the "
                             "contract has one leak per layer")
     b = float(beta[0])
-    k = int(np.clip(round(-np.log2(1.0 - b)), 1, 16))
-    exact = 1.0 - 2.0 ** -k
+    exact, k, k2 = min(leak_choices(), key=lambda c: abs(c[0] - b))
+    form = f"1 - 2^-{k}" + ("" if k2 is None else f" - 2^-{k2}")
     # Exact up to float32 rounding (exporters store tau in float32: 0.5 comes back 0.49999998).
-    note = None if abs(exact - b) <= BETA_TOLERANCE else f"node {name}: beta {b:g} approximated by 1 - 2^-{k} = {exact:g} (error {exact - b:+.3g})"
-    return k, note
+    note = None if abs(exact - b) <= BETA_TOLERANCE else \
+        f"node {name}: beta {b:g} approximated by {form} = {exact:g} (error {exact - b:+.3g})"
+    return k, k2, note
 
 
 def float_forward(fi: ForeignImport, spikes: np.ndarray) -> np.ndarray:
@@ -303,10 +316,11 @@ def _float_lif(fi: ForeignImport, layer: Discrete, x: np.ndarray) -> tuple[np.nd
 
 def import_foreign(graph, where: str, framework: str, *, dt: float | None = None, reset: str | None = None,
                    encoder=None, timesteps: int | None = None, weight_bits: int = 8,
-                   name: str = "imported") -> ForeignImport:
+                   name: str = "imported", calibration: np.ndarray | None = None) -> ForeignImport:
     """A network trained in ``framework`` (see the module doc) as an artifact, with the
     ``encoder`` (:class:`~snnfpga.model.artifact.Encoder`) and ``timesteps`` the NIR file
-    cannot give."""
+    cannot give. ``calibration`` (``uint8 [N, H, W]`` images): choose each layer's weight
+    clip on them (:func:`_calibrate`; a note reports it)."""
     from snnfpga.model.artifact import build_artifact
     from snnfpga.model.kinds.base import WEIGHT_BITS_RANGE
 
@@ -325,25 +339,76 @@ def import_foreign(graph, where: str, framework: str, *, dt: float | None = None
     if side * side != n_in:
         raise ArtifactError(f"{where}: node {chain[0].synapse}: {n_in} inputs are not a square image")
     layers = tuple(_discretise(layer, dt, i == len(chain) - 1, where) for i, layer in enumerate(chain))
-    qmax = (1 << (weight_bits - 1)) - 1
-    specs, notes = [], []
-    for index, (layer, nir_layer) in enumerate(zip(layers, chain)):
-        params = [layer.weight, layer.bias] + ([] if layer.threshold is None else [layer.threshold])
-        if all(np.array_equal(a, np.round(a)) for a in params) and np.abs(layer.weight).max() <= qmax:
-            scale = np.ones(layer.weight.shape[0])  # already integers that fit: kept as they are
-        elif layer.beta is None or index == len(layers) - 1:  # the output: one scale for every class
-            scale = np.full(layer.weight.shape[0], qmax / max(np.abs(layer.weight).max(), 1e-12))
-        else:  # a hidden layer: per neuron (its spikes do not change under a positive scale)
-            scale = qmax / np.maximum(np.abs(layer.weight).max(axis=1), 1e-12)
-        spec = {"name": nir_layer.neuron, "weights": np.round(layer.weight * scale[:, None]).astype(np.int64),
-                "bias": np.round(layer.bias * scale).astype(np.int64), "weight_bits": weight_bits}
-        if layer.beta is not None:
-            k, note = _leak_shift(layer.beta, nir_layer.neuron)
-            notes += [note] if note else []
-            spec.update(threshold=np.maximum(1, np.round(layer.threshold * scale)).astype(np.int64),
-                        leak_shift=k, reset=reset, fire=conv["fire"])
-        specs.append(spec)
-    art = build_artifact(name, (side, side), encoder, timesteps, specs,
-                         provenance={"imported_from": "nir", "framework": framework, "dt": dt, "reset": reset,
-                                     "fire": conv["fire"], "weight_bits": weight_bits})
+    notes, leaks = [], []
+    for layer, nir_layer in zip(layers, chain):
+        k, k2, note = (None, None, None) if layer.beta is None else _leak_shift(layer.beta, nir_layer.neuron)
+        notes += [note] if note else []
+        leaks.append((k, k2))
+    provenance = {"imported_from": "nir", "framework": framework, "dt": dt, "reset": reset, "fire": conv["fire"],
+                  "weight_bits": weight_bits}
+
+    def quantize(clips):
+        specs = [_quantized_spec(layer, nir_layer.neuron, weight_bits, clip, last=index == len(layers) - 1)
+                 for index, (layer, nir_layer, clip) in enumerate(zip(layers, chain, clips))]
+        for spec, (k, k2) in zip(specs, leaks):
+            if "threshold" in spec:
+                spec.update(leak_shift=k, leak_shift2=k2, reset=reset, fire=conv["fire"])
+        return build_artifact(name, (side, side), encoder, timesteps, specs, provenance=provenance)
+
+    clips = [1.0] * len(layers)
+    art = quantize(clips)
+    fi = ForeignImport(art, layers, conv["fire"], reset, tuple(notes))
+    if calibration is not None and len(calibration):
+        clips, before, after = _calibrate(fi, quantize, calibration)
+        if clips != [1.0] * len(layers):
+            provenance["weight_clip"] = clips
+            art = quantize(clips)
+        notes.append(f"calibration on {len(calibration)} images: weight clip per layer {clips} (agreement with the "
+                     f"float network {before:.1f}% -> {after:.1f}%)")
     return ForeignImport(art, layers, conv["fire"], reset, tuple(notes))
+
+
+CLIP_CANDIDATES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+
+
+def _quantized_spec(layer: Discrete, name: str, weight_bits: int, clip: float, last: bool) -> dict:
+    """One layer's integers at ``weight_bits``: per neuron (hidden) or per layer (the output)
+    scale ``qmax / (clip * max|W|)``, weights rounded and clipped to ``+-qmax``; parameters that
+    are already integers that fit are kept (``clip`` 1)."""
+    qmax = (1 << (weight_bits - 1)) - 1
+    params = [layer.weight, layer.bias] + ([] if layer.threshold is None else [layer.threshold])
+    if clip == 1.0 and all(np.array_equal(a, np.round(a)) for a in params) and np.abs(layer.weight).max() <= qmax:
+        scale = np.ones(layer.weight.shape[0])  # already integers that fit: kept as they are
+    elif last:  # the output: one scale for every class (scores, or membranes, are compared)
+        scale = np.full(layer.weight.shape[0], qmax / max(clip * np.abs(layer.weight).max(), 1e-12))
+    else:  # a hidden layer: per neuron (its spikes do not change under a positive scale)
+        scale = qmax / np.maximum(clip * np.abs(layer.weight).max(axis=1), 1e-12)
+    spec = {"name": name, "weights": np.clip(np.round(layer.weight * scale[:, None]), -qmax, qmax).astype(np.int64),
+            "bias": np.round(layer.bias * scale).astype(np.int64), "weight_bits": weight_bits}
+    if layer.threshold is not None:
+        spec["threshold"] = np.maximum(1, np.round(layer.threshold * scale)).astype(np.int64)
+    return spec
+
+
+def _calibrate(fi: ForeignImport, quantize, images: np.ndarray) -> tuple[list[float], float, float]:
+    """Per layer, greedily from the first, the weight clip of :data:`CLIP_CANDIDATES` whose
+    integer network agrees most often with the float network's class on ``images`` (ties
+    keep the larger clip). Returns the clips and the agreement (%) before and after."""
+    from snnfpga.sim import reference
+
+    art = fi.artifact
+    spikes = reference.encode(art.encoder, reference.flatten_images(art, images), art.timesteps)
+    want = float_forward(fi, spikes).argmax(axis=1)
+
+    def agreement(clips):
+        return 100.0 * float((reference.run(quantize(clips), images, record=False).classes == want).mean())
+
+    clips = [1.0] * len(fi.layers)
+    best = before = agreement(clips)
+    for index in range(len(clips)):
+        for clip in CLIP_CANDIDATES[1:]:
+            trial = clips[:index] + [clip] + clips[index + 1:]
+            score = agreement(trial)
+            if score > best:
+                best, clips = score, trial
+    return clips, before, best

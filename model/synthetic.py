@@ -22,10 +22,11 @@ from snnfpga.model.artifact import Artifact, Encoder, build_artifact, build_grap
 def random_artifact(seed: int = 0, *, input_shape=(4, 4), hidden=(12,), n_classes=4, timesteps=None,
                     weight_bits=None, leak_shift="random", reset=None, encoder=None,
                     membrane_bits=None, extreme=False, threshold_scale=1.0, fire=">=",
-                    spiking_output=False) -> Artifact:
+                    spiking_output=False, leak_shift2=None) -> Artifact:
     """A valid random artifact; every unset option is drawn from ``seed`` (``fire``: the
     LIF layers' comparison, not drawn). ``spiking_output``: the last layer is LIF neurons
-    decided by spike count (``lif_output``), drawn like a hidden layer.
+    decided by spike count (``lif_output``), drawn like a hidden layer. ``leak_shift2``: the
+    leak's second term in every LIF layer that has a leak (a shift above that layer's).
 
     ``extreme`` draws weights at the ends of their range (forcing large currents and,
     with a narrow ``membrane_bits``, saturation).
@@ -54,6 +55,8 @@ def random_artifact(seed: int = 0, *, input_shape=(4, 4), hidden=(12,), n_classe
                 spec["leak_shift"] = None if rng.random() < 0.3 else int(rng.integers(1, 5))
             else:
                 spec["leak_shift"] = leak_shift
+            if leak_shift2 is not None and spec["leak_shift"] is not None:
+                spec["leak_shift2"] = max(leak_shift2, spec["leak_shift"] + 1)
             spec["reset"] = reset or ("zero" if rng.random() < 0.5 else "subtract")
             spec["fire"] = fire
         layers.append(spec)

@@ -699,7 +699,8 @@ def lower_unreachable_thresholds(nodes: list[K.Node], input_shape, timesteps: in
             for src in node.inputs[1:]:
                 i = i + graph.proofs[src].out
             shape = graph.types[node.name].shape
-            _, hi = W.membrane_bounds(i.lo, i.hi, node.threshold, timesteps, node.leak_shift, node.reset)
+            _, hi = W.membrane_bounds(i.lo, i.hi, node.threshold, timesteps, node.leak_shift, node.reset, node.fire,
+                                      node.leak_shift2)
             hi = np.broadcast_to(hi, shape)
             axes = tuple(d for d, size in enumerate(node.threshold.shape) if size == 1 and shape[d] > 1)
             reach = hi.max(axis=axes, keepdims=True) if axes else hi

@@ -46,19 +46,36 @@ def current_bounds(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(w, 0).sum(axis=1), np.maximum(w, 0).sum(axis=1)
 
 
-def leak(v: np.ndarray, shift: int | None) -> np.ndarray:
-    """The contract's leak: ``v - (v >> k)`` with an arithmetic (floor) shift; identity if ``k`` is None."""
+def leak(v: np.ndarray, shift: int | None, shift2: int | None = None) -> np.ndarray:
+    """The contract's leak: ``v - (v >> k)`` with an arithmetic (floor) shift, or with a second
+    term ``v - (v >> k) - (v >> k2)``; identity if ``k`` is None."""
     if shift is None:
         return v
-    return v - (v >> shift)
+    out = v - (v >> shift)
+    return out if shift2 is None else out - (v >> shift2)
 
 
-def membrane_bounds(i_lo, i_hi, threshold, timesteps: int, leak_shift: int | None, reset: str, fire: str = ">="):
+def leak_range(lo: np.ndarray, hi: np.ndarray, shift: int | None, shift2: int | None = None):
+    """Bounds ``(lo', hi')`` of the leak over every ``v`` in ``[lo, hi]``.
+
+    Without a second shift the leak is monotone: ``(leak(lo), leak(hi))``, exact. With two it
+    is not (``v - (v >> 1) - (v >> 2)`` is 2 at 3 and 1 at 4), but ``leak(v) = c v +
+    frac(v / 2^k) + frac(v / 2^k2)`` with ``c = 1 - 2^-k - 2^-k2 >= 0``, so every value lies
+    in ``[c lo, c hi + 2)``: ``(ceil(c lo), ceil(c hi + 2) - 1)``, in exact integers."""
+    if shift2 is None:
+        return leak(lo, shift), leak(hi, shift)
+    den = 1 << shift2
+    num = den - (1 << (shift2 - shift)) - 1  # c = num / den
+    return -((-lo * num) // den), -((-(hi * num + 2 * den)) // den) - 1
+
+
+def membrane_bounds(i_lo, i_hi, threshold, timesteps: int, leak_shift: int | None, reset: str, fire: str = ">=",
+                    leak_shift2: int | None = None):
     """Per-neuron ``(lo, hi)`` over all steps of ``v' = leak(v) + I`` before the comparison.
 
     ``[i_lo, i_hi]`` bounds the neuron's whole input per step (the sum of its currents,
-    biases included); arrays broadcast together with ``threshold``. ``leak`` is monotone
-    non-decreasing, so an interval maps to an interval. Fire and reset map ``[a, b]`` to the
+    biases included); arrays broadcast together with ``threshold``. An interval of ``v`` maps
+    through the leak to the interval :func:`leak_range` gives (exact for one shift). Fire and reset map ``[a, b]`` to the
     hull of ``[a, min(b, f - 1)]`` (no spike) and ``{0}`` (reset to zero) or
     ``[max(a, f) - th, b - th]`` (reset by subtraction), ``f`` the least value that fires:
     ``th`` (``fire = ">="``) or ``th + 1`` (``">"``). ``subtract_next`` keeps ``[a, b]`` and
@@ -72,10 +89,11 @@ def membrane_bounds(i_lo, i_hi, threshold, timesteps: int, leak_shift: int | Non
     pre_hi = np.zeros_like(i_lo)
     big = np.iinfo(np.int64).max
     if reset == "subtract_next":
-        return _membrane_bounds_next(i_lo, i_hi, th, least, timesteps, leak_shift)
+        return _membrane_bounds_next(i_lo, i_hi, th, least, timesteps, leak_shift, leak_shift2)
     for _ in range(timesteps):
-        a = leak(v_lo, leak_shift) + i_lo
-        b = leak(v_hi, leak_shift) + i_hi
+        leak_lo, leak_hi = leak_range(v_lo, v_hi, leak_shift, leak_shift2)
+        a = leak_lo + i_lo
+        b = leak_hi + i_hi
         pre_lo, pre_hi = np.minimum(pre_lo, a), np.maximum(pre_hi, b)
         quiet = a < least                   # some value that does not fire is reachable
         fires = b >= least                  # some value that fires is reachable
@@ -91,21 +109,22 @@ def membrane_bounds(i_lo, i_hi, threshold, timesteps: int, leak_shift: int | Non
     return pre_lo, pre_hi
 
 
-def _membrane_bounds_next(i_lo, i_hi, th, least, timesteps: int, leak_shift: int | None):
+def _membrane_bounds_next(i_lo, i_hi, th, least, timesteps: int, leak_shift: int | None,
+                          leak_shift2: int | None = None):
     """:func:`membrane_bounds` for ``reset = "subtract_next"``: ``v'[t] = leak(v'[t-1]) + I -
     th s[t-1]``. The previous ``[a, b]`` splits into its quiet part ``[a, min(b, least - 1)]``
     and its fired part ``[max(a, least), b]`` (``th`` subtracted); each maps through the
-    monotone leak and the input range, and the hull is the next step's range."""
+    leak (:func:`leak_range`) and the input range, and the hull is the next step's range."""
     a = i_lo.copy()  # step 0: from v = 0, no spike before
     b = i_hi.copy()
     pre_lo, pre_hi = np.minimum(a, 0), np.maximum(b, 0)
     big = np.iinfo(np.int64).max // 4
     for _ in range(timesteps - 1):
         quiet, fired = a < least, b >= least
-        lo = np.minimum(np.where(quiet, leak(a, leak_shift), big),
-                        np.where(fired, leak(np.maximum(a, least), leak_shift) - th, big)) + i_lo
-        hi = np.maximum(np.where(quiet, leak(np.minimum(b, least - 1), leak_shift), -big),
-                        np.where(fired, leak(b, leak_shift) - th, -big)) + i_hi
+        quiet_lo, quiet_hi = leak_range(a, np.minimum(b, least - 1), leak_shift, leak_shift2)
+        fired_lo, fired_hi = leak_range(np.maximum(a, least), b, leak_shift, leak_shift2)
+        lo = np.minimum(np.where(quiet, quiet_lo, big), np.where(fired, fired_lo - th, big)) + i_lo
+        hi = np.maximum(np.where(quiet, quiet_hi, -big), np.where(fired, fired_hi - th, -big)) + i_hi
         a, b = lo, hi
         pre_lo, pre_hi = np.minimum(pre_lo, a), np.maximum(pre_hi, b)
     return pre_lo, pre_hi

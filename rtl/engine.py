@@ -45,7 +45,8 @@ from amaranth.lib.wiring import In, Out
 
 from snnfpga.rtl.plan import LayerPlan, bits_for
 from snnfpga.rtl.tokens import (lane, lowest_set_bit, monitor_signature, or_tree, pack, runtime_weight_memory,
-                                saturate, scores_layout, step_counter_next, token_layout, weight_load_signature)
+                                leak, saturate, scores_layout, step_counter_next, token_layout,
+                                weight_load_signature)
 
 
 def weight_words(lp: LayerPlan) -> list[int]:
@@ -251,7 +252,7 @@ class LayerEngine(wiring.Component):
             fire_alt = Signal(signed(U), name=f"fire_alt{p}")
             if lif:
                 mb = layer.membrane_bits
-                k = layer.leak_shift
+                k, k2 = layer.leak_shift, layer.leak_shift2
                 theta = p_rd.data[P * bb + p * tb:P * bb + (p + 1) * tb].as_signed()
                 hi, lo = (1 << (mb - 1)) - 1, -(1 << (mb - 1))
                 # sat(u) >= theta  <=>  u >= theta, since 0 <= theta <= max(membrane); with
@@ -265,8 +266,7 @@ class LayerEngine(wiring.Component):
                     # u > max(membrane) implies): leak(0) + B = B. Below the range: leak(lo) + B.
                     s3_under = Signal(name=f"s3_under{p}")
                     s3_b_lo = Signal(signed(U), name=f"s3_b_lo{p}")
-                    m.d.sync += [s3_a.eq(u if k is None else u - (u >> k)), s3_under.eq(u < lo),
-                                 s3_b_lo.eq(bias + (lo if k is None else lo - (lo >> k)))]
+                    m.d.sync += [s3_a.eq(leak(u, k, k2)), s3_under.eq(u < lo), s3_b_lo.eq(bias + leak(lo, k, k2))]
                     held = Mux(fires, 0, saturate(u, mb))
                     m.d.comb += [fire_use.eq(~(s3_fired | s3_under | s3_last_step)),
                                  fire_alt.eq(Mux(s3_fired | s3_last_step, s3_b, s3_b_lo))]
@@ -275,7 +275,7 @@ class LayerEngine(wiring.Component):
                     # the next step's leak: a = leak(sat(u)) - (fired ? theta : 0).
                     v_kept = Signal(signed(mb), name=f"v_kept{p}")
                     m.d.comb += v_kept.eq(saturate(u, mb))
-                    leaked = v_kept if k is None else v_kept - (v_kept >> k)
+                    leaked = leak(v_kept, k, k2)
                     m.d.sync += s3_a.eq(leaked - Mux(fires, theta, 0))
                     held = v_kept
                     m.d.comb += [fire_use.eq(~s3_last_step), fire_alt.eq(s3_b)]
@@ -285,7 +285,7 @@ class LayerEngine(wiring.Component):
                     v_after = Signal(signed(mb), name=f"v_after{p}")
                     reset_value = Mux(u > hi, hi - theta, u - theta)  # sat(u) - theta when fired
                     m.d.comb += v_after.eq(Mux(fires, reset_value, saturate(u, mb)))
-                    m.d.sync += s3_a.eq(v_after if k is None else v_after - (v_after >> k))
+                    m.d.sync += s3_a.eq(leak(v_after, k, k2))
                     held = v_after
                     m.d.comb += [fire_use.eq(~s3_last_step), fire_alt.eq(s3_b)]
                 if counts:

@@ -149,6 +149,8 @@ def describe(dut, top: str, verilog_sha256: str) -> dict:
         if layer.spiking:
             entry.update(membrane_bits=layer.membrane_bits, threshold_bits=layer.threshold_bits,
                          leak_shift=layer.leak_shift, reset=layer.reset, fire=layer.fire)
+            if layer.leak_shift2 is not None:
+                entry["leak_shift2"] = layer.leak_shift2
         if layer.is_output:
             entry["score_bits"] = layer.score_bits
         param_bits = layer.bias_bits + (layer.threshold_bits if layer.spiking else 0)

@@ -6,7 +6,7 @@ buffer holds this step's currents), the **neuron pass** visits every word in add
 one per cycle:
 
     I = sum of the sources' words (each source covers a range of groups: a concatenation of
-        currents by channel);  v' = sat(v - (v >> k) + I);  spike = v' >= theta (> with fire ">");
+        currents by channel);  v' = sat(v - (v >> k) [- (v >> k2)] + I);  spike = v' >= theta (> with fire ">");
     v = 0 | v' - theta after a spike, else v';  v = 0 after the last step (next image)
 
 exactly the contract's ``lif`` (docs/integer-contract.md). Each word's spike mask enters a
@@ -37,7 +37,7 @@ from amaranth.lib.wiring import In, Out
 
 from snnfpga.model.widths import signed_range
 from snnfpga.rtl.plan import bits_for
-from snnfpga.rtl.tokens import lane, lowest_set_bit, pack, saturate, step_counter_next
+from snnfpga.rtl.tokens import lane, leak, lowest_set_bit, pack, saturate, step_counter_next
 
 
 @dataclass(frozen=True)
@@ -342,7 +342,7 @@ class LifEngine(wiring.Component):
             leaked = Signal(signed(mb + 1), name=f"leaked{p}")
             m.d.sync += [current.eq(sum((Mux(s1_in_src[k], lane(getattr(self, f"src{k}_data"), p, s.bits), 0)
                                          for k, s in enumerate(self._sources)), Const(0, signed(2)))),
-                         leaked.eq(v if k_leak is None else v - (v >> k_leak))]
+                         leaked.eq(leak(v, k_leak, node.leak_shift2))]
             u = Signal(u_shape, name=f"u{p}")
             vs = Signal(signed(mb), name=f"v_sat{p}")
             theta = lane(s3_theta, p, tb)

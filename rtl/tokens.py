@@ -147,6 +147,15 @@ def saturate(value: Value, bits: int) -> Value:
     return Mux(value > hi, hi, Mux(value < lo, lo, value))
 
 
+def leak(value, shift: int | None, shift2: int | None = None):
+    """The contract's leak ``v - (v >> k) [- (v >> k2)]`` (arithmetic shifts: wires, one or two
+    subtractors), of an Amaranth value or a Python integer; ``value`` itself when ``k`` is None."""
+    if shift is None:
+        return value
+    out = value - (value >> shift)
+    return out if shift2 is None else out - (value >> shift2)
+
+
 def step_counter_next(step: Signal, timesteps: int) -> Value:
     """``step + 1`` wrapping to 0 after ``timesteps - 1`` (compare and add, no modulo)."""
     return Mux(step == timesteps - 1, 0, step + 1)

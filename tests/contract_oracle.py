@@ -180,7 +180,8 @@ def run_graph_one(art, image, observed=None):
                     v = get(v_all, p)
                     theta = at(node.threshold, p)
                     if node.leak_shift is not None:
-                        v = v - floor_shift(v, node.leak_shift)
+                        v = v - floor_shift(v, node.leak_shift) - \
+                            (floor_shift(v, node.leak_shift2) if node.leak_shift2 is not None else 0)
                     total = v + current
                     if node.reset == "subtract_next" and get(spiked, p):
                         total -= theta  # after the leak, undecayed (snnTorch)

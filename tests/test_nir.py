@@ -186,14 +186,27 @@ def test_integers_that_fit_are_kept_and_reproduce_the_float_network_spike_for_sp
         assert np.array_equal(floats, trace.scores), reset
 
 
-def test_a_leak_that_is_not_a_power_of_two_is_approximated_with_a_note():
+@pytest.mark.parametrize("beta, shifts, note", [
+    (0.6, (2, 3), "node fc1: beta 0.6 approximated by 1 - 2^-2 - 2^-3 = 0.625 (error +0.025)"),
+    (0.625, (2, 3), None),  # two shift terms, exact
+    (0.875, (3, None), None),
+    (0.3, (1, 2), "node fc1: beta 0.3 approximated by 1 - 2^-1 - 2^-2 = 0.25 (error -0.05)"),
+])
+def test_a_leak_is_the_nearest_of_one_or_two_shift_terms_with_a_note_when_not_exact(beta, shifts, note):
     from snnfpga.model.artifact import Encoder
     from snnfpga.model.nir_import import import_foreign
 
-    fi = import_foreign(_snntorch_style(load_artifact("tiny"), beta=0.6), "b.nir", "snntorch",
+    fi = import_foreign(_snntorch_style(load_artifact("tiny"), beta=beta), "b.nir", "snntorch",
                         encoder=Encoder("rate", phase=128), timesteps=4)
-    assert fi.artifact.hidden_layers[0].leak_shift == 1
-    assert fi.notes == ("node fc1: beta 0.6 approximated by 1 - 2^-1 = 0.5 (error -0.1)",)
+    layer = fi.artifact.hidden_layers[0]
+    assert (layer.leak_shift, layer.leak_shift2) == shifts
+    assert fi.notes == (() if note is None else (note,))
+
+
+def test_a_foreign_import_needs_the_encoder_the_steps_and_a_time_step():
+    from snnfpga.model.artifact import Encoder
+    from snnfpga.model.nir_import import import_foreign
+
     with pytest.raises(ConfigError, match="needs --encoder and --timesteps"):
         import_foreign(_snntorch_style(load_artifact("tiny")), "b.nir", "snntorch")
     with pytest.raises(ConfigError, match="give --dt"):
@@ -257,3 +270,83 @@ def test_a_network_trained_in_snntorch_and_exported_by_it_imports_within_a_point
         r = cli("sim", tmp_path / "imported", "--data", "default", "--split", "val", "--limit", "8", "--json")
         assert r.returncode == 0, r.stderr
         assert last_json(r.stdout)["mismatches"] == 0 and last_json(r.stdout)["n"] == 8
+
+
+@pytest.mark.parametrize("reset, fire, spiking", [("zero", ">=", False), ("subtract", ">", True),
+                                                  ("subtract_next", ">", True), ("subtract_next", ">=", False)])
+def test_the_fine_tune_model_computes_the_contract_before_any_training(reset, fire, spiking):
+    """:class:`TrainableChain` in torch on random chains (saturating membranes, a two-term
+    leak): the scores, or a spiking output's spike counts, of the integer reference."""
+    import torch
+
+    from snnfpga.model.import_finetune import TrainableChain
+
+    art = random_artifact(40, input_shape=(4, 4), hidden=(9, 7), n_classes=5, reset=reset, fire=fire,
+                          spiking_output=spiking, threshold_scale=0.2, timesteps=5, membrane_bits=7, leak_shift=2,
+                          leak_shift2=3 if spiking else None)
+    images = random_images(art, 30, seed=1)
+    spikes = torch.from_numpy(reference.encode(art.encoder, reference.flatten_images(art, images), art.timesteps))
+    with torch.no_grad():
+        ours = TrainableChain(art)(spikes).numpy().astype(np.int64)
+    scores = reference.run(art, images).scores
+    assert np.array_equal(ours, scores >> art.layers[-1].membrane_bits if spiking else scores)
+    assert arrays_equal(TrainableChain(art).export(art.name, art.provenance), art)
+
+
+def arrays_equal(a, b):
+    from snnfpga.model.artifact import arrays_sha256
+
+    return arrays_sha256(a) == arrays_sha256(b)
+
+
+def test_calibration_and_the_integer_fine_tune_recover_a_coarse_quantization():
+    """``tiny`` as snnTorch writes it, imported at 3-bit weights: the calibrated clip agrees
+    with the float network at least as often as max-abs scaling, and one epoch of integer
+    fine-tune on 2,000 training images (batches of 25) raises the validation accuracy."""
+    from snnfpga.model.artifact import Encoder
+    from snnfpga.model.data import load_dataset
+    from snnfpga.model.import_finetune import finetune
+    from snnfpga.model.nir_import import import_foreign
+
+    data = load_dataset("default")
+    train, val = data.split("train").limit(2000), data.split("val")
+    options = dict(encoder=Encoder("threshold", level=128), timesteps=8, weight_bits=3)
+    plain = import_foreign(_snntorch_style(load_artifact("tiny")), "t.nir", "snntorch", **options)
+    calibrated = import_foreign(_snntorch_style(load_artifact("tiny")), "t.nir", "snntorch",
+                                calibration=train.images[:500], **options)
+    note = calibrated.notes[-1]
+    assert note.startswith("calibration on 500 images: weight clip per layer [")
+    before, after = (float(x) for x in note.split("network ")[1].rstrip("%)").split("% -> "))
+    assert after >= before
+    labels = np.asarray(val.labels)
+
+    def accuracy(art):
+        return float((reference.run(art, val.images, record=False).classes == labels).mean())
+
+    tuned = finetune(plain.artifact, train.images, np.asarray(train.labels), 1, batch=25)
+    assert tuned.provenance["finetune"]["epochs"] == 1
+    assert accuracy(tuned) > accuracy(plain.artifact) + 0.005, (accuracy(plain.artifact), accuracy(tuned))
+    eight = dict(options, weight_bits=8)  # max-abs scaling is already exact at 8 bits: calibration keeps it
+    exact = import_foreign(_snntorch_style(load_artifact("tiny")), "t.nir", "snntorch", calibration=train.images[:200],
+                           **eight)
+    assert "weight clip per layer [1.0, 1.0]" in exact.notes[-1]
+    assert arrays_equal(exact.artifact, import_foreign(_snntorch_style(load_artifact("tiny")), "t.nir", "snntorch",
+                                                       **eight).artifact)
+
+
+def test_cli_fine_tune_needs_data_and_a_foreign_network(tmp_path):
+    nir.write(tmp_path / "snn.nir", _snntorch_style(load_artifact("tiny")))
+    r = cli("import", tmp_path / "snn.nir", "--out", tmp_path / "m", "--framework", "snntorch", "--encoder",
+            "threshold", "--timesteps", "8", "--finetune-epochs", "1")
+    assert r.returncode == 2 and "--finetune-epochs needs --data" in r.stderr and len(r.stderr.splitlines()) == 1
+    export_nir(load_artifact("tiny"), tmp_path / "t.nir", random_images(load_artifact("tiny"), 1))
+    r = cli("import", tmp_path / "t.nir", "--out", tmp_path / "x", "--data", "default", "--finetune-epochs", "1")
+    assert r.returncode == 2 and "is an snnfpga export" in r.stderr and len(r.stderr.splitlines()) == 1
+    r = cli("import", tmp_path / "snn.nir", "--out", tmp_path / "m", "--framework", "snntorch", "--encoder",
+            "threshold", "--timesteps", "8", "--weight-bits", "3", "--data", "default", "--finetune-epochs", "1",
+            "--json")
+    assert r.returncode == 0, r.stderr
+    out = last_json(r.stdout)
+    assert out["finetune_epochs"] == 1 and out["accuracy_int_finetuned"] > out["accuracy_int"]
+    assert "calibration on 1000 images" in out["notes"][-1] and "after the fine-tune: integer" in r.stderr
+    assert load_artifact(tmp_path / "m").provenance["finetune"]["epochs"] == 1

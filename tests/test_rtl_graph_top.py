@@ -134,6 +134,26 @@ def test_lif_nodes_that_fire_above_their_threshold_are_bit_exact(seed, token, he
         make_graph_top_plan(snntorch, 2)
 
 
+@pytest.mark.parametrize("seed, token, head", [(21, "axial", "dense"), (4, "glif", "pool")])
+def test_lif_nodes_with_a_two_term_leak_are_bit_exact(seed, token, head):
+    """``v - (v >> k) - (v >> k2)`` in every lif node of a random graph (membranes re-proven)."""
+    import dataclasses
+
+    from snnfpga.model.artifact import build_graph_artifact
+    from snnfpga.model.kinds import Lif
+
+    base = random_graph(seed, token=token, head=head)
+    nodes = [dataclasses.replace(n, leak_shift=n.leak_shift or 1, leak_shift2=(n.leak_shift or 1) + 2, membrane_bits=0)
+             if isinstance(n, Lif) else n for n in base.nodes]
+    art = build_graph_artifact(base.name, base.input_shape, base.encoder, base.timesteps, nodes)
+    assert all(n.leak_shift2 == n.leak_shift + 2 for n in art.nodes if isinstance(n, Lif))
+    images = random_images(art, 2, seed=seed)
+    assert_graph_bit_exact(art, images, lanes=art.graph.types["stem"].shape[0])
+    single = [dataclasses.replace(n, leak_shift2=None) if isinstance(n, Lif) else n for n in art.nodes]
+    single = build_graph_artifact(base.name, base.input_shape, base.encoder, base.timesteps, single)
+    assert any((a != b).any() for a, b in zip(reference.run(single, images).spikes, reference.run(art, images).spikes))
+
+
 @pytest.mark.parametrize("token, head", [("axial", "dense"), ("glif", "pool")])
 def test_weights_loaded_at_run_time_are_bit_exact_and_a_wrong_load_is_caught(token, head, monkeypatch):
     """Weight storage ``ram``: every synapse's weight memory starts empty and is written

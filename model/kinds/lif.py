@@ -5,7 +5,9 @@ currents, never spikes). Per neuron, state ``v`` (``membrane_bits``, signed) sta
 every image; each step, in this order:
 
 1. ``I = sum of the input currents`` (biases included), formed exactly;
-2. leak ``v_leak = v - (v >> k)`` (``leak_shift = k``), or ``v`` when ``k`` is null;
+2. leak ``v_leak = v - (v >> k)`` (``leak_shift = k``), or ``v`` when ``k`` is null, or with
+   a second term ``v_leak = v - (v >> k) - (v >> k2)`` (``leak_shift2 = k2 > k``, for decays
+   that are not ``1 - 2^-k``: ``1 - 2^-2 - 2^-3 = 0.625``);
 3. ``v' = sat(v_leak + I)`` to ``membrane_bits``;
 4. spike ``v' >= theta`` (``fire = ">="``, the default) or ``v' > theta`` (``fire = ">"``,
    snnTorch's comparison; the membrane then holds ``theta + 1``);
@@ -44,12 +46,13 @@ class Lif(Node):
     FIT_WIDTHS: ClassVar[tuple[str, ...]] = ("threshold_bits",)
     SPIKING: ClassVar[bool] = True
     MAX_INPUTS: ClassVar[int | None] = None
-    OPTIONAL: ClassVar[dict] = {"fire": DEFAULT_FIRE}
+    OPTIONAL: ClassVar[dict] = {"fire": DEFAULT_FIRE, "leak_shift2": None}
 
     threshold: np.ndarray
     leak_shift: int | None
     reset: str
     fire: str = DEFAULT_FIRE
+    leak_shift2: int | None = None
     threshold_bits: int = 0
     membrane_bits: int = 0
 
@@ -58,6 +61,10 @@ class Lif(Node):
         shape = self.require_same_shape(ins)
         self.require_one_unit(ins)
         check_int_param("leak_shift", self.leak_shift, 1, MAX_LEAK_SHIFT, allow_none=True)
+        if self.leak_shift2 is not None:
+            if self.leak_shift is None:
+                raise NodeError("leak_shift2 needs a leak_shift (the leak is v - (v >> k) - (v >> k2))")
+            check_int_param("leak_shift2", self.leak_shift2, self.leak_shift + 1, MAX_LEAK_SHIFT)
         check_choice("reset", self.reset, RESETS)
         check_choice("fire", self.fire, FIRES)
         check_broadcast("threshold", self.threshold, shape)
@@ -73,7 +80,8 @@ class Lif(Node):
 
     def prove(self, ins, bounds, timesteps):
         i = self.input_bound(bounds)
-        lo, hi = W.membrane_bounds(i.lo, i.hi, self.threshold, timesteps, self.leak_shift, self.reset, self.fire)
+        lo, hi = W.membrane_bounds(i.lo, i.hi, self.threshold, timesteps, self.leak_shift, self.reset, self.fire,
+                                   self.leak_shift2)
         return Proof(out=Bound.of(0, 1), registers={"input": i.span(), "membrane": (int(lo.min()), int(hi.max()))})
 
     def widths(self, proof, membrane_bits=None):
@@ -119,11 +127,15 @@ class Lif(Node):
         theta = self.threshold.astype(np.int32)
         v = np.zeros((n, *current.shape[2:]), dtype=np.int32)  # every register fits in 24 bits
         shifted = np.empty_like(v)
+        shifted2 = np.empty_like(v) if self.leak_shift2 is not None else None
         out = np.zeros(current.shape, dtype=bool)
         held = np.zeros(current.shape, dtype=np.int32) if membranes else None
         for t in range(steps):
             if self.leak_shift is not None:
                 np.right_shift(v, self.leak_shift, out=shifted)
+                if shifted2 is not None:
+                    np.right_shift(v, self.leak_shift2, out=shifted2)
+                    v -= shifted2
                 v -= shifted
             v += current[:, t]
             if self.reset == "subtract_next" and t:

@@ -2,7 +2,8 @@
 
     snnfpga import FILE.nir --out DIR [--framework snntorch|norse|sinabs|generic] [--dt S]
                    [--reset zero|subtract|subtract_next] [--encoder rate|threshold]
-                   [--encoder-param N] [--timesteps T] [--weight-bits B] [--data FILE] [--json]
+                   [--encoder-param N] [--timesteps T] [--weight-bits B] [--data FILE]
+                   [--finetune-epochs N] [--json]
 
 A NIR file that snnfpga exported (``snnfpga export``) comes back as the identical artifact
 (the same ``manifest.json`` and ``arrays.npz`` bytes). A network trained elsewhere is
@@ -10,8 +11,10 @@ discretised with its framework's conventions (time step, fire comparison, reset;
 and ``--reset`` override them), its weights, biases and thresholds quantized to
 ``--weight-bits`` (default 8), with the encoder and T that NIR does not store
 (``--encoder``, ``--encoder-param``: the rate encoder's phase or the threshold encoder's
-level, ``--timesteps``); with ``--data`` the float and integer accuracy on its validation
-split are printed. A graph is read from its ``Input`` to its ``Output`` as dense layers; a
+level, ``--timesteps``); with ``--data`` the weight clipping of each layer is calibrated on
+1,000 of its training images and the float and integer accuracy on its validation split are
+printed, and ``--finetune-epochs N`` fine-tunes the integers on its training split
+(the integer accuracy before and after printed). A graph is read from its ``Input`` to its ``Output`` as dense layers; a
 node, edge or shape the contract cannot hold is refused in one line naming the node
 (docs/nir.md). Needs ``pip install 'snnfpga[nir]'``.
 """
@@ -21,6 +24,8 @@ from __future__ import annotations
 import sys
 
 from snnfpga.commands.common import emit_json, positive_float, positive_int
+
+CALIBRATION_IMAGES = 1000  # training images the quantization is calibrated on (--data)
 
 
 def add_parser(subparsers) -> None:
@@ -41,6 +46,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--timesteps", type=positive_int, metavar="T", help="time steps per image")
     p.add_argument("--weight-bits", type=positive_int, default=8, metavar="B", help="weight bits (default 8)")
     p.add_argument("--data", metavar="FILE", help="images to print the float and integer accuracy on (val split)")
+    p.add_argument("--finetune-epochs", type=int, default=0, metavar="N",
+                   help="fine-tune the integers for N epochs on the training split of --data (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
     p.set_defaults(func=run)
 
@@ -52,26 +59,41 @@ def run(args) -> int:
     from snnfpga.model.artifact import Encoder, arrays_sha256, save_artifact
     from snnfpga.model.nir_import import exported_artifact, import_foreign, read_graph
 
+    from snnfpga.errors import ConfigError
+
+    if args.finetune_epochs < 0:
+        raise ConfigError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
+    if args.finetune_epochs and not args.data:
+        raise ConfigError("--finetune-epochs needs --data (the images to fine-tune on)")
     graph = read_graph(args.file)
     summary = {}
     if F.MANIFEST_KEY in graph.metadata:
+        if args.finetune_epochs:
+            raise ConfigError(f"{args.file} is an snnfpga export: it imports back as it was, without a fine-tune")
         art = exported_artifact(graph, str(args.file))
     else:  # the encoder's parameter is checked with the artifact's header
         encoder = None if args.encoder is None else (Encoder("rate", phase=args.encoder_param)
                                                      if args.encoder == "rate"
                                                      else Encoder("threshold", level=args.encoder_param))
-        fi = import_foreign(graph, str(args.file), args.framework, dt=args.dt, reset=args.reset, encoder=encoder,
-                            timesteps=args.timesteps, weight_bits=args.weight_bits,
-                            name=Path(args.out).name or "imported")
+        options = dict(dt=args.dt, reset=args.reset, encoder=encoder, timesteps=args.timesteps,
+                       weight_bits=args.weight_bits, name=Path(args.out).name or "imported")
+        fi = import_foreign(graph, str(args.file), args.framework, **options)
+        dataset = None
+        if args.data:  # calibrate the quantization on training images
+            dataset = _dataset(args.data, fi.artifact)
+            calibration = dataset.split("train").limit(CALIBRATION_IMAGES).images
+            fi = import_foreign(graph, str(args.file), args.framework, calibration=calibration, **options)
         art = fi.artifact
         for note in fi.notes:
             print(f"note: {note}", file=sys.stderr)
         summary.update(framework=args.framework, fire=fi.fire, reset=fi.reset, notes=list(fi.notes))
-        if args.data:
-            summary.update(_accuracies(fi, args.data))
+        if dataset is not None:
+            summary.update(_accuracies(fi, dataset))
             print(f"accuracy on {summary['n']} validation images: float {summary['accuracy_float']:.2f}%, integer "
                   f"{summary['accuracy_int']:.2f}% ({summary['accuracy_int'] - summary['accuracy_float']:+.2f} "
                   "points)", file=sys.stderr)
+        if args.finetune_epochs:
+            art = _finetune(art, dataset, args.finetune_epochs, summary)
     out = save_artifact(art, args.out)
     print(f"imported {args.file} as {art.name} ({'-'.join(map(str, art.sizes))}, T={art.timesteps}) into {out}",
           file=sys.stderr)
@@ -81,19 +103,26 @@ def run(args) -> int:
     return 0
 
 
-def _accuracies(fi, data: str) -> dict:
+def _dataset(data: str, art):
+    """The images of ``--data``, checked to fit the network's input."""
+    from snnfpga.errors import DataError
+    from snnfpga.model.data import load_dataset
+
+    dataset = load_dataset(data)
+    if tuple(dataset.images.shape[1:]) != tuple(art.input_shape):
+        raise DataError(f"{data}: images are {dataset.images.shape[1]}x{dataset.images.shape[2]}, the network takes "
+                        f"{art.input_shape[0]}x{art.input_shape[1]}")
+    return dataset
+
+
+def _accuracies(fi, dataset) -> dict:
     """Float (the discretised NIR network) and integer accuracy on the validation split."""
     import numpy as np
 
-    from snnfpga.errors import DataError
-    from snnfpga.model.data import load_dataset
     from snnfpga.model.nir_import import float_forward
     from snnfpga.sim import reference
 
-    val = load_dataset(data).split("val")
-    if tuple(val.images.shape[1:]) != tuple(fi.artifact.input_shape):
-        raise DataError(f"{data}: images are {val.images.shape[1]}x{val.images.shape[2]}, the network takes "
-                        f"{fi.artifact.input_shape[0]}x{fi.artifact.input_shape[1]}")
+    val = dataset.split("val")
     trace = reference.run(fi.artifact, val.images)
     spikes = trace.spikes[0].reshape(len(val.images), fi.artifact.timesteps, -1)
     floats = float_forward(fi, spikes)
@@ -101,3 +130,22 @@ def _accuracies(fi, data: str) -> dict:
     return {"n": int(len(labels)), "accuracy_float": round(100.0 * float((floats.argmax(1) == labels).mean()), 2),
             "accuracy_int": round(100.0 * float((trace.classes == labels).mean()), 2),
             "same_class": round(100.0 * float((floats.argmax(1) == trace.classes).mean()), 2)}
+
+
+def _finetune(art, dataset, epochs: int, summary: dict):
+    """Fine-tune on the training split; record and print the validation accuracy after it."""
+    import numpy as np
+
+    from snnfpga.model.import_finetune import finetune
+    from snnfpga.sim import reference
+
+    train, val = dataset.split("train"), dataset.split("val")
+    print(f"fine-tuning the integers for {epochs} epoch(s) on {len(train.labels)} training images", file=sys.stderr)
+    tuned = finetune(art, train.images, np.asarray(train.labels), epochs,
+                     progress=lambda e, loss: print(f"  epoch {e + 1}/{epochs}: loss {loss:.4f}", file=sys.stderr))
+    after = round(100.0 * float((reference.run(tuned, val.images, record=False).classes
+                                 == np.asarray(val.labels)).mean()), 2)
+    summary.update(finetune_epochs=epochs, accuracy_int_finetuned=after)
+    print(f"after the fine-tune: integer {after:.2f}% ({after - summary['accuracy_int']:+.2f} points against the "
+          f"import, {after - summary['accuracy_float']:+.2f} against float)", file=sys.stderr)
+    return tuned
