@@ -13,6 +13,7 @@ from snnfpga.model import nir_format as F  # noqa: E402
 from snnfpga.model.artifact import load_artifact, save_artifact  # noqa: E402
 from snnfpga.model.artifact import shipped_model_dir  # noqa: E402
 from snnfpga.model.nir_export import export_nir, to_nir  # noqa: E402
+from snnfpga.model.nir_foreign import read_steps  # noqa: E402
 from snnfpga.model.nir_import import import_nir, read_chain  # noqa: E402
 from snnfpga.model.synthetic import random_artifact, random_images  # noqa: E402
 from snnfpga.sim import reference  # noqa: E402
@@ -78,12 +79,16 @@ def test_what_the_contract_cannot_hold_is_refused_naming_the_node():
         read_chain(loop, "x.nir")
     delay = _graph({"input": inp, "d": nir.Delay(delay=np.ones(4)), "lif": lif, "output": out},
                    [("input", "d"), ("d", "lif"), ("lif", "output")])
-    with pytest.raises(ArtifactError, match="node d: a Delay where the contract needs an Affine"):
+    with pytest.raises(ArtifactError, match="node d: a Delay where a chain needs an Affine"):
         read_chain(delay, "x.nir")
+    with pytest.raises(ArtifactError, match="node d: a Delay where the contract needs a synapse .*Conv2d, Flatten"):
+        read_steps(delay, "x.nir")
     shapes = _graph({"input": inp, "fc": _dense(3, 4), "lif": lif, "fc2": _dense(2, 5), "li": lif, "output": out},
                     [("input", "fc"), ("fc", "lif"), ("lif", "fc2"), ("fc2", "li"), ("li", "output")])
     with pytest.raises(ArtifactError, match="node fc2: takes 5 inputs, lif gives 3"):
         read_chain(shapes, "x.nir")
+    with pytest.raises(ArtifactError, match="node fc2: takes 5 inputs, lif gives 3"):
+        read_steps(shapes, "x.nir")
 
 
 def test_an_exported_file_whose_integers_were_edited_off_the_grid_is_refused(tmp_path):
@@ -150,7 +155,7 @@ def test_a_network_in_snntorchs_convention_is_discretised_and_quantized_within_a
     discretised float network and the integer reference agree on the validation images."""
     from snnfpga.model.artifact import Encoder
     from snnfpga.model.data import load_dataset
-    from snnfpga.model.nir_import import float_forward, import_foreign
+    from snnfpga.model.nir_foreign import float_forward, import_foreign
 
     fi = import_foreign(_snntorch_style(load_artifact("tiny")), "net.nir", "snntorch",
                         encoder=Encoder("threshold", level=128), timesteps=8)
@@ -168,7 +173,7 @@ def test_a_network_in_snntorchs_convention_is_discretised_and_quantized_within_a
 def test_integers_that_fit_are_kept_and_reproduce_the_float_network_spike_for_spike():
     """IF neurons (no leak) on the integer grid: the float recurrence and the integer
     reference give the same scores on every image."""
-    from snnfpga.model.nir_import import float_forward, import_foreign
+    from snnfpga.model.nir_foreign import float_forward, import_foreign
 
     art = random_artifact(7, hidden=(10,), leak_shift=None, weight_bits=6)
     graph = _snntorch_style(art, dt=1.0, scale=1.0)
@@ -194,7 +199,7 @@ def test_integers_that_fit_are_kept_and_reproduce_the_float_network_spike_for_sp
 ])
 def test_a_leak_is_the_nearest_of_one_or_two_shift_terms_with_a_note_when_not_exact(beta, shifts, note):
     from snnfpga.model.artifact import Encoder
-    from snnfpga.model.nir_import import import_foreign
+    from snnfpga.model.nir_foreign import import_foreign
 
     fi = import_foreign(_snntorch_style(load_artifact("tiny"), beta=beta), "b.nir", "snntorch",
                         encoder=Encoder("rate", phase=128), timesteps=4)
@@ -205,7 +210,7 @@ def test_a_leak_is_the_nearest_of_one_or_two_shift_terms_with_a_note_when_not_ex
 
 def test_a_foreign_import_needs_the_encoder_the_steps_and_a_time_step():
     from snnfpga.model.artifact import Encoder
-    from snnfpga.model.nir_import import import_foreign
+    from snnfpga.model.nir_foreign import import_foreign
 
     with pytest.raises(ConfigError, match="needs --encoder and --timesteps"):
         import_foreign(_snntorch_style(load_artifact("tiny")), "b.nir", "snntorch")
@@ -240,7 +245,7 @@ def test_a_network_trained_in_snntorch_and_exported_by_it_imports_within_a_point
     pytest.importorskip("nirtorch")
     from snnfpga.model.artifact import Encoder
     from snnfpga.model.data import load_dataset
-    from snnfpga.model.nir_import import import_foreign
+    from snnfpga.model.nir_foreign import import_foreign
     from snnfpga.model.snntorch_net import train_leaky_mlp
 
     data = load_dataset("default")
@@ -306,7 +311,7 @@ def test_calibration_and_the_integer_fine_tune_recover_a_coarse_quantization():
     from snnfpga.model.artifact import Encoder
     from snnfpga.model.data import load_dataset
     from snnfpga.model.import_finetune import finetune
-    from snnfpga.model.nir_import import import_foreign
+    from snnfpga.model.nir_foreign import import_foreign
 
     data = load_dataset("default")
     train, val = data.split("train").limit(2000), data.split("val")
@@ -350,3 +355,85 @@ def test_cli_fine_tune_needs_data_and_a_foreign_network(tmp_path):
     assert out["finetune_epochs"] == 1 and out["accuracy_int_finetuned"] > out["accuracy_int"]
     assert "calibration on 1000 images" in out["notes"][-1] and "after the fine-tune: integer" in r.stderr
     assert load_artifact(tmp_path / "m").provenance["finetune"]["epochs"] == 1
+
+
+def _conv_net(head: str, rng, spiking_output: bool = False, beta: float | None = None):
+    """A NIR convolutional network on 8x8 images: Conv2d 3x3 (stride 2, padding 1) -> IF (or
+    LIF with ``beta``) on 4x4x4, then Flatten -> Affine (``head`` flatten) or a global
+    SumPool2d -> Affine (``head`` pool), then an I (or an IF: a spiking output). Integer
+    weights on the grid, thresholds per channel."""
+    conv_w = rng.integers(-3, 4, size=(4, 1, 3, 3)).astype(np.float64)
+    theta = np.broadcast_to(np.array([2.0, 3.0, 2.0, 4.0])[:, None, None], (4, 4, 4)).copy()
+    if beta is None:
+        hidden = nir.IF(r=np.ones((4, 4, 4)), v_threshold=theta, v_reset=np.zeros((4, 4, 4)))
+    else:
+        tau = np.full((4, 4, 4), 1.0 / (1.0 - beta))
+        hidden = nir.LIF(tau=tau, r=tau.copy(), v_leak=np.zeros((4, 4, 4)), v_threshold=theta,
+                         v_reset=np.zeros((4, 4, 4)))
+    n_in = 64 if head == "flatten" else 4
+    out = nir.IF(r=np.ones(3), v_threshold=np.full(3, 3.0), v_reset=np.zeros(3)) if spiking_output else \
+        nir.I(r=np.ones(3))
+    nodes = {"input": nir.Input(input_type={"input": np.array([1, 8, 8])}),
+             "conv": nir.Conv2d(input_shape=(8, 8), weight=conv_w, stride=2, padding=1, dilation=1, groups=1,
+                                bias=np.zeros(4)),
+             "lif": hidden,
+             "head": nir.Flatten(input_type={"input": np.array([4, 4, 4])}) if head == "flatten" else
+             nir.SumPool2d(kernel_size=np.array([4, 4]), stride=np.array([4, 4]), padding=np.array([0, 0])),
+             "fc": nir.Affine(weight=rng.integers(-2, 3, size=(3, n_in)).astype(np.float64), bias=np.zeros(3)),
+             "out": out, "output": nir.Output(output_type={"output": np.array([3])})}
+    edges = [("input", "conv"), ("conv", "lif"), ("lif", "head"), ("head", "fc"), ("fc", "out"), ("out", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+@pytest.mark.parametrize("head, spiking", [("flatten", False), ("pool", False), ("flatten", True)])
+def test_a_convolutional_network_imports_as_a_layer_graph_exactly(head, spiking):
+    """Conv2d, Flatten and a global SumPool2d become conv, flatten and pool nodes; integers on
+    the grid are kept, so the integer reference reproduces the float recurrence score for
+    score (``generic``, dt = 1, reset to zero), and the graph accelerator is bit-exact."""
+    from snnfpga.model.artifact import Encoder
+    from snnfpga.model.nir_foreign import float_forward, import_foreign
+    from tests.test_rtl_graph_top import assert_graph_bit_exact
+
+    rng = np.random.default_rng(3)
+    fi = import_foreign(_conv_net(head, rng, spiking), "conv.nir", "generic", dt=1.0,
+                        encoder=Encoder("rate", phase=128), timesteps=4)
+    art = fi.artifact
+    assert not art.is_chain and [n.KIND for n in art.nodes] == \
+        ["conv", "lif", head, "dense", "lif_output" if spiking else "output"]
+    conv = art.nodes[0]
+    assert (conv.stride, conv.padding, conv.weight.shape) == (2, 1, (4, 1, 3, 3))
+    assert art.nodes[1].threshold.shape == (4, 1, 1)  # one per channel
+    images = np.random.default_rng(4).integers(0, 256, size=(12, 8, 8), dtype=np.uint8)
+    trace = reference.run(art, images)
+    floats = float_forward(fi, trace.spikes[0].reshape(12, 4, -1))
+    if spiking:
+        assert np.array_equal(floats.argmax(1), trace.classes)
+    else:
+        assert np.array_equal(floats, trace.scores)
+    if not spiking:  # the graph accelerator maps conv, lif, flatten/pool, dense and output
+        assert_graph_bit_exact(art, images[:3], lanes=4)
+
+
+def test_a_conv_network_the_contract_cannot_hold_is_refused_naming_the_node():
+    from snnfpga.model.artifact import Encoder
+    from snnfpga.model.nir_foreign import import_foreign
+
+    options = dict(encoder=Encoder("rate"), timesteps=4, dt=1.0)
+    windowed = _conv_net("pool", np.random.default_rng(0))
+    windowed.nodes["head"] = nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                                          padding=np.array([0, 0]))
+    with pytest.raises(ArtifactError, match="node head: a SumPool2d with a 2x2 window on 4x4x4; the contract pools "
+                                            "globally"):
+        import_foreign(windowed, "w.nir", "generic", **options)
+    dilated = _conv_net("flatten", np.random.default_rng(0))
+    dilated.nodes["conv"].dilation = 2
+    with pytest.raises(ArtifactError, match="node conv: dilation and groups must be 1"):
+        import_foreign(dilated, "d.nir", "generic", **options)
+    uneven = _conv_net("flatten", np.random.default_rng(0))
+    uneven.nodes["conv"].stride = (1, 2)
+    with pytest.raises(ArtifactError, match=r"node conv: stride \[1, 2\]"):
+        import_foreign(uneven, "s.nir", "generic", **options)
+    varying = _conv_net("flatten", np.random.default_rng(0))
+    varying.nodes["lif"].r = np.arange(64, dtype=np.float64).reshape(4, 4, 4) + 1
+    with pytest.raises(ArtifactError, match="node lif: its input gain differs between positions of a channel"):
+        import_foreign(varying, "v.nir", "generic", **options)

@@ -30,7 +30,7 @@ CALIBRATION_IMAGES = 1000  # training images the quantization is calibrated on (
 
 def add_parser(subparsers) -> None:
     from snnfpga.model.kinds.lif import RESETS
-    from snnfpga.model.nir_import import FRAMEWORKS
+    from snnfpga.model.nir_foreign import FRAMEWORKS
 
     p = subparsers.add_parser("import", help="read a NIR file into a model directory",
                               description=__doc__.split("\n\n")[0])
@@ -57,7 +57,8 @@ def run(args) -> int:
 
     from snnfpga.model import nir_format as F
     from snnfpga.model.artifact import Encoder, arrays_sha256, save_artifact
-    from snnfpga.model.nir_import import exported_artifact, import_foreign, read_graph
+    from snnfpga.model.nir_foreign import import_foreign
+    from snnfpga.model.nir_import import exported_artifact, read_graph
 
     from snnfpga.errors import ConfigError
 
@@ -119,7 +120,7 @@ def _accuracies(fi, dataset) -> dict:
     """Float (the discretised NIR network) and integer accuracy on the validation split."""
     import numpy as np
 
-    from snnfpga.model.nir_import import float_forward
+    from snnfpga.model.nir_foreign import float_forward
     from snnfpga.sim import reference
 
     val = dataset.split("val")
