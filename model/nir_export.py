@@ -19,11 +19,17 @@ from snnfpga.model import nir_format as F
 from snnfpga.model.artifact import Artifact, arrays_sha256, manifest_dict
 
 
+EXPORTABLE = ("dense", "conv", "lif", "lif_output", "output", "flatten", "pool")
+POOL_FLATTEN_SUFFIX = ".flatten"  # the NIR Flatten after a pool's SumPool2d (NIR keeps [C, 1, 1])
+
+
 def to_nir(art: Artifact):
-    """The ``nir.NIRGraph`` of a chain artifact (a layer graph: :class:`ConfigError`)."""
+    """The ``nir.NIRGraph`` of an artifact: a chain (``<layer>.affine`` and ``<layer>``
+    nodes), or a layer graph that is one path of :data:`EXPORTABLE` kinds (every node under
+    its own name); anything else is a :class:`ConfigError` naming the node."""
     nir = F.require_nir()
     if not art.is_chain:
-        raise ConfigError(f"{art.name} is a layer graph: NIR export covers chains of dense layers so far")
+        return _graph_to_nir(nir, art)
     nodes = {"input": nir.Input(input_type={"input": np.array([art.n_inputs])})}
     edges, previous = [], "input"
     for layer in art.layers:
@@ -51,10 +57,71 @@ def to_nir(art: Artifact):
         previous = layer.name
     nodes["output"] = nir.Output(output_type={"output": np.array([art.n_classes])})
     edges.append((previous, "output"))
+    return _graph(nir, art, nodes, edges)
+
+
+def _graph(nir, art: Artifact, nodes: dict, edges: list, type_check: bool = True):
     manifest = manifest_dict(art, arrays_sha256(art))
     metadata = {F.MANIFEST_KEY: json.dumps(manifest), F.CONVENTION_KEY: F.CONVENTION,
                 "dt": F.DT, "timesteps": art.timesteps}
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=type_check)
+
+
+def _neuron(nir, node, shape: tuple, last: bool):
+    """A ``lif`` or ``lif_output`` as NIR's ``LIF`` (a leak) or ``IF``, its parameters over the
+    tensor's neurons; what NIR cannot say in metadata (see :mod:`snnfpga.model.nir_format`)."""
+    theta = np.broadcast_to(node.threshold.astype(np.float64), shape).copy()
+    meta = {"reset": node.reset, "fire": node.fire, "leak_shift": -1 if node.leak_shift is None else node.leak_shift,
+            "threshold_shape": list(node.threshold.shape)}
+    if node.leak_shift2 is not None:
+        meta["leak_shift2"] = node.leak_shift2
+    if last:
+        meta["readout"] = F.COUNT_READOUT
+    if node.leak_shift is None:
+        return nir.IF(r=np.ones(shape), v_threshold=theta, v_reset=np.zeros(shape), metadata=meta)
+    tau = np.full(shape, F.leak_tau(node.leak_shift, node.leak_shift2))
+    return nir.LIF(tau=tau, r=tau.copy(), v_leak=np.zeros(shape), v_threshold=theta, v_reset=np.zeros(shape),
+                   metadata=meta)
+
+
+def _graph_to_nir(nir, art: Artifact):
+    graph = art.graph
+    nodes = {"input": nir.Input(input_type={"input": np.array(graph.source.shape)})}
+    edges, previous, source = [], "input", "input"  # the last NIR node, the last contract node
+    for node in graph.nodes:
+        if node.KIND not in EXPORTABLE or node.inputs != (source,):
+            why = f"a {node.KIND} node" if node.KIND not in EXPORTABLE else "a branch (NIR export takes one path)"
+            raise ConfigError(f"{art.name}: node {node.name}: {why}; NIR export covers chains and paths of "
+                              f"{', '.join(EXPORTABLE)} nodes")
+        shape = tuple(graph.types[node.name].shape)
+        in_shape = tuple(graph.input_types(node)[0].shape)
+        if node.KIND == "dense":
+            out = nir.Affine(weight=node.weight.astype(np.float64), bias=node.bias.astype(np.float64))
+        elif node.KIND == "conv":
+            out = nir.Conv2d(input_shape=in_shape[1:], weight=node.weight.astype(np.float64), stride=node.stride,
+                             padding=node.padding, dilation=1, groups=1, bias=node.bias.astype(np.float64))
+        elif node.KIND in ("lif", "lif_output"):
+            out = _neuron(nir, node, shape, node.KIND == "lif_output")
+        elif node.KIND == "output":
+            out = nir.I(r=np.ones(shape), metadata={"readout": "scores after the last step; class = argmax, "
+                                                               "lowest index on ties"})
+        elif node.KIND == "flatten":
+            out = nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0)  # NIR types have no batch
+        else:  # pool: global spike-count pooling, [C, 1, 1] in NIR, then flat as the contract's counts
+            out = nir.SumPool2d(kernel_size=np.array(in_shape[1:]), stride=np.array(in_shape[1:]),
+                                padding=np.array([0, 0]))
+        nodes[node.name] = out
+        edges.append((previous, node.name))
+        previous = source = node.name
+        if node.KIND == "pool":
+            flat = f"{node.name}{POOL_FLATTEN_SUFFIX}"
+            nodes[flat] = nir.Flatten(input_type={"input": np.array([shape[0], 1, 1])}, start_dim=0)
+            edges.append((previous, flat))
+            previous = flat
+    nodes["output"] = nir.Output(output_type={"output": np.array([art.n_classes])})
+    edges.append((previous, "output"))
+    # nir's type inference trips over integer conv paddings: the shapes are the contract's, checked on import
+    return _graph(nir, art, nodes, edges, type_check=False)
 
 
 def golden_data(art: Artifact, images: np.ndarray):
@@ -69,7 +136,7 @@ def golden_data(art: Artifact, images: np.ndarray):
         data = np.asarray(spikes, dtype=bool).reshape(n, art.timesteps, -1)
         observed[name] = nir.NIRNodeData({"spikes": nir.TimeGriddedData(data, F.DT)})
     scores = trace.scores.astype(np.float64).reshape(n, 1, -1)
-    observed[art.layers[-1].name] = nir.NIRNodeData({"scores": nir.TimeGriddedData(scores, F.DT)})
+    observed[art.nodes[-1].name] = nir.NIRNodeData({"scores": nir.TimeGriddedData(scores, F.DT)})
     return nir.NIRGraphData(observed)
 
 

@@ -127,6 +127,18 @@ def _pair(value, what: str, name: str, where: str) -> int:
     return int(arr[0])
 
 
+def _check_flatten(node, name: str, shape: tuple, where: str) -> None:
+    """A ``Flatten`` must flatten the whole tensor: ``start_dim`` 0 of an unbatched type, or 1
+    of one with a batch dimension in front (``end_dim`` -1 or the last)."""
+    declared = [int(x) for x in np.asarray(next(iter(node.input_type.values()), shape)).reshape(-1)] \
+        if getattr(node, "input_type", None) else list(shape)
+    batch = len(declared) == len(shape) + 1
+    start, end = int(node.start_dim), int(node.end_dim)
+    if start != int(batch) or end not in (-1, len(declared) - 1):
+        raise ArtifactError(f"{where}: node {name}: a Flatten of dims {start}..{end} of {declared}; the contract "
+                            "flattens a whole map")
+
+
 def read_steps(graph, where: str) -> list[Step]:
     """The path of ``graph`` as :class:`Step` s (see the module doc)."""
     from snnfpga.model.kinds.conv import output_size
@@ -139,6 +151,7 @@ def read_steps(graph, where: str) -> list[Step]:
         name, node = body[k], nodes[body[k]]
         kind = kind_of(node)
         if kind == "Flatten":
+            _check_flatten(node, name, shape, where)
             steps.append(Step("flatten", name, shape, (int(np.prod(shape)),)))
             shape = steps[-1].out_shape
             k += 1

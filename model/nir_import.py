@@ -94,15 +94,18 @@ def exported_artifact(graph, where: str) -> Artifact:
     from snnfpga.model.graph import dense_name
 
     manifest = json.loads(_metadata_text(graph.metadata[F.MANIFEST_KEY]))
+    entries = manifest.get("nodes") or []
+    if "nodes" in manifest and entries and all(e.get("name") in graph.nodes for e in entries):
+        return _from_manifest(manifest, _graph_arrays(graph, entries, where), where)  # a path, node for node
     if "layers" in manifest:  # version 1: arrays L<i>.weight, L<i>.bias, L<i>.threshold
         entries = manifest["layers"]
         keys = [(f"L{i}.weight", f"L{i}.bias", f"L{i}.threshold") for i in range(len(entries))]
-    elif "nodes" in manifest and [e.get("kind") for e in manifest["nodes"][::2]] == ["dense"] * (len(manifest["nodes"]) // 2):
-        entries = manifest["nodes"][1::2]  # version 2, a chain ending in lif_output: <node>.<array>
+    elif entries and [e.get("kind") for e in entries[::2]] == ["dense"] * (len(entries) // 2):
+        entries = entries[1::2]  # version 2, a chain ending in lif_output: <node>.<array>
         keys = [(f"{dense_name(e['name'])}.weight", f"{dense_name(e['name'])}.bias", f"{e['name']}.threshold")
                 for e in entries]
     else:
-        raise ArtifactError(f"{where}: its snnfpga manifest is not a chain")
+        raise ArtifactError(f"{where}: its snnfpga manifest is not a chain and its nodes are not the graph's")
     layers = read_chain(graph, where)
     if [layer.neuron for layer in layers] != [e["name"] for e in entries]:
         raise ArtifactError(f"{where}: its layers {[layer.neuron for layer in layers]} are not the manifest's "
@@ -111,27 +114,68 @@ def exported_artifact(graph, where: str) -> Artifact:
     for layer, entry, (weight_key, bias_key, threshold_key) in zip(layers, entries, keys):
         arrays[weight_key] = _integers(layer.weight, f"node {layer.synapse}: weight", where)
         arrays[bias_key] = _integers(layer.bias, f"node {layer.synapse}: bias", where)
-        node, kind = layer.node, _kind(layer.node)
         if entry["kind"] in ("lif", "lif_output"):
-            shift = entry["leak_shift"]
-            want = "IF" if shift is None else "LIF"
-            if kind != want:
-                raise ArtifactError(f"{where}: node {layer.neuron}: a {kind}, the manifest's leak needs a {want}")
-            tau = None if shift is None else F.leak_tau(shift, entry.get("leak_shift2"))
-            if tau is not None and not np.allclose(np.asarray(node.tau, dtype=np.float64), tau, rtol=1e-6, atol=0):
-                raise ArtifactError(f"{where}: node {layer.neuron}: tau is not the manifest's leak "
-                                    f"({tau:g})")
-            for key, default in (("reset", entry["reset"]), ("fire", entry.get("fire", DEFAULT_FIRE))):
-                value = _metadata_text(node.metadata.get(key, default))
-                if value != default:
-                    raise ArtifactError(f"{where}: node {layer.neuron}: {key} {value!r}, the manifest says {default!r}")
-            arrays[threshold_key] = _integers(node.v_threshold, f"node {layer.neuron}: v_threshold", where)
-        elif kind != "I":
-            raise ArtifactError(f"{where}: node {layer.neuron}: a {kind}, the output layer is an I (integrator)")
+            arrays[threshold_key] = _neuron_threshold(layer.node, layer.neuron, entry, where)
+        elif _kind(layer.node) != "I":
+            raise ArtifactError(f"{where}: node {layer.neuron}: a {_kind(layer.node)}, the output layer is an I "
+                                "(integrator)")
+    return _from_manifest(manifest, arrays, where)
+
+
+def _from_manifest(manifest, arrays, where) -> Artifact:
     try:
         return artifact_from_manifest(manifest, arrays, where)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise ArtifactError(f"{where}: malformed snnfpga manifest ({type(exc).__name__}: {exc})") from None
+
+
+def _neuron_threshold(node, name: str, entry: dict, where: str) -> np.ndarray:
+    """A ``lif``/``lif_output``'s integer thresholds from its NIR neuron, after checking that
+    the neuron's leak, reset and fire comparison are the manifest's."""
+    kind, shift = _kind(node), entry["leak_shift"]
+    want = "IF" if shift is None else "LIF"
+    if kind != want:
+        raise ArtifactError(f"{where}: node {name}: a {kind}, the manifest's leak needs a {want}")
+    tau = None if shift is None else F.leak_tau(shift, entry.get("leak_shift2"))
+    if tau is not None and not np.allclose(np.asarray(node.tau, dtype=np.float64), tau, rtol=1e-6, atol=0):
+        raise ArtifactError(f"{where}: node {name}: tau is not the manifest's leak ({tau:g})")
+    for key, default in (("reset", entry["reset"]), ("fire", entry.get("fire", DEFAULT_FIRE))):
+        value = _metadata_text(node.metadata.get(key, default))
+        if value != default:
+            raise ArtifactError(f"{where}: node {name}: {key} {value!r}, the manifest says {default!r}")
+    theta = _integers(node.v_threshold, f"node {name}: v_threshold", where)
+    shape = node.metadata.get("threshold_shape")
+    if shape is not None:  # exported over every neuron: back to the artifact's broadcast shape
+        shape = tuple(int(x) for x in np.asarray(shape).reshape(-1))
+        small = theta[tuple(slice(0, n) for n in shape)]
+        if small.ndim != theta.ndim or not np.array_equal(np.broadcast_to(small, theta.shape), theta):
+            raise ArtifactError(f"{where}: node {name}: v_threshold does not broadcast from {list(shape)}")
+        theta = small
+    return theta
+
+
+def _graph_arrays(graph, entries: list, where: str) -> dict:
+    """The arrays of a layer graph exported node for node (``snnfpga.model.nir_export``)."""
+    want = {"dense": "Affine", "conv": "Conv2d", "lif": ("LIF", "IF"), "lif_output": ("LIF", "IF"),
+            "output": "I", "flatten": "Flatten", "pool": "SumPool2d"}
+    arrays = {}
+    for entry in entries:
+        name, kind = entry["name"], entry.get("kind")
+        node = graph.nodes[name]
+        if kind not in want or _kind(node) not in np.atleast_1d(want[kind]):
+            raise ArtifactError(f"{where}: node {name}: a {_kind(node)}, the manifest's {kind} node needs "
+                                f"{' or '.join(np.atleast_1d(want.get(kind, 'no NIR node')))}")
+        if kind in ("dense", "conv"):
+            arrays[f"{name}.weight"] = _integers(node.weight, f"node {name}: weight", where)
+            arrays[f"{name}.bias"] = _integers(node.bias, f"node {name}: bias", where)
+        if kind == "conv":
+            for key in ("stride", "padding"):
+                if set(np.asarray(getattr(node, key)).reshape(-1).tolist()) != {entry[key]}:
+                    raise ArtifactError(f"{where}: node {name}: {key} {getattr(node, key)}, the manifest says "
+                                        f"{entry[key]}")
+        if kind in ("lif", "lif_output"):
+            arrays[f"{name}.threshold"] = _neuron_threshold(node, name, entry, where)
+    return arrays
 
 
 def read_graph(path: str | Path):

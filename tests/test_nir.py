@@ -377,7 +377,7 @@ def _conv_net(head: str, rng, spiking_output: bool = False, beta: float | None =
              "conv": nir.Conv2d(input_shape=(8, 8), weight=conv_w, stride=2, padding=1, dilation=1, groups=1,
                                 bias=np.zeros(4)),
              "lif": hidden,
-             "head": nir.Flatten(input_type={"input": np.array([4, 4, 4])}) if head == "flatten" else
+             "head": nir.Flatten(input_type={"input": np.array([4, 4, 4])}, start_dim=0) if head == "flatten" else
              nir.SumPool2d(kernel_size=np.array([4, 4]), stride=np.array([4, 4]), padding=np.array([0, 0])),
              "fc": nir.Affine(weight=rng.integers(-2, 3, size=(3, n_in)).astype(np.float64), bias=np.zeros(3)),
              "out": out, "output": nir.Output(output_type={"output": np.array([3])})}
@@ -437,3 +437,40 @@ def test_a_conv_network_the_contract_cannot_hold_is_refused_naming_the_node():
     varying.nodes["lif"].r = np.arange(64, dtype=np.float64).reshape(4, 4, 4) + 1
     with pytest.raises(ArtifactError, match="node lif: its input gain differs between positions of a channel"):
         import_foreign(varying, "v.nir", "generic", **options)
+
+
+@pytest.mark.parametrize("head, spiking", [("flatten", False), ("pool", False), ("flatten", True)])
+def test_an_exported_conv_graph_imports_back_identical_and_reads_as_a_foreign_network(head, spiking, tmp_path):
+    """A path of conv, lif, flatten or pool, dense and output (or lif_output) nodes is
+    exported node for node (a pool as NIR's SumPool2d and a Flatten, which ``nir.read``
+    type-checks); the snnfpga export comes back byte-identical, and the same file without
+    snnfpga's metadata imports as a foreign network with the same integers."""
+    from snnfpga.model.artifact import Encoder
+    from snnfpga.model.nir_foreign import import_foreign
+
+    art = import_foreign(_conv_net(head, np.random.default_rng(3), spiking), "c.nir", "generic", dt=1.0,
+                         encoder=Encoder("rate", phase=128), timesteps=4).artifact
+    export_nir(art, tmp_path / "g.nir", random_images(art, 2))
+    save_artifact(art, tmp_path / "a")
+    save_artifact(import_nir(tmp_path / "g.nir"), tmp_path / "b")
+    for name in ("manifest.json", "arrays.npz"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    graph = nir.read(tmp_path / "g.nir")
+    assert type(graph.nodes[art.nodes[0].name]).__name__ == "Conv2d"
+    graph.metadata.pop(F.MANIFEST_KEY)
+    foreign = import_foreign(graph, "g.nir", "generic", dt=1.0, encoder=art.encoder, timesteps=4).artifact
+    extra = ["flatten"] if head == "pool" else []  # NIR's SumPool2d keeps [C, 1, 1]: a Flatten follows
+    assert [n.KIND for n in foreign.nodes] == [n.KIND for n in art.nodes[:3]] + extra + \
+        [n.KIND for n in art.nodes[3:]]
+    images = random_images(art, 8, seed=2)
+    assert np.array_equal(reference.run(foreign, images).scores, reference.run(art, images).scores)
+    assert foreign.nodes[0].weight.tolist() == art.nodes[0].weight.tolist()
+
+
+def test_graphs_nir_cannot_hold_are_refused_naming_the_node(tmp_path):
+    with pytest.raises(ConfigError, match="mixer-tiny: node s1.spe.c2: a branch"):
+        to_nir(load_artifact("mixer-tiny"))
+    with pytest.raises(ConfigError, match="ttfs-tiny: node h1: a ttfs node; NIR export covers chains and paths"):
+        to_nir(load_artifact("ttfs-tiny"))
+    r = cli("export", "ttfs-tiny", "--format", "nir", "--out", tmp_path / "t.nir")
+    assert r.returncode == 2 and "node h1: a ttfs node" in r.stderr and len(r.stderr.splitlines()) == 1

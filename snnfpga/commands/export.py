@@ -2,8 +2,9 @@
 
     snnfpga export MODEL --format nir --out FILE.nir [--data FILE] [--images N] [--json]
 
-Writes ``FILE.nir`` (``nir.write``: the layers as NIR nodes with ``dt = 1``, the integer
-contract in the graph's metadata; docs/nir.md) and ``FILE.golden.nir`` (``nir.write_data``:
+Writes ``FILE.nir`` (``nir.write``: the layers, or a layer graph's path of conv, lif,
+flatten, pool, dense and output nodes, as NIR nodes with ``dt = 1``, the integer contract in
+the graph's metadata; docs/nir.md) and ``FILE.golden.nir`` (``nir.write_data``:
 the reference's spikes of every spiking layer and the scores on the first ``N`` validation
 images of ``--data``, default the bundled data's first 4). Deterministic: the same model and
 images give the same bytes. Needs ``pip install 'snnfpga[nir]'``.
@@ -19,7 +20,8 @@ from snnfpga.commands.common import emit_json, positive_int
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("export", help="write a model as NIR (with golden spike traces)",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("model", metavar="MODEL", help="model directory, or a shipped chain model (default, tiny)")
+    p.add_argument("model", metavar="MODEL", help="model directory, or a shipped model (a chain, or a path of conv, "
+                   "lif, flatten, pool and dense nodes)")
     p.add_argument("--format", required=True, choices=("nir",), help="output format (nir)")
     p.add_argument("--out", required=True, metavar="FILE.nir", help="the NIR file to write")
     p.add_argument("--data", default="default", metavar="FILE",
