@@ -90,9 +90,9 @@ def _graph_to_nir(nir, art: Artifact):
     edges, previous, source = [], "input", "input"  # the last NIR node, the last contract node
     for node in graph.nodes:
         if node.KIND not in EXPORTABLE or node.inputs != (source,):
-            why = f"a {node.KIND} node" if node.KIND not in EXPORTABLE else "a branch (NIR export takes one path)"
-            raise ConfigError(f"{art.name}: node {node.name}: {why}; NIR export covers chains and paths of "
-                              f"{', '.join(EXPORTABLE)} nodes")
+            why = "has no NIR node here" if node.KIND not in EXPORTABLE else "branches (NIR export takes one path)"
+            raise ConfigError(f"{art.name} is a layer graph: node {node.name} ({node.KIND}) {why}; NIR export covers "
+                              f"chains and paths of {', '.join(EXPORTABLE)} nodes")
         shape = tuple(graph.types[node.name].shape)
         in_shape = tuple(graph.input_types(node)[0].shape)
         if node.KIND == "dense":
