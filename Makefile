@@ -2,13 +2,16 @@
 #   make demo   set up, then run the main job end to end on the bundled data
 #   make test   set up, then run the test suite
 # Set-up creates .venv, installs the pinned CPU torch first (a looser requirement would
-# pull CUDA packages), then this project with its dev extra, and Debian's iverilog.
+# pull CUDA packages), then this project with its dev extra, Norse, and Debian's iverilog.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.snnfpga-installed
 TORCH := torch==2.13.0
+# Norse, for the NIR interop tests: its own deps (torch, numpy, nir, nirtorch) come with the
+# dev extra; --no-deps keeps its torchvision requirement from replacing the pinned torch.
+NORSE := norse==1.1.0
 DEMO_OUT ?= out/demo
 # Test workers (pytest-xdist): one test file per worker, so module fixtures are built once.
 TEST_JOBS ?= 2
@@ -17,11 +20,12 @@ TEST_JOBS ?= 2
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-deps $(NORSE)
 	@command -v iverilog >/dev/null || { command -v apt-get >/dev/null && \
 	  (apt-get install -y -q iverilog >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q iverilog >/dev/null)) \
 	  || echo "note: could not install iverilog (Icarus tests will be skipped)"; }

@@ -32,13 +32,16 @@ SYNAPSE_TYPES = ("Affine", "Linear", "Conv2d")
 NEURON_TYPES = ("LIF", "IF", "LI", "I", "CubaLIF")
 STRUCTURE_TYPES = ("Flatten", "SumPool2d")
 FRAMEWORKS = ("snntorch", "norse", "sinabs", "generic")
-# How each framework discretises NIR's LIF (issue 14): the time step its exporter and
-# importer assume, its fire comparison and its reset (applied in the firing step, or, for
-# snnTorch, subtracted in the next step after the leak). ``generic``: no time step (give
-# --dt), ``>=``, reset to zero.
+# How each framework discretises NIR's LIF (issue 14): the time step ``dt`` with which
+# ``beta = 1 - dt / tau`` and the input gain ``dt r / tau`` reproduce its own forward pass
+# from what its exporter writes, its fire comparison and its reset (applied in the firing
+# step, or, for snnTorch, subtracted in the next step after the leak). ``generic``: no time
+# step (give --dt), ``>=``, reset to zero. Norse 1.1.0's exporter writes ``tau = dt /
+# tau_mem_inv`` (not ``1 / tau_mem_inv``) for its ``LIFBoxCell``, so its network comes back
+# with the square of its step: 1e-6 for its default dt = 1e-3 (tested against Norse).
 CONVENTIONS = {
     "snntorch": {"dt": 1e-4, "fire": ">", "reset": "subtract_next"},
-    "norse": {"dt": 1e-3, "fire": ">", "reset": "zero"},
+    "norse": {"dt": 1e-6, "fire": ">", "reset": "zero"},
     "sinabs": {"dt": 1.0, "fire": ">=", "reset": "subtract"},
     "generic": {"dt": None, "fire": ">=", "reset": "zero"},
 }

@@ -475,3 +475,55 @@ def test_graphs_nir_cannot_hold_are_refused_naming_the_node(tmp_path):
         to_nir(load_artifact("ttfs-tiny"))
     r = cli("export", "ttfs-tiny", "--format", "nir", "--out", tmp_path / "t.nir")
     assert r.returncode == 2 and "node h1 (ttfs) has no NIR node" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def test_a_network_trained_in_norse_and_exported_by_it_imports_within_a_point():
+    """Norse itself (``make setup`` installs it): a 784-64-10 network (``Linear``,
+    ``LIFBoxCell`` with Norse's defaults: tau_mem_inv 100, dt 1e-3, so beta 0.9; ``Linear``,
+    the logits summed over T = 8 steps; binary input) trained for a few seconds, exported by
+    ``norse.torch.to_nir`` (its graph as the exporter returns it: ``nir.write`` refuses its
+    scalar parameters), imported with ``--framework norse`` at 8-bit weights: the integer
+    reference within a point of Norse's own forward pass. With Norse's nominal dt = 1e-3 the
+    import is refused in one line: its exporter writes tau = dt / tau_mem_inv."""
+    torch = pytest.importorskip("torch")
+    nt = pytest.importorskip("norse.torch")
+    from snnfpga.model.artifact import Encoder
+    from snnfpga.model.data import load_dataset
+    from snnfpga.model.nir_foreign import import_foreign
+
+    torch.manual_seed(0)
+    net = nt.SequentialState(torch.nn.Linear(784, 64), nt.LIFBoxCell(), torch.nn.Linear(64, 10))
+    data = load_dataset("default")
+    train, val = data.split("train").limit(2000), data.split("val")
+
+    def logits(images):
+        x = torch.as_tensor(images.reshape(len(images), -1) >= 128, dtype=torch.float32)
+        state, total = None, 0
+        for _ in range(8):
+            y, state = net(x, state)
+            total = total + y
+        return total
+
+    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+    labels = torch.as_tensor(np.asarray(train.labels), dtype=torch.long)
+    for _ in range(5):
+        for i in range(0, len(labels), 100):
+            loss = torch.nn.functional.cross_entropy(logits(train.images[i:i + 100]), labels[i:i + 100])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        norse_classes = logits(val.images).argmax(dim=1).numpy()
+        graph = nt.to_nir(net, torch.zeros(784))
+    options = dict(encoder=Encoder("threshold", level=128), timesteps=8)
+    fi = import_foreign(graph, "norse.nir", "norse", **options)
+    hidden = fi.artifact.hidden_layers[0]
+    assert (hidden.fire, hidden.reset, hidden.leak_shift, hidden.leak_shift2) == (">", "zero", 4, 5)  # 0.906
+    assert fi.notes == ("node 1: beta 0.9 approximated by 1 - 2^-4 - 2^-5 = 0.90625 (error +0.00625)",)
+    truth = np.asarray(val.labels)
+    norse_acc = (norse_classes == truth).mean()
+    int_acc = (reference.run(fi.artifact, val.images).classes == truth).mean()
+    assert norse_acc > 0.8, norse_acc  # it learned
+    assert abs(norse_acc - int_acc) <= 0.01, (norse_acc, int_acc)
+    with pytest.raises(ArtifactError, match=r"node 1: beta = 1 - dt/tau outside \(0, 1\] at dt = 0.001"):
+        import_foreign(graph, "norse.nir", "norse", dt=1e-3, **options)
