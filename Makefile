@@ -2,16 +2,17 @@
 #   make demo   set up, then run the main job end to end on the bundled data
 #   make test   set up, then run the test suite
 # Set-up creates .venv, installs the pinned CPU torch first (a looser requirement would
-# pull CUDA packages), then this project with its dev extra, Norse, and Debian's iverilog.
+# pull CUDA packages), then this project with its dev extra, Norse and Sinabs, and Debian's iverilog.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.snnfpga-installed
 TORCH := torch==2.13.0
-# Norse, for the NIR interop tests: its own deps (torch, numpy, nir, nirtorch) come with the
-# dev extra; --no-deps keeps its torchvision requirement from replacing the pinned torch.
-NORSE := norse==1.1.0
+# Norse and Sinabs, for the NIR interop tests: their own deps (torch, numpy, nir, nirtorch,
+# matplotlib) come with the dev extra; --no-deps keeps Norse's torchvision requirement from
+# replacing the pinned torch and Sinabs's nir <= 1.0.4 pin and samna (its chip backend) out.
+INTEROP := norse==1.1.0 sinabs==3.1.3 pbr
 DEMO_OUT ?= out/demo
 # Test workers (pytest-xdist): one test file per worker, so module fixtures are built once.
 TEST_JOBS ?= 2
@@ -25,7 +26,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e ".[dev]"
-	$(BIN)/python -m pip install -q --no-deps $(NORSE)
+	$(BIN)/python -m pip install -q --no-deps $(INTEROP)
 	@command -v iverilog >/dev/null || { command -v apt-get >/dev/null && \
 	  (apt-get install -y -q iverilog >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q iverilog >/dev/null)) \
 	  || echo "note: could not install iverilog (Icarus tests will be skipped)"; }

@@ -39,11 +39,14 @@ FRAMEWORKS = ("snntorch", "norse", "sinabs", "generic")
 # step (give --dt), ``>=``, reset to zero. Norse 1.1.0's exporter writes ``tau = dt /
 # tau_mem_inv`` (not ``1 / tau_mem_inv``) for its ``LIFBoxCell``, so its network comes back
 # with the square of its step: 1e-6 for its default dt = 1e-3 (tested against Norse).
+# ``decay``: ``euler`` (``beta = 1 - dt / tau``, input gain ``dt r / tau``) or, Sinabs 3.1.3's
+# ``LIF``, ``exp`` (``beta = exp(-dt / tau)`` and, its default ``norm_input``, the input gain
+# ``1 - beta``; its exporter writes ``r = 1`` either way).
 CONVENTIONS = {
-    "snntorch": {"dt": 1e-4, "fire": ">", "reset": "subtract_next"},
-    "norse": {"dt": 1e-6, "fire": ">", "reset": "zero"},
-    "sinabs": {"dt": 1.0, "fire": ">=", "reset": "subtract"},
-    "generic": {"dt": None, "fire": ">=", "reset": "zero"},
+    "snntorch": {"dt": 1e-4, "fire": ">", "reset": "subtract_next", "decay": "euler"},
+    "norse": {"dt": 1e-6, "fire": ">", "reset": "zero", "decay": "euler"},
+    "sinabs": {"dt": 1.0, "fire": ">=", "reset": "subtract", "decay": "exp"},
+    "generic": {"dt": None, "fire": ">=", "reset": "zero", "decay": "euler"},
 }
 BETA_TOLERANCE = 1e-6  # a beta this close to a contract leak (1 - 2^-k [- 2^-k2]) is it (float32 parameters)
 CLIP_CANDIDATES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
@@ -105,9 +108,19 @@ class Step:
         return self.kind in ("dense", "conv")
 
 
-def _input_shape(graph, where: str) -> tuple[int, int, int]:
+def _input_shape(graph, where: str, first) -> tuple[int, int, int]:
+    """The input as the contract's ``(1, H, W)``. Leading dimensions that the first synapse
+    does not take are dropped (Sinabs writes its time dimension: ``[T, 784]``)."""
     node = next(n for n in graph.nodes.values() if kind_of(n) == "Input")
     shape = [int(x) for x in np.asarray(next(iter(node.input_type.values()))).reshape(-1)]
+    takes = None
+    if kind_of(first) in ("Affine", "Linear"):
+        takes = int(np.asarray(first.weight).shape[1])
+    elif kind_of(first) == "Conv2d":
+        takes = int(np.asarray(first.weight).shape[1])  # its channels: [.., C, H, W]
+    while len(shape) > 1 and takes is not None and int(np.prod(shape)) != takes and \
+            (kind_of(first) != "Conv2d" or len(shape) > 3):
+        shape = shape[1:]
     if len(shape) == 1:  # flat: a square image
         side = int(round(np.sqrt(shape[0])))
         if side * side != shape[0]:
@@ -148,7 +161,8 @@ def read_steps(graph, where: str) -> list[Step]:
 
     nodes = graph.nodes
     body = nir_path(graph, where)[:-1]
-    shape = _input_shape(graph, where)
+    first = next((nodes[n] for n in body if kind_of(nodes[n]) in SYNAPSE_TYPES), None)
+    shape = _input_shape(graph, where, first)
     steps, k = [], 0
     while k < len(body):
         name, node = body[k], nodes[body[k]]
@@ -253,8 +267,8 @@ def _per_channel(values: np.ndarray, step: Step, what: str, where: str) -> np.nd
     return full[:, 0]
 
 
-def _discretise(step: Step, dt: float, last: bool, where: str) -> Discrete:
-    """The layer's discrete-time form (see :class:`Discrete`)."""
+def _discretise(step: Step, dt: float, last: bool, where: str, decay: str = "euler") -> Discrete:
+    """The layer's discrete-time form (see :class:`Discrete`; ``decay`` as in :data:`CONVENTIONS`)."""
     if not step.is_synapse:
         return Discrete(step)
     node, kind, shape = step.node, kind_of(step.node), step.out_shape
@@ -282,7 +296,11 @@ def _discretise(step: Step, dt: float, last: bool, where: str) -> Discrete:
             return Discrete(step, w, b)
         if kind == "LIF":
             tau, r, v_leak = (full(x) for x in (node.tau, node.r, node.v_leak))
-            beta, gain, extra = 1.0 - dt / tau, dt * r / tau, dt * v_leak / tau
+            if decay == "exp":
+                beta = np.exp(-dt / tau)
+                gain, extra = 1.0 - beta, (1.0 - beta) * v_leak
+            else:
+                beta, gain, extra = 1.0 - dt / tau, dt * r / tau, dt * v_leak / tau
         elif kind == "IF":
             beta, gain, extra = np.ones(shape), dt * full(node.r), np.zeros(shape)
         else:
@@ -408,7 +426,7 @@ def import_foreign(graph, where: str, framework: str, *, dt: float | None = None
     if last != len(steps) - 1:
         raise ArtifactError(f"{where}: node {steps[-1].name}: a {steps[-1].kind} after the last synapse; the "
                             "output reads a synapse's current or a spiking output")
-    layers = tuple(_discretise(step, dt, i == last, where) for i, step in enumerate(steps))
+    layers = tuple(_discretise(step, dt, i == last, where, conv["decay"]) for i, step in enumerate(steps))
     notes, leaks = [], []
     for layer in layers:
         k, k2, note = leak_for(layer.beta, layer.step.name) if layer.spiking else (None, None, None)

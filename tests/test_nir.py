@@ -527,3 +527,54 @@ def test_a_network_trained_in_norse_and_exported_by_it_imports_within_a_point():
     assert abs(norse_acc - int_acc) <= 0.01, (norse_acc, int_acc)
     with pytest.raises(ArtifactError, match=r"node 1: beta = 1 - dt/tau outside \(0, 1\] at dt = 0.001"):
         import_foreign(graph, "norse.nir", "norse", dt=1e-3, **options)
+
+
+def test_a_network_trained_in_sinabs_and_exported_by_it_imports_within_a_point():
+    """Sinabs itself (``make setup`` installs it): a 784-64-10 network (``Linear``, ``LIF``
+    with a trained ``tau_mem`` from 4 and binary spikes (``SingleSpike``; Sinabs's default
+    ``MultiSpike`` emits counts the contract's LIF does not), its subtract reset, ``Linear``,
+    the logits summed over T = 8; binary input) trained for a few seconds, exported by
+    ``sinabs.to_nir``, imported with ``--framework sinabs`` (its exponential decay and
+    normalised input) at 8-bit weights: within a point of Sinabs's own forward pass."""
+    torch = pytest.importorskip("torch")
+    sinabs = pytest.importorskip("sinabs")
+    import sinabs.layers as sl
+    from sinabs.activation import SingleSpike
+
+    from snnfpga.model.artifact import Encoder
+    from snnfpga.model.data import load_dataset
+    from snnfpga.model.nir_foreign import import_foreign
+
+    torch.manual_seed(0)
+    steps = 8
+    net = torch.nn.Sequential(torch.nn.Linear(784, 64), sl.LIF(tau_mem=torch.tensor(4.0), spike_fn=SingleSpike),
+                              torch.nn.Linear(64, 10))
+    data = load_dataset("default")
+    train, val = data.split("train").limit(2000), data.split("val")
+
+    def logits(images):
+        x = torch.as_tensor(images.reshape(len(images), 1, -1) >= 128, dtype=torch.float32).repeat(1, steps, 1)
+        net[1].reset_states()
+        return net(x).sum(dim=1)
+
+    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+    labels = torch.as_tensor(np.asarray(train.labels), dtype=torch.long)
+    for _ in range(5):
+        for i in range(0, len(labels), 100):
+            loss = torch.nn.functional.cross_entropy(logits(train.images[i:i + 100]), labels[i:i + 100])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        sinabs_classes = logits(val.images).argmax(dim=1).numpy()
+        net[1].reset_states()
+        graph = sinabs.to_nir(net, torch.zeros(1, steps, 784))
+    fi = import_foreign(graph, "sinabs.nir", "sinabs", encoder=Encoder("threshold", level=128), timesteps=steps)
+    hidden = fi.artifact.hidden_layers[0]
+    assert fi.artifact.sizes == [784, 64, 10]  # its Input [T, 784] holds the time steps: dropped
+    assert (hidden.fire, hidden.reset) == (">=", "subtract") and hidden.leak_shift is not None
+    truth = np.asarray(val.labels)
+    sinabs_acc = (sinabs_classes == truth).mean()
+    int_acc = (reference.run(fi.artifact, val.images).classes == truth).mean()
+    assert sinabs_acc > 0.8, sinabs_acc  # it learned
+    assert abs(sinabs_acc - int_acc) <= 0.01, (sinabs_acc, int_acc)
