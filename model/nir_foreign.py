@@ -155,6 +155,20 @@ def _check_flatten(node, name: str, shape: tuple, where: str) -> None:
                             "flattens a whole map")
 
 
+def synapse_at(nodes: dict, body: list[str], k: int, where: str) -> tuple[bool, np.ndarray, np.ndarray]:
+    """The synapse ``body[k]``: whether it is the readout (the last node, straight into the
+    ``Output``; otherwise a neuron node must follow), its weight and its bias (zeros for a
+    ``Linear``), as float arrays."""
+    readout = k + 1 == len(body)  # the last synapse straight into the Output: its current, summed
+    if not readout and kind_of(nodes[body[k + 1]]) not in NEURON_TYPES:
+        raise ArtifactError(f"{where}: node {body[k + 1]}: a synapse must be followed by a neuron node "
+                            f"({', '.join(NEURON_TYPES)})")
+    node = nodes[body[k]]
+    weight = np.asarray(node.weight, dtype=np.float64)
+    bias = np.asarray(getattr(node, "bias", np.zeros(weight.shape[0])), dtype=np.float64).reshape(-1)
+    return readout, weight, bias
+
+
 def read_steps(graph, where: str) -> list[Step]:
     """The path of ``graph`` as :class:`Step` s (see the module doc)."""
     from snnfpga.model.kinds.conv import output_size
@@ -187,12 +201,7 @@ def read_steps(graph, where: str) -> list[Step]:
         if kind not in SYNAPSE_TYPES:
             raise ArtifactError(f"{where}: node {name}: a {kind} where the contract needs a synapse "
                                 f"(supported here: {', '.join(SYNAPSE_TYPES + STRUCTURE_TYPES + NEURON_TYPES)})")
-        readout = k + 1 == len(body)  # the last synapse straight into the Output: its current, summed
-        if not readout and kind_of(nodes[body[k + 1]]) not in NEURON_TYPES:
-            raise ArtifactError(f"{where}: node {body[k + 1]}: a synapse must be followed by a neuron node "
-                                f"({', '.join(NEURON_TYPES)})")
-        weight = np.asarray(node.weight, dtype=np.float64)
-        bias = np.asarray(getattr(node, "bias", np.zeros(weight.shape[0])), dtype=np.float64).reshape(-1)
+        readout, weight, bias = synapse_at(nodes, body, k, where)
         neuron = name if readout else body[k + 1]
         neuron_node = None if readout else nodes[neuron]
         if kind == "Conv2d":

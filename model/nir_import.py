@@ -22,8 +22,7 @@ from snnfpga.errors import ArtifactError, ConfigError
 from snnfpga.model import nir_format as F
 from snnfpga.model.artifact import Artifact, artifact_from_manifest
 from snnfpga.model.kinds.lif import DEFAULT_FIRE
-from snnfpga.model.nir_foreign import FRAMEWORKS, NEURON_TYPES, import_foreign, kind_of, nir_path
-from snnfpga.model.nir_foreign import float_forward  # noqa: F401  (re-exported)
+from snnfpga.model.nir_foreign import FRAMEWORKS, NEURON_TYPES, import_foreign, kind_of, nir_path, synapse_at
 
 CHAIN_SYNAPSES = ("Affine", "Linear")
 
@@ -55,13 +54,7 @@ def read_chain(graph, where: str) -> list[NirLayer]:
         if _kind(nodes[syn]) not in CHAIN_SYNAPSES:
             raise ArtifactError(f"{where}: node {syn}: a {_kind(nodes[syn])} where a chain needs an Affine or "
                                 f"Linear (supported here: {', '.join(CHAIN_SYNAPSES + NEURON_TYPES)})")
-        readout = k + 1 == len(body)  # the last synapse straight into the Output: its current, summed
-        if not readout and _kind(nodes[body[k + 1]]) not in NEURON_TYPES:
-            raise ArtifactError(f"{where}: node {body[k + 1]}: a synapse must be followed by a neuron node "
-                                f"({', '.join(NEURON_TYPES)})")
-        node = nodes[syn]
-        weight = np.asarray(node.weight, dtype=np.float64)
-        bias = np.asarray(getattr(node, "bias", np.zeros(weight.shape[0])), dtype=np.float64)
+        readout, weight, bias = synapse_at(nodes, body, k, where)
         if weight.ndim != 2 or bias.shape != (weight.shape[0],):
             raise ArtifactError(f"{where}: node {syn}: weight {list(weight.shape)} and bias {list(bias.shape)} "
                                 "are not a dense layer's [out, in] and [out]")

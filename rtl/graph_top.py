@@ -229,9 +229,6 @@ def make_graph_top_plan(art: Artifact, lanes: int = DEFAULT_LANES, pixels_per_be
     lifs, glifs, ttfs = {}, {}, {}
     for node in graph.nodes:
         if node.KIND == "lif":
-            if node.reset == "subtract_next":
-                raise MappingError(f"node {node.name}: reset subtract_next (snnTorch's) is mapped on the chain "
-                                   "accelerator only so far, not on the graph accelerator")
             p = node_lanes[node.name]
             first = current_parts(graph, node)[0][0]
             kind = Layout.of_spec(specs[first])

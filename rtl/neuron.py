@@ -8,6 +8,8 @@ one per cycle:
     I = sum of the sources' words (each source covers a range of groups: a concatenation of
         currents by channel);  v' = sat(v - (v >> k) [- (v >> k2)] + I);  spike = v' >= theta (> with fire ">");
     v = 0 | v' - theta after a spike, else v';  v = 0 after the last step (next image)
+    (reset subtract_next, snnTorch's: v = v' and the spike is kept as one more bit per lane of
+    the state word; the next step starts from leak(v) - theta where it is set)
 
 exactly the contract's ``lif`` (docs/integer-contract.md). Each word's spike mask enters a
 small FIFO; a serializer turns masks into events ``(c, y, x)``, one per cycle, and closes the
@@ -118,7 +120,8 @@ def lif_memories(node, layout: Layout, lanes: int) -> dict:
     p = min(lanes, layout.line_length)
     groups = -(-layout.line_length // p)
     th_words, _ = threshold_words(node.threshold, layout, p, node.threshold_bits)
-    return {"state": (max(2, layout.lines * groups), p * node.membrane_bits),
+    spike_bit = int(node.reset == "subtract_next")  # the last step's spike, subtracted after the leak
+    return {"state": (max(2, layout.lines * groups), p * (node.membrane_bits + spike_bit)),
             "thresholds": (max(2, len(th_words)), p * node.threshold_bits)}
 
 
@@ -336,20 +339,24 @@ class LifEngine(wiring.Component):
                      s3_base.eq(s2_base), s3_outer.eq(s2_outer), s3_inner.eq(s2_inner), s3_theta.eq(s2_theta)]
         last_step = step == T - 1
         new_words, spikes = [], []
+        subtract_next = node.reset == "subtract_next"  # snnTorch's: theta subtracted in the next step
         for p in range(P):
             v = lane(v_rd.data, p, mb)
             current = Signal(u_shape, name=f"current{p}")
-            leaked = Signal(signed(mb + 1), name=f"leaked{p}")
+            leaked = Signal(signed(mb + 2), name=f"leaked{p}")
+            start = leak(v, k_leak, node.leak_shift2)
+            if subtract_next:  # the spike bit of the last step sits above the P membranes
+                start = start - Mux(v_rd.data[P * mb + p], lane(t_rd.data, p, tb), 0)
             m.d.sync += [current.eq(sum((Mux(s1_in_src[k], lane(getattr(self, f"src{k}_data"), p, s.bits), 0)
                                          for k, s in enumerate(self._sources)), Const(0, signed(2)))),
-                         leaked.eq(leak(v, k_leak, node.leak_shift2))]
+                         leaked.eq(start)]
             u = Signal(u_shape, name=f"u{p}")
             vs = Signal(signed(mb), name=f"v_sat{p}")
             theta = lane(s3_theta, p, tb)
             fired = Signal(name=f"fired{p}")
             m.d.sync += u.eq(leaked + current)
             m.d.comb += [vs.eq(saturate(u, mb)), fired.eq(vs > theta if node.fire == ">" else vs >= theta)]
-            after = Mux(fired, 0 if node.reset == "zero" else vs - theta, vs)
+            after = vs if subtract_next else Mux(fired, 0 if node.reset == "zero" else vs - theta, vs)
             new = Signal(signed(mb), name=f"v_new{p}")
             m.d.comb += new.eq(Mux(last_step, 0, after))
             new_words.append(new)
@@ -357,7 +364,8 @@ class LifEngine(wiring.Component):
         tail = lay.line_length - (G - 1) * P  # lanes of the last group that hold neurons
         mask = Signal(P)
         m.d.comb += mask.eq(Cat(*spikes) & Mux(s3_g == G - 1, (1 << tail) - 1, (1 << P) - 1))
-        m.d.comb += [v_wr.en.eq(s3_valid), v_wr.addr.eq(s3_addr), v_wr.data.eq(Cat(*new_words))]
+        stored = new_words + ([Mux(last_step, 0, f) for f in spikes] if subtract_next else [])
+        m.d.comb += [v_wr.en.eq(s3_valid), v_wr.addr.eq(s3_addr), v_wr.data.eq(Cat(*stored))]
         s4_mask, s4_last = Signal.like(mask), Signal()
         s4_base, s4_outer, s4_inner = Signal.like(s3_base), Signal.like(s3_outer), Signal.like(s3_inner)
         m.d.sync += [s4_valid.eq(s3_valid), s4_mask.eq(mask), s4_last.eq(s3_last), s4_base.eq(s3_base),

@@ -504,14 +504,7 @@ def test_a_network_trained_in_norse_and_exported_by_it_imports_within_a_point():
             total = total + y
         return total
 
-    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
-    labels = torch.as_tensor(np.asarray(train.labels), dtype=torch.long)
-    for _ in range(5):
-        for i in range(0, len(labels), 100):
-            loss = torch.nn.functional.cross_entropy(logits(train.images[i:i + 100]), labels[i:i + 100])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    _train_on_summed_logits(net, logits, train)
     with torch.no_grad():
         norse_classes = logits(val.images).argmax(dim=1).numpy()
         graph = nt.to_nir(net, torch.zeros(784))
@@ -557,14 +550,7 @@ def test_a_network_trained_in_sinabs_and_exported_by_it_imports_within_a_point()
         net[1].reset_states()
         return net(x).sum(dim=1)
 
-    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
-    labels = torch.as_tensor(np.asarray(train.labels), dtype=torch.long)
-    for _ in range(5):
-        for i in range(0, len(labels), 100):
-            loss = torch.nn.functional.cross_entropy(logits(train.images[i:i + 100]), labels[i:i + 100])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    _train_on_summed_logits(net, logits, train)
     with torch.no_grad():
         sinabs_classes = logits(val.images).argmax(dim=1).numpy()
         net[1].reset_states()
@@ -578,3 +564,35 @@ def test_a_network_trained_in_sinabs_and_exported_by_it_imports_within_a_point()
     int_acc = (reference.run(fi.artifact, val.images).classes == truth).mean()
     assert sinabs_acc > 0.8, sinabs_acc  # it learned
     assert abs(sinabs_acc - int_acc) <= 0.01, (sinabs_acc, int_acc)
+
+
+def _train_on_summed_logits(net, logits, train, epochs: int = 5, lr: float = 5e-3) -> None:
+    """Adam on cross-entropy of ``logits(images)`` (the framework's forward pass, summed
+    over the steps), batches of 100: what the framework tests train."""
+    import torch
+
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    labels = torch.as_tensor(np.asarray(train.labels), dtype=torch.long)
+    for _ in range(epochs):
+        for i in range(0, len(labels), 100):
+            loss = torch.nn.functional.cross_entropy(logits(train.images[i:i + 100]), labels[i:i + 100])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+
+def test_a_conv_network_in_snntorchs_convention_runs_on_the_graph_accelerator():
+    """snnTorch's semantics (fire ``>``, the next-step subtract reset) on a conv map, quantized
+    at 8 bits, bit-exact in the graph accelerator (the spike kept as one more state bit)."""
+    from snnfpga.model.artifact import Encoder
+    from snnfpga.model.kinds import Lif
+    from snnfpga.model.nir_foreign import import_foreign
+    from tests.test_rtl_graph_top import assert_graph_bit_exact
+
+    art = import_foreign(_conv_net("pool", np.random.default_rng(5), beta=0.5), "c.nir", "snntorch", dt=1.0,
+                         encoder=Encoder("threshold", level=100), timesteps=4).artifact
+    lif = next(n for n in art.nodes if isinstance(n, Lif))
+    assert (lif.reset, lif.fire, lif.leak_shift) == ("subtract_next", ">", 1)
+    images = np.random.default_rng(6).integers(0, 256, size=(3, 8, 8), dtype=np.uint8)
+    assert reference.run(art, images).spikes[1].any()
+    assert_graph_bit_exact(art, images, lanes=4)
