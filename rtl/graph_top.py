@@ -14,7 +14,9 @@ accumulator whose scores ramp (``J += I; score += J``, from its bias); ``add``, 
    sums) and its spikes, broadcast as events to every synapse that reads them (a concat of
    spikes adds its channel offset, a pool drops the position, a flatten keeps it); the next
    engine starts when every consumer has absorbed the events;
-3. the output node adds the head's buffer into its scores;
+3. the output node adds the head's buffer into its scores (a ``lif_output``: one LIF per
+   class in registers, fed by the head's buffer one group per cycle, counting its spikes;
+   its score is ``{count, ~v[M-1], v[M-2:0]}``);
 4. every buffer is cleared to its bias for the next step.
 
 After ``T`` steps the argmax decision (:class:`~snnfpga.rtl.decision.ArgmaxDecision`)
@@ -28,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from amaranth.hdl import Cat, Module, ResetInserter, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -44,7 +46,7 @@ from snnfpga.rtl.graph_plan import current_parts, current_sources
 from snnfpga.rtl.neuron import GlifEngine, Layout, LifEngine, Source
 from snnfpga.rtl.plan import MAX_LANES, PIXELS_PER_BEAT, WEIGHT_STORAGE, StreamInterface, bits_for
 from snnfpga.rtl.scatter import RAMPED, ScatterSpec, line_bias, scatter_spec, weight_rows
-from snnfpga.rtl.tokens import lane, monitor_signature, route_weight_load, weight_port_signature
+from snnfpga.rtl.tokens import lane, leak, monitor_signature, route_weight_load, saturate, weight_port_signature
 from snnfpga.rtl.ttfs_engine import TtfsEngine, ttfs_memories
 from snnfpga.rtl.top import count_images, counters_signature
 
@@ -217,9 +219,6 @@ def make_graph_top_plan(art: Artifact, lanes: int = DEFAULT_LANES, pixels_per_be
     if pixels_per_beat not in PIXELS_PER_BEAT:
         raise MappingError(f"pixels per beat must be one of {PIXELS_PER_BEAT}, got {pixels_per_beat!r}")
     graph = art.graph
-    if graph.output.KIND == "lif_output":
-        raise MappingError(f"node {graph.output.name}: a spiking output (lif_output) is mapped on the chain "
-                           "accelerator only so far, not on the graph accelerator")
     specs = {n.name: synapse_spec(graph, n) for n in graph.nodes if isinstance(n, Synapse) or n.KIND in RAMPED}
     node_lanes = _lanes_per_node(graph, specs, lanes, caps)
     unknown = sorted(set(caps) - set(node_lanes))
@@ -245,7 +244,7 @@ def make_graph_top_plan(art: Artifact, lanes: int = DEFAULT_LANES, pixels_per_be
             if src not in specs or Layout.of_spec(specs[src]).lane_axis != "c":
                 raise MappingError(f"node {node.name}: a glif must read a pointwise or conv current directly")
             glifs[node.name] = src
-        elif node.KIND == "output":
+        elif node.KIND in ("output", "lif_output"):
             if len(node.inputs) != 1 or node.inputs[0] not in specs:
                 raise MappingError(f"node {node.name}: the output must read one dense current")
         elif node.KIND == "ttfs":
@@ -534,7 +533,15 @@ class GraphAccelerator(wiring.Component):
         n, sb = art.n_classes, out.score_bits
         ramped = out.KIND in RAMPED
         start = [int(b) for b in out.bias] if ramped else [0] * n
-        scores = [Signal(signed(sb), name=f"score{j}", init=start[j]) for j in range(n)]
+        spiking = out.KIND == "lif_output"
+        if spiking:  # LIF neurons per class; the score is {count, ~v[M-1], v[M-2:0]}
+            counts, membranes, fired_last = _spiking_output_state(out, n, T)
+            scores = [Signal(signed(sb), name=f"score{j}") for j in range(n)]
+            for j in range(n):
+                v = membranes[j]
+                m.d.comb += scores[j].eq(Cat(v[:-1], ~v[-1], counts[j]))
+        else:
+            scores = [Signal(signed(sb), name=f"score{j}", init=start[j]) for j in range(n)]
         slopes = [Signal(signed(out.slope_bits), name=f"slope{j}") for j in range(n)] if ramped else []
         m.submodules.decision = decision = ArgmaxDecision(plan)
         wiring.connect(m, decision.result, wiring.flipped(self.result))
@@ -553,7 +560,10 @@ class GraphAccelerator(wiring.Component):
                 with m.If(head_rd_g == g):
                     for p in range(head.lanes):
                         j = g * head.lanes + p
-                        if j < n and ramped:
+                        if j < n and spiking:
+                            _spiking_output_step(m, out, j, lane(head.read_data, p, head.current_bits),
+                                                 counts, membranes, fired_last)
+                        elif j < n and ramped:
                             slope = slopes[j] + lane(head.read_data, p, head.current_bits)
                             m.d.sync += [slopes[j].eq(slope), scores[j].eq(scores[j] + slope)]
                         elif j < n:
@@ -623,7 +633,10 @@ class GraphAccelerator(wiring.Component):
                 # The decision holds the scores until its result is taken (scores.ready).
                 m.d.comb += [active.eq(len(emitters)), decision.scores.valid.eq(1)]
                 with m.If(decision.scores.ready):
-                    m.d.sync += [s.eq(s.init) for s in scores] + [j.eq(0) for j in slopes]
+                    if spiking:  # the next image starts from v = 0, no spikes
+                        m.d.sync += [x.eq(0) for x in counts + membranes + fired_last]
+                    else:
+                        m.d.sync += [s.eq(s.init) for s in scores] + [j.eq(0) for j in slopes]
                     m.next = "ENCODE"
         for k, eng in enumerate(self.engines.values(), start=1):
             mon, ev = getattr(self, f"mon{k}"), eng.events
@@ -638,3 +651,32 @@ class GraphAccelerator(wiring.Component):
     def monitor_names(self) -> list[str]:
         """What ``mon0``, ``mon1``, ... watch: ``input``, then the spiking nodes in order."""
         return ["input", *self.plan.stage_names[1:]]
+
+
+def _spiking_output_state(out, n: int, T: int):
+    """Registers of a ``lif_output`` head: per class a spike count (``0 .. T``), a membrane
+    (``membrane_bits``) and, with reset ``subtract_next``, the last step's spike."""
+    counts = [Signal(range(T + 1), name=f"count{j}") for j in range(n)]
+    membranes = [Signal(signed(out.membrane_bits), name=f"v_out{j}") for j in range(n)]
+    fired_last = [Signal(name=f"fired_out{j}") for j in range(n)] if out.reset == "subtract_next" else []
+    return counts, membranes, fired_last
+
+
+def _spiking_output_step(m, out, j: int, current, counts, membranes, fired_last) -> None:
+    """Class ``j``'s step of a ``lif_output`` (the contract's lif): ``v' = sat(leak(v) + I
+    [- theta s[t-1]])``, fire, reset; the count adds the spike."""
+    mb = out.membrane_bits
+    theta = int(np.broadcast_to(out.threshold, (len(counts),))[j])
+    v = membranes[j]
+    u = Signal(signed(max(mb, len(current)) + 3), name=f"u_out{j}")
+    total = leak(v, out.leak_shift, out.leak_shift2) + current
+    if fired_last:
+        total = total - Mux(fired_last[j], theta, 0)
+    m.d.comb += u.eq(total)
+    held = Signal(signed(mb), name=f"v_sat_out{j}")
+    fired = Signal(name=f"fire_out{j}")
+    m.d.comb += [held.eq(saturate(u, mb)), fired.eq(held > theta if out.fire == ">" else held >= theta)]
+    after = held if out.reset == "subtract_next" else Mux(fired, 0 if out.reset == "zero" else held - theta, held)
+    m.d.sync += [v.eq(after), counts[j].eq(counts[j] + fired)]
+    if fired_last:
+        m.d.sync += fired_last[j].eq(fired)

@@ -106,7 +106,9 @@ def threshold_words(threshold: np.ndarray, layout: Layout, lanes: int, bits: int
     """Threshold words and whether they differ between lines (then one per ``(line, g)``,
     else one per ``g``). Padding lanes get the largest threshold (they never fire: their
     current is 0 and their membrane stays 0)."""
-    full = np.broadcast_to(np.asarray(threshold, np.int64), layout.shape).reshape(-1)[layout.line_map()]
+    th = np.asarray(threshold, np.int64)
+    th = th.reshape(th.shape + (1,) * (3 - th.ndim))  # a flat tensor's (n,) lies as (n, 1, 1)
+    full = np.broadcast_to(th, layout.shape).reshape(-1)[layout.line_map()]
     groups = -(-layout.line_length // lanes)
     padded = np.full((layout.lines, groups * lanes), (1 << (bits - 1)) - 1, np.int64)
     padded[:, :layout.line_length] = full

@@ -121,15 +121,22 @@ def test_one_step_images_back_to_back_keep_their_scores():
     assert not compare(reference.run(art, images), run.trace)
 
 
-def test_the_graph_accelerator_refuses_a_spiking_output_naming_it():
+@pytest.mark.parametrize("reset, fire", VARIANTS)
+def test_the_graph_accelerator_is_bit_exact_on_a_spiking_output(reset, fire):
+    """The graph accelerator's head as LIF neurons per class (every reset and fire variant,
+    saturating membranes); an output that sums a second current is refused naming it."""
     from snnfpga.rtl.graph_top import make_graph_top_plan
+    from tests.test_rtl_graph_top import assert_graph_bit_exact
 
-    art = spiking_output_artifact(13, "zero", ">=")
+    art = spiking_output_artifact(13, reset, fire, membrane_bits=6)
+    images = random_images(art, 4, seed=13)
+    assert reference.run(art, images).scores.max() >> art.nodes[-1].membrane_bits > 0  # the classes spike
+    assert_graph_bit_exact(art, images, lanes=3)
     nodes = list(art.nodes)
-    extra = Dense(name="skip.dense", inputs=(SOURCE,), unit="fc2", weight=np.zeros((5, 16), np.int64),
-                  bias=np.zeros(5, np.int64), weight_bits=2)
+    skip = Dense(name="skip.dense", inputs=(SOURCE,), unit="fc2", weight=np.ones((5, 16), np.int64),
+                 bias=np.zeros(5, np.int64), weight_bits=2)
     graph_art = build_graph_artifact("g", art.input_shape, art.encoder, art.timesteps,
-                                     nodes[:-1] + [extra, replace(nodes[-1], inputs=(*nodes[-1].inputs, "skip.dense"))])
+                                     nodes[:-1] + [skip, replace(nodes[-1], inputs=(*nodes[-1].inputs, "skip.dense"))])
     assert not graph_art.is_chain
-    with pytest.raises(MappingError, match="node fc2: a spiking output"):
+    with pytest.raises(MappingError, match="node fc2: the output must read one dense current"):
         make_graph_top_plan(graph_art)

@@ -410,8 +410,7 @@ def test_a_convolutional_network_imports_as_a_layer_graph_exactly(head, spiking)
         assert np.array_equal(floats.argmax(1), trace.classes)
     else:
         assert np.array_equal(floats, trace.scores)
-    if not spiking:  # the graph accelerator maps conv, lif, flatten/pool, dense and output
-        assert_graph_bit_exact(art, images[:3], lanes=4)
+    assert_graph_bit_exact(art, images[:3], lanes=4)  # conv, lif, flatten/pool, dense, output or lif_output
 
 
 def test_a_conv_network_the_contract_cannot_hold_is_refused_naming_the_node():
