@@ -8,6 +8,10 @@ For every lane count ``P`` the accelerator (a layer graph: the graph accelerator
 generated for the target (its pixel beat and weight storage) and synthesized, placed and routed (:func:`snnfpga.rtl.implement.implement`,
 one directory per point, reused when nothing changed). Latency = mean cycles / Fmax.
 
+:func:`mark_pareto` marks the Pareto front over latency, logic and block RAM among the
+points that fit and have a latency (``pareto``), and the fastest of them (``best``: least
+latency, then logic, then block RAM).
+
 Units: ``latency_us`` microseconds, ``fmax_mhz`` MHz, ``accuracy_int`` percent,
 ``cycles_per_image`` clock cycles (cycle model, mean over the images).
 """
@@ -82,6 +86,7 @@ def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] |
                 **cycle_model.at_clock(cycles, fmax),
                 "cached": result.get("cached", False), "problem": None,
             })
+    mark_pareto(rows)
     summary = {
         "format": RESULT_FORMAT, "version": 1, "model": str(model), "artifact": base.name,
         "sizes": base.sizes if base.is_chain else None, "target": target.name, "device": target.device,
@@ -107,6 +112,28 @@ def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] |
     return {**summary, "files": {k: str(v) for k, v in files.items()}}
 
 
+def cost(row: dict) -> tuple:
+    """``(latency_us, logic, block RAM)`` of a point: what the Pareto front trades off
+    (logic: LCs on the iCE40, LUT4 elsewhere)."""
+    logic = row["logic_cells"] if row["target"].startswith("ice40") else row["luts"]
+    return row["latency_us"], logic, row["brams"]
+
+
+def mark_pareto(rows: list[dict]) -> None:
+    """Set ``pareto`` (no other fitting point is at least as good in latency, logic and block
+    RAM and better in one) and ``best`` (the fastest point of the front) on every row; points
+    that do not fit or have no latency (synthesis only) are neither."""
+    candidates = [r for r in rows if r.get("fits") and r.get("latency_us") is not None]
+    for row in rows:
+        row["pareto"] = row["best"] = False
+    for row in candidates:
+        mine = cost(row)
+        row["pareto"] = not any(all(a <= b for a, b in zip(cost(o), mine)) and cost(o) != mine
+                                for o in candidates if o is not row)
+    if candidates:
+        min(candidates, key=cost)["best"] = True
+
+
 def unmappable_row(target: Target, bits: int, lanes: int, requantized: bool, accuracy: float, problem: str) -> dict:
     """A sweep row for a point the generator cannot map (no resources, no timing)."""
     empty = dict.fromkeys(("cycles_per_image", "luts", "ffs", "logic_cells", "brams", "dsps", "multipliers",
@@ -117,7 +144,7 @@ def unmappable_row(target: Target, bits: int, lanes: int, requantized: bool, acc
 
 
 TABLE_HEADER = ["weight bits", "lanes", "int. acc. (%)", "cycles/image", "LUT4 / LC", "FFs", "BRAM", "DSP",
-                "Fmax (MHz)", "latency (us)", "fits"]
+                "Fmax (MHz)", "latency (us)", "fits", "Pareto"]
 
 
 def table_rows(rows: list[dict]) -> list[list]:
@@ -128,13 +155,14 @@ def table_rows(rows: list[dict]) -> list[list]:
     for r in rows:
         bits = f"{r['weight_bits']}" + (" (requant.)" if r["requantized"] else "")
         if r.get("problem"):
-            out.append([bits, r["lanes"], f"{r['accuracy_int']:.2f}"] + ["n/a"] * 7 + [f"no: {r['problem']}"])
+            out.append([bits, r["lanes"], f"{r['accuracy_int']:.2f}"] + ["n/a"] * 7 + [f"no: {r['problem']}", ""])
             continue
         logic = r["logic_cells"] if r["target"].startswith("ice40") else r["luts"]
         bram = ", ".join(f"{v} {k.upper()}" for k, v in r["brams_by_kind"].items() if v) or "0"
         out.append([bits, r["lanes"], f"{r['accuracy_int']:.2f}", f"{r['cycles_per_image']:,.0f}", f"{logic:,}",
                     f"{r['ffs']:,}", bram, r["dsps"], num(r["fmax_mhz"], ".1f"), num(r["latency_us"], ".1f"),
-                    "yes" if r["fits"] else "no"])
+                    "yes" if r["fits"] else "no",
+                    "best" if r.get("best") else "yes" if r.get("pareto") else ""])
     return out
 
 

@@ -252,3 +252,23 @@ def test_place_and_route_that_cannot_place_is_a_no_fit_not_an_error(tmp_path, mo
     monkeypatch.setattr(implement, "run_tool", nextpnr_broken)
     with pytest.raises(ToolError, match=r"nextpnr-ice40 failed: ERROR: cannot open file; log: .*pnr_s1.log"):
         implement.place_and_route_seeds(get_target("ice40-up5k"), tmp_path, 40.0, 1, quiet, None)
+
+
+def test_the_pareto_front_keeps_the_points_nothing_beats_and_marks_the_fastest():
+    from snnfpga.sweep import mark_pareto, text_table
+
+    def row(lanes, latency, luts, brams, fits=True):
+        return {"target": "ecp5-85k", "weight_bits": 4, "lanes": lanes, "requantized": False, "accuracy_int": 98.0,
+                "cycles_per_image": 1000.0, "luts": luts, "ffs": 1, "logic_cells": luts, "brams": brams,
+                "brams_by_kind": {"dp16kd": brams}, "dsps": 0, "fmax_mhz": 100.0, "latency_us": latency,
+                "fits": fits, "problem": None}
+
+    rows = [row(8, 90.0, 1000, 10), row(16, 50.0, 2000, 10), row(32, 50.0, 2500, 10),  # 32: beaten by 16
+            row(64, 30.0, 4000, 12), row(128, 20.0, 9000, 20, fits=False), row(4, 95.0, 1200, 10)]  # 4: beaten by 8
+    mark_pareto(rows)
+    assert [r["lanes"] for r in rows if r["pareto"]] == [8, 16, 64]
+    assert [r["lanes"] for r in rows if r["best"]] == [64]  # the fastest that fits, not the 128 that does not
+    assert text_table(rows).splitlines()[4].endswith("best")
+    synth_only = [dict(row(8, None, 1000, 10), fmax_mhz=None)]
+    mark_pareto(synth_only)
+    assert not synth_only[0]["pareto"] and not synth_only[0]["best"]

@@ -5,7 +5,8 @@
 
 Per point: integer accuracy (weights re-quantized after training where the width is not
 the model's own), cycles per image (cycle model), LUTs / logic cells, flip-flops, block
-RAMs, DSPs, Fmax and latency at Fmax. Writes ``DIR/sweep.md``, ``DIR/sweep.html`` (table
+RAMs, DSPs, Fmax and latency at Fmax; the Pareto front over latency, logic and block RAM
+among the points that fit (column ``Pareto``: ``yes``, and ``best`` for the fastest). Writes ``DIR/sweep.md``, ``DIR/sweep.html`` (table
 and plot) and ``DIR/sweep.json`` (default ``out/sweep``); each point's tool files go to
 ``DIR/<target>/w<bits>_p<lanes>/`` and are reused when nothing changed. Every point is
 a Yosys and nextpnr run (minutes each); ``--synth-only`` skips place and route (no Fmax).
@@ -73,6 +74,12 @@ def run(args) -> int:
                    progress=Progress("sweep"))
     print(f"sweep of {result['artifact']} on {result['target']} ({result['device']}), {result['images']} images")
     print(text_table(result["rows"]))
+    best = next((r for r in result["rows"] if r["best"]), None)
+    if best:
+        print(f"best: {best['weight_bits']}-bit weights, {best['lanes']} lanes, {best['latency_us']} us per image "
+              f"at {best['fmax_mhz']} MHz")
+    else:
+        print("best: none (no point fits with a measured Fmax)")
     print(f"files: {result['files']['markdown']}, {result['files']['html']}")
     if args.json:
         emit_json(result)
