@@ -35,23 +35,8 @@ def to_nir(art: Artifact):
     for layer in art.layers:
         affine = layer.name + F.AFFINE_SUFFIX
         nodes[affine] = nir.Affine(weight=layer.weights.astype(np.float64), bias=layer.bias.astype(np.float64))
-        n = layer.n_out
-        if layer.spiking:
-            theta = layer.threshold.astype(np.float64)
-            meta = {"reset": layer.reset, "fire": layer.fire, "leak_shift": -1 if layer.leak_shift is None else layer.leak_shift}
-            if layer.leak_shift2 is not None:
-                meta["leak_shift2"] = layer.leak_shift2
-            if layer.is_output:
-                meta["readout"] = F.COUNT_READOUT
-            if layer.leak_shift is None:
-                neuron = nir.IF(r=np.ones(n), v_threshold=theta, v_reset=np.zeros(n), metadata=meta)
-            else:
-                tau = np.full(n, F.leak_tau(layer.leak_shift, layer.leak_shift2))
-                neuron = nir.LIF(tau=tau, r=tau.copy(), v_leak=np.zeros(n), v_threshold=theta, v_reset=np.zeros(n),
-                                 metadata=meta)
-        else:
-            neuron = nir.I(r=np.ones(n), metadata={"readout": "scores after the last step; class = argmax, "
-                                                              "lowest index on ties"})
+        neuron = _neuron(nir, layer, (layer.n_out,), layer.is_output) if layer.spiking else \
+            _integrator(nir, (layer.n_out,))
         nodes[layer.name] = neuron
         edges += [(previous, affine), (affine, layer.name)]
         previous = layer.name
@@ -67,12 +52,21 @@ def _graph(nir, art: Artifact, nodes: dict, edges: list, type_check: bool = True
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=type_check)
 
 
+def _integrator(nir, shape: tuple):
+    """The ``output`` node as NIR's ``I``: its scores integrate the current."""
+    return nir.I(r=np.ones(shape), metadata={"readout": "scores after the last step; class = argmax, "
+                                                        "lowest index on ties"})
+
+
 def _neuron(nir, node, shape: tuple, last: bool):
-    """A ``lif`` or ``lif_output`` as NIR's ``LIF`` (a leak) or ``IF``, its parameters over the
-    tensor's neurons; what NIR cannot say in metadata (see :mod:`snnfpga.model.nir_format`)."""
+    """A ``lif`` or ``lif_output`` (node, or a chain's :class:`~snnfpga.model.graph.Layer`) as
+    NIR's ``LIF`` (a leak) or ``IF``, its parameters over the tensor's neurons; what NIR cannot
+    say in metadata (see :mod:`snnfpga.model.nir_format`), with ``threshold_shape`` when the
+    thresholds broadcast (per channel)."""
     theta = np.broadcast_to(node.threshold.astype(np.float64), shape).copy()
-    meta = {"reset": node.reset, "fire": node.fire, "leak_shift": -1 if node.leak_shift is None else node.leak_shift,
-            "threshold_shape": list(node.threshold.shape)}
+    meta = {"reset": node.reset, "fire": node.fire, "leak_shift": -1 if node.leak_shift is None else node.leak_shift}
+    if node.threshold.shape != shape:
+        meta["threshold_shape"] = list(node.threshold.shape)
     if node.leak_shift2 is not None:
         meta["leak_shift2"] = node.leak_shift2
     if last:
@@ -103,8 +97,7 @@ def _graph_to_nir(nir, art: Artifact):
         elif node.KIND in ("lif", "lif_output"):
             out = _neuron(nir, node, shape, node.KIND == "lif_output")
         elif node.KIND == "output":
-            out = nir.I(r=np.ones(shape), metadata={"readout": "scores after the last step; class = argmax, "
-                                                               "lowest index on ties"})
+            out = _integrator(nir, shape)
         elif node.KIND == "flatten":
             out = nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0)  # NIR types have no batch
         else:  # pool: global spike-count pooling, [C, 1, 1] in NIR, then flat as the contract's counts
