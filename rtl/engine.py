@@ -44,8 +44,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from snnfpga.rtl.plan import LayerPlan, bits_for
-from snnfpga.rtl.tokens import (lane, lowest_set_bit, monitor_signature, or_tree, pack, runtime_weight_memory,
-                                leak, saturate, scores_layout, step_counter_next, token_layout,
+from snnfpga.rtl.tokens import (count_score, lane, lowest_set_bit, monitor_signature, or_tree, pack,
+                                runtime_weight_memory, leak, saturate, scores_layout, step_counter_next, token_layout,
                                 weight_load_signature)
 
 
@@ -442,7 +442,7 @@ class LayerEngine(wiring.Component):
                 m.d.comb += total.eq(count + fired[p])
                 with m.If(firing & (s3_g == g)):
                     with m.If(s3_last_step):
-                        m.d.sync += [self.scores.payload[f"class{j}"].eq(Cat(v[:-1], ~v[-1], total)), count.eq(0)]
+                        m.d.sync += [self.scores.payload[f"class{j}"].eq(count_score(total, v)), count.eq(0)]
                     with m.Else():
                         m.d.sync += count.eq(total)
         with m.If(firing & s3_last_step & s3_last_group):

@@ -46,7 +46,8 @@ from snnfpga.rtl.graph_plan import current_parts, current_sources
 from snnfpga.rtl.neuron import GlifEngine, Layout, LifEngine, Source
 from snnfpga.rtl.plan import MAX_LANES, PIXELS_PER_BEAT, WEIGHT_STORAGE, StreamInterface, bits_for
 from snnfpga.rtl.scatter import RAMPED, ScatterSpec, line_bias, scatter_spec, weight_rows
-from snnfpga.rtl.tokens import lane, leak, monitor_signature, route_weight_load, saturate, weight_port_signature
+from snnfpga.rtl.tokens import (count_score, lane, leak, monitor_signature, route_weight_load, saturate,
+                                weight_port_signature)
 from snnfpga.rtl.ttfs_engine import TtfsEngine, ttfs_memories
 from snnfpga.rtl.top import count_images, counters_signature
 
@@ -538,8 +539,7 @@ class GraphAccelerator(wiring.Component):
             counts, membranes, fired_last = _spiking_output_state(out, n, T)
             scores = [Signal(signed(sb), name=f"score{j}") for j in range(n)]
             for j in range(n):
-                v = membranes[j]
-                m.d.comb += scores[j].eq(Cat(v[:-1], ~v[-1], counts[j]))
+                m.d.comb += scores[j].eq(count_score(counts[j], membranes[j]))
         else:
             scores = [Signal(signed(sb), name=f"score{j}", init=start[j]) for j in range(n)]
         slopes = [Signal(signed(out.slope_bits), name=f"slope{j}") for j in range(n)] if ramped else []

@@ -156,6 +156,12 @@ def leak(value, shift: int | None, shift2: int | None = None):
     return out if shift2 is None else out - (value >> shift2)
 
 
+def count_score(count, membrane) -> Value:
+    """A ``lif_output`` class's score ``count * 2^M + membrane + 2^(M-1)`` for an ``M``-bit
+    signed membrane: the concatenation ``{count, ~v[M-1], v[M-2:0]}`` (no adder)."""
+    return Cat(membrane[:-1], ~membrane[-1], count)
+
+
 def step_counter_next(step: Signal, timesteps: int) -> Value:
     """``step + 1`` wrapping to 0 after ``timesteps - 1`` (compare and add, no modulo)."""
     return Mux(step == timesteps - 1, 0, step + 1)
