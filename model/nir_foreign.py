@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from snnfpga.errors import ArtifactError, ConfigError
+from snnfpga.errors import ArtifactError, ConfigError, DataError
 from snnfpga.model.artifact import Artifact
 
 SYNAPSE_TYPES = ("Affine", "Linear", "Conv2d")
@@ -451,6 +451,11 @@ def import_foreign(graph, where: str, framework: str, *, dt: float | None = None
 
     clips = [1.0] * len(layers)
     fi = ForeignImport(quantize(clips), layers, conv["fire"], reset, tuple(notes))
+    if calibration is not None:
+        got, want = tuple(np.shape(calibration)[1:]), fi.artifact.input_shape
+        if got != want:
+            raise DataError(f"{where}: the calibration images are {'x'.join(map(str, got))} but the model expects "
+                            f"{want[0]}x{want[1]}")
     if calibration is not None and len(calibration):
         clips, before, after = _calibrate(fi, quantize, calibration)
         if clips != [1.0] * len(layers):

@@ -355,6 +355,11 @@ def test_cli_fine_tune_needs_data_and_a_foreign_network(tmp_path):
     assert out["finetune_epochs"] == 1 and out["accuracy_int_finetuned"] > out["accuracy_int"]
     assert "calibration on 1000 images" in out["notes"][-1] and "after the fine-tune: integer" in r.stderr
     assert load_artifact(tmp_path / "m").provenance["finetune"]["epochs"] == 1
+    np.savez(tmp_path / "small.npz", images=np.zeros((40, 8, 8), np.uint8), labels=np.zeros(40, np.uint8))
+    r = cli("import", tmp_path / "snn.nir", "--out", tmp_path / "y", "--framework", "snntorch", "--encoder",
+            "threshold", "--timesteps", "8", "--data", tmp_path / "small.npz")
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1
+    assert "the calibration images are 8x8 but the model expects 28x28" in r.stderr
 
 
 def _conv_net(head: str, rng, spiking_output: bool = False, beta: float | None = None):

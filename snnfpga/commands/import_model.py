@@ -57,6 +57,7 @@ def run(args) -> int:
 
     from snnfpga.model import nir_format as F
     from snnfpga.model.artifact import Encoder, arrays_sha256, save_artifact
+    from snnfpga.model.data import load_dataset
     from snnfpga.model.nir_foreign import import_foreign
     from snnfpga.model.nir_import import exported_artifact, read_graph
 
@@ -78,12 +79,9 @@ def run(args) -> int:
                                                      else Encoder("threshold", level=args.encoder_param))
         options = dict(dt=args.dt, reset=args.reset, encoder=encoder, timesteps=args.timesteps,
                        weight_bits=args.weight_bits, name=Path(args.out).name or "imported")
-        fi = import_foreign(graph, str(args.file), args.framework, **options)
-        dataset = None
-        if args.data:  # calibrate the quantization on training images
-            dataset = _dataset(args.data, fi.artifact)
-            calibration = dataset.split("train").limit(CALIBRATION_IMAGES).images
-            fi = import_foreign(graph, str(args.file), args.framework, calibration=calibration, **options)
+        dataset = load_dataset(args.data) if args.data else None  # calibrate on its training images
+        calibration = None if dataset is None else dataset.split("train").limit(CALIBRATION_IMAGES).images
+        fi = import_foreign(graph, str(args.file), args.framework, calibration=calibration, **options)
         art = fi.artifact
         for note in fi.notes:
             print(f"note: {note}", file=sys.stderr)
@@ -102,18 +100,6 @@ def run(args) -> int:
         emit_json({"model": art.name, "out": str(out), "sizes": art.sizes, "timesteps": art.timesteps,
                    "arrays_sha256": arrays_sha256(art), **summary})
     return 0
-
-
-def _dataset(data: str, art):
-    """The images of ``--data``, checked to fit the network's input."""
-    from snnfpga.errors import DataError
-    from snnfpga.model.data import load_dataset
-
-    dataset = load_dataset(data)
-    if tuple(dataset.images.shape[1:]) != tuple(art.input_shape):
-        raise DataError(f"{data}: images are {dataset.images.shape[1]}x{dataset.images.shape[2]}, the network takes "
-                        f"{art.input_shape[0]}x{art.input_shape[1]}")
-    return dataset
 
 
 def _accuracies(fi, dataset) -> dict:
