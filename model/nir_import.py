@@ -40,9 +40,6 @@ class NirLayer:
     node: object | None  # the neuron's NIR node
 
 
-_kind = kind_of
-
-
 def read_chain(graph, where: str) -> list[NirLayer]:
     """The dense layers of ``graph`` from its ``Input`` to its ``Output`` (see the module doc)."""
     nodes = graph.nodes
@@ -51,8 +48,8 @@ def read_chain(graph, where: str) -> list[NirLayer]:
     layers = []
     for k in range(0, len(body), 2):
         syn = body[k]
-        if _kind(nodes[syn]) not in CHAIN_SYNAPSES:
-            raise ArtifactError(f"{where}: node {syn}: a {_kind(nodes[syn])} where a chain needs an Affine or "
+        if kind_of(nodes[syn]) not in CHAIN_SYNAPSES:
+            raise ArtifactError(f"{where}: node {syn}: a {kind_of(nodes[syn])} where a chain needs an Affine or "
                                 f"Linear (supported here: {', '.join(CHAIN_SYNAPSES + NEURON_TYPES)})")
         readout, weight, bias = synapse_at(nodes, body, k, where)
         if weight.ndim != 2 or bias.shape != (weight.shape[0],):
@@ -109,8 +106,8 @@ def exported_artifact(graph, where: str) -> Artifact:
         arrays[bias_key] = _integers(layer.bias, f"node {layer.synapse}: bias", where)
         if entry["kind"] in ("lif", "lif_output"):
             arrays[threshold_key] = _neuron_threshold(layer.node, layer.neuron, entry, where)
-        elif _kind(layer.node) != "I":
-            raise ArtifactError(f"{where}: node {layer.neuron}: a {_kind(layer.node)}, the output layer is an I "
+        elif kind_of(layer.node) != "I":
+            raise ArtifactError(f"{where}: node {layer.neuron}: a {kind_of(layer.node)}, the output layer is an I "
                                 "(integrator)")
     return _from_manifest(manifest, arrays, where)
 
@@ -125,12 +122,12 @@ def _from_manifest(manifest, arrays, where) -> Artifact:
 def _neuron_threshold(node, name: str, entry: dict, where: str) -> np.ndarray:
     """A ``lif``/``lif_output``'s integer thresholds from its NIR neuron, after checking that
     the neuron's leak, reset and fire comparison are the manifest's."""
-    kind, shift = _kind(node), entry["leak_shift"]
+    kind, shift = kind_of(node), entry["leak_shift"]
     want = "IF" if shift is None else "LIF"
     if kind != want:
         raise ArtifactError(f"{where}: node {name}: a {kind}, the manifest's leak needs a {want}")
     tau = None if shift is None else F.leak_tau(shift, entry.get("leak_shift2"))
-    if tau is not None and not np.allclose(np.asarray(node.tau, dtype=np.float64), tau, rtol=1e-6, atol=0):
+    if tau is not None and not np.all(np.asarray(node.tau, dtype=np.float64) == tau):  # written as float64: exact
         raise ArtifactError(f"{where}: node {name}: tau is not the manifest's leak ({tau:g})")
     for key, default in (("reset", entry["reset"]), ("fire", entry.get("fire", DEFAULT_FIRE))):
         value = _metadata_text(node.metadata.get(key, default))
@@ -155,8 +152,8 @@ def _graph_arrays(graph, entries: list, where: str) -> dict:
     for entry in entries:
         name, kind = entry["name"], entry.get("kind")
         node = graph.nodes[name]
-        if kind not in want or _kind(node) not in np.atleast_1d(want[kind]):
-            raise ArtifactError(f"{where}: node {name}: a {_kind(node)}, the manifest's {kind} node needs "
+        if kind not in want or kind_of(node) not in np.atleast_1d(want[kind]):
+            raise ArtifactError(f"{where}: node {name}: a {kind_of(node)}, the manifest's {kind} node needs "
                                 f"{' or '.join(np.atleast_1d(want.get(kind, 'no NIR node')))}")
         if kind in ("dense", "conv"):
             arrays[f"{name}.weight"] = _integers(node.weight, f"node {name}: weight", where)

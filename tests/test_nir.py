@@ -600,3 +600,17 @@ def test_a_conv_network_in_snntorchs_convention_runs_on_the_graph_accelerator():
     images = np.random.default_rng(6).integers(0, 256, size=(3, 8, 8), dtype=np.uint8)
     assert reference.run(art, images).spikes[1].any()
     assert_graph_bit_exact(art, images, lanes=4)
+
+
+def test_an_exported_leak_whose_tau_was_edited_is_refused(tmp_path):
+    """``tau`` is written as float64 and compared exactly: ``1 / (2^-2 + 2^-3)`` back as it
+    was, the slightest edit refused naming the node."""
+    art = random_artifact(7, input_shape=(4, 4), hidden=(7,), n_classes=3, leak_shift=2, leak_shift2=3,
+                          threshold_scale=0.2, timesteps=4)
+    graph = to_nir(art)
+    nir.write(tmp_path / "ok.nir", graph)
+    assert import_nir(tmp_path / "ok.nir").layers[0].leak_shift2 == 3
+    graph.nodes["fc1"].tau = graph.nodes["fc1"].tau * (1 + 1e-12)
+    nir.write(tmp_path / "edited.nir", graph)
+    with pytest.raises(ArtifactError, match=r"node fc1: tau is not the manifest's leak \(2.66667\)"):
+        import_nir(tmp_path / "edited.nir")
