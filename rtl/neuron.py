@@ -345,7 +345,8 @@ class LifEngine(wiring.Component):
         for p in range(P):
             v = lane(v_rd.data, p, mb)
             current = Signal(u_shape, name=f"current{p}")
-            leaked = Signal(signed(mb + 2), name=f"leaked{p}")
+            # leak(v) fits mb + 1 bits; leak(v) - theta (subtract_next) one more
+            leaked = Signal(signed(mb + 1 + subtract_next), name=f"leaked{p}")
             start = leak(v, k_leak, node.leak_shift2)
             if subtract_next:  # the spike bit of the last step sits above the P membranes
                 start = start - Mux(v_rd.data[P * mb + p], lane(t_rd.data, p, tb), 0)
