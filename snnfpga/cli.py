@@ -17,8 +17,8 @@ from snnfpga import __version__
 from snnfpga.errors import SnnfpgaError
 
 # Order is the order of the flow; each name is a module in snnfpga.commands.
-COMMANDS = ("train", "eval", "describe", "verilog", "sim", "synth", "report", "sweep", "firmware", "run",
-            "export", "import_model")
+COMMANDS = ("train", "eval", "describe", "verilog", "sim", "synth", "bitstream", "program", "infer", "report",
+            "sweep", "firmware", "run", "export", "import_model")
 
 
 def build_parser() -> argparse.ArgumentParser:

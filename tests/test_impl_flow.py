@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from snnfpga.errors import ConfigError, ToolError
+from snnfpga.errors import ConfigError, MappingError, ToolError
 from snnfpga.model.artifact import load_artifact
 from snnfpga.model.data import load_dataset
 from snnfpga.model.requantize import qmax, requantize
@@ -272,3 +272,63 @@ def test_the_pareto_front_keeps_the_points_nothing_beats_and_marks_the_fastest()
     synth_only = [dict(row(8, None, 1000, 10), fmax_mhz=None)]
     mark_pareto(synth_only)
     assert not synth_only[0]["pareto"] and not synth_only[0]["best"]
+
+
+def test_lanes_auto_search_order_and_choice(small, monkeypatch, tmp_path):
+    """The search of ``--lanes auto`` with the tools replaced by a table: candidates by cycles,
+    synthesis until two fit, the least latency of those two wins, none fitting is one line."""
+    from snnfpga.commands import synth
+    from snnfpga.rtl import implement as impl
+    from snnfpga.rtl.implement import Progress
+
+    calls = []
+
+    def fake(fits, fmax):
+        def implement(plan, target, directory, place_and_route=True, **kw):
+            calls.append((plan.lanes, place_and_route))
+            ok = fits(plan.lanes)
+            return {"fits": ok, "fit_problems": [] if ok else [f"luts too many at {plan.lanes}"],
+                    "fmax_mhz": fmax(plan.lanes) if ok and place_and_route else None, "logic_cells": plan.lanes}
+        return implement
+
+    def search(fits, fmax):
+        calls.clear()
+        monkeypatch.setattr(impl, "implement", fake(fits, fmax))
+        return synth.auto_lanes(small["model"], get_target("ice40-up5k"), tmp_path, weights=None,
+                                pixels_per_beat=None, clock=None, seeds=1, data=small["data"], force=False,
+                                progress=Progress(enabled=False))
+
+    # 12 lanes does not fit; 8 and 4 do; 4 is so much faster a clock that it wins.
+    result, plan, directory = search(lambda p: p <= 8, lambda p: 100.0 if p == 4 else 20.0)
+    assert calls == [(12, False), (8, False), (8, True), (4, False), (4, True)]
+    assert result["auto_best_lanes"] == 4 == plan.lanes and directory.name == "p4"
+    rows = result["auto"]
+    assert [r["lanes"] for r in rows] == [12, 8, 4] and rows[0]["why"] == "luts too many at 12"
+    assert rows[1]["latency_us"] == pytest.approx(rows[1]["cycles_per_image"] / 20.0, abs=0.01)
+    # Same Fmax: the fewer cycles (more lanes) win.
+    assert search(lambda p: True, lambda p: 40.0)[0]["auto_best_lanes"] == 12
+    with pytest.raises(MappingError, match=r"fits the ice40-up5k at no lane count tried: 12 \(luts too many at 12\)"):
+        search(lambda p: False, lambda p: 40.0)
+
+
+@pytest.mark.slow
+def test_synth_lanes_auto_picks_the_fastest_chain_configuration_that_fits(small):
+    from snnfpga.commands.synth import chain_lane_candidates
+
+    art = load_artifact(small["model"])
+    assert chain_lane_candidates(art, get_target("ice40-up5k")) == [1, 2, 4, 8, 12]  # 784-12-10
+    out = small["tmp"] / "auto"
+    done = cli("synth", small["model"], "--target", "ice40-up5k", "--lanes", "auto", "--seeds", 1,
+               "--data", small["data"], "--out", out, "--json")
+    assert done.returncode == 0, done.stderr
+    r = last_json(done.stdout)
+    tried = r["auto"]
+    # Fewest cycles first; the two fastest that fit were placed and routed, the least latency won.
+    assert [row["cycles_per_image"] for row in tried] == sorted(row["cycles_per_image"] for row in tried)
+    routed = [row for row in tried if row.get("latency_us")]
+    assert len(routed) == 2 and r["auto_best_lanes"] == min(routed, key=lambda row: row["latency_us"])["lanes"]
+    assert r["lanes"] == r["auto_best_lanes"] and r["fits"] and r["multipliers"] == 0
+    assert r["latency_us"] == pytest.approx(min(row["latency_us"] for row in routed), rel=0.01)
+    assert "<- chosen" in done.stdout
+    assert (out / "ice40-up5k" / f"p{r['lanes']}" / "report.json").is_file()
+    assert done.stderr.count("yosys synth_ice40 done") == 2  # each routed candidate synthesized once

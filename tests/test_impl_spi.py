@@ -18,28 +18,42 @@ REG = {r.name: r for r in R.REGISTERS}
 DONE = REG["STATUS"].field("DONE")
 
 
-def run_shell(plan, bench, half=2):
-    """Drive the shell's clk pin and run ``bench`` once the reset synchronizer has released."""
-    dut = SpiAccelerator(plan)
-    out = {}
-    period = 1e-8
+PERIOD = 1e-8  # s: the shell's clk in these benches
+
+
+def simulate_shell(dut, body, background=()):
+    """Drive ``dut.clk`` and run the testbench ``body(ctx)`` once the reset synchronizer has
+    released the logic; ``background``: testbenches that run beside it (a UART listener)."""
 
     async def clock(ctx):
         while True:
-            await ctx.delay(period / 2)
+            await ctx.delay(PERIOD / 2)
             ctx.set(dut.clk, 1)
-            await ctx.delay(period / 2)
+            await ctx.delay(PERIOD / 2)
             ctx.set(dut.clk, 0)
 
     async def testbench(ctx):
-        await ctx.delay(4 * period)  # the reset synchronizer releases the logic after two cycles
-        host = SpiHost(ctx, dut.spi_sck, dut.spi_cs_n, dut.spi_mosi, dut.spi_miso, half=half)
-        await bench(ctx, SpiRegisters(host), host, dut, out)
+        await ctx.delay(4 * PERIOD)  # the reset synchronizer releases the logic after two cycles
+        await body(ctx)
 
     sim = Simulator(dut)
     sim.add_process(clock)
+    for process in background:
+        sim.add_testbench(process, background=True)
     sim.add_testbench(testbench)
     sim.run()
+
+
+def run_shell(plan, bench, half=2):
+    """Run ``bench(ctx, regs, host, dut, out)`` on the SPI shell of ``plan``; return ``out``."""
+    dut = SpiAccelerator(plan)
+    out = {}
+
+    async def body(ctx):
+        host = SpiHost(ctx, dut.spi_sck, dut.spi_cs_n, dut.spi_mosi, dut.spi_miso, half=half)
+        await bench(ctx, SpiRegisters(host), host, dut, out)
+
+    simulate_shell(dut, body)
     return out
 
 

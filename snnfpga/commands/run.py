@@ -63,6 +63,7 @@ def run(args) -> int:
     from snnfpga.model.data import load_dataset
     from snnfpga.model.evaluate import evaluate
     from snnfpga.report import make_report, rtl_check
+    from snnfpga.rtl.fusesoc import write_core
     from snnfpga.rtl.generate import write_verilog
     from snnfpga.rtl.implement import Progress
     from snnfpga.rtl.targets import get_target
@@ -94,6 +95,7 @@ def run(args) -> int:
     plan = plan_for_target(model, target)
     with progress.stage(f"3/6 Verilog for {target.name} ({plan.lanes_label}) into {out / 'verilog'}"):
         description = write_verilog(plan, out / "verilog", top="snn_top")
+        write_core(description, out / "verilog")  # FuseSoC CAPI2 core beside it (rtl/fusesoc.py)
     images = val.limit(args.images)  # shape checked by evaluate()
     progress.say(f"4/6 bit-exact simulation of {len(images)} images ({args.simulator})")
     rtl = rtl_check(plan, images.images, images.labels.astype(np.int64), simulator=args.simulator,

@@ -1,6 +1,6 @@
 """``snnfpga synth``: synthesize, place and route the accelerator for an FPGA target.
 
-    snnfpga synth MODEL --target ice40-up5k|ecp5-85k [--lanes P] [--weights rom|ram]
+    snnfpga synth MODEL --target ice40-up5k|ecp5-85k [--lanes P|auto] [--weights rom|ram]
                   [--pixels-per-beat B] [--clock MHZ] [--seeds N] [--data FILE] [--out DIR] [--force] [--json]
 
 The design is the SPI board shell (docs/implementation.md) around the accelerator system;
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from snnfpga.commands.common import clock_mhz, emit_json, lanes_option, positive_int
-from snnfpga.errors import ConfigError
+from snnfpga.errors import ConfigError, MappingError
 
 DEFAULT_OUT = "out/synth"
 DESCRIPTION = __doc__.split("\n\n")[0]
@@ -30,8 +30,9 @@ def add_target_options(p, *, required: bool = True) -> None:
     p.add_argument("--target", required=required, metavar="NAME", choices=tuple(TARGETS),
                    help="FPGA target: " + ", ".join(f"{t.name} ({t.device})" for t in TARGETS.values()))
     p.add_argument("--lanes", type=lanes_option, metavar="P",
-                   help="parallel lanes (default: the target's; a layer graph: auto, each engine's lanes "
-                        "folded to the ECP5's block RAM, 4 on the iCE40 UP5K, whose logic cells bind first)")
+                   help="parallel lanes, or auto: the fastest configuration that fits (a chain: a search over "
+                        "lane counts; a layer graph: each engine's lanes folded to the ECP5's block RAM, 4 on "
+                        "the iCE40 UP5K, whose logic cells bind first). Default: the target's; a graph: auto")
     p.add_argument("--weights", choices=("rom", "ram"), help="weight storage (default: the target's)")
     p.add_argument("--pixels-per-beat", type=positive_int, choices=(1, 2, 4),
                    help="pixels per accelerator input beat (default: the target's)")
@@ -81,8 +82,8 @@ def target_plan(art, target, lanes=None, weights=None, pixels_per_beat=None):
         return make_graph_top_plan(art, lanes=DEFAULT_LANES, pixels_per_beat=ppb, weight_storage=weight_storage,
                                    lane_caps=fold_for(art, target))
     if lanes == "auto":
-        raise ConfigError(f"{art.name} is a chain: --lanes auto folds the engines of a layer graph; give --lanes P "
-                          f"(default: the target's, {target.lanes})")
+        raise ConfigError(f"{art.name} is a chain: --lanes auto is a search over lane counts that only "
+                          f"snnfpga synth runs; give --lanes P (default: the target's, {target.lanes})")
     return make_plan(art, lanes=lanes or target.lanes, pixels_per_beat=ppb,
                      weight_storage=weights or target.weight_storage, rom_bank_depth=target.rom_bank_depth)
 
@@ -103,19 +104,88 @@ def cycles_estimate(plan, data: str | None, limit: int = 1000) -> dict | None:
             "cycles_source": f"cycle model, {len(images)} validation images"}
 
 
+def chain_lane_candidates(art, target) -> list[int]:
+    """Lane counts ``--lanes auto`` tries for a chain: powers of two from 1 up to the widest
+    layer (more lanes than neurons change nothing), that layer's width itself, at most
+    :data:`~snnfpga.rtl.plan.MAX_LANES`."""
+    from snnfpga.rtl.plan import MAX_LANES
+
+    widest = min(max(layer.n_out for layer in art.layers), MAX_LANES)
+    return sorted({1 << k for k in range(widest.bit_length()) if 1 << k <= widest} | {widest})
+
+
+AUTO_ROUTED = 2  # --lanes auto: the fastest fitting candidates (cycle model) that are placed and routed
+
+
+def auto_lanes(model, target, out: Path, *, weights, pixels_per_beat, clock, seeds, data, force, progress) -> dict:
+    """``--lanes auto`` for a chain: the fastest configuration that fits (see docs/implementation.md).
+
+    Every candidate lane count (:func:`chain_lane_candidates`) gets the cycle model; from the
+    fewest cycles down, candidates are synthesized until :data:`AUTO_ROUTED` fit; those are
+    placed and routed (reusing their synthesis) and the least latency (cycles / Fmax) wins
+    (ties: fewer logic cells). Returns ``(result, plan, directory)`` of the winner; the
+    result's ``auto`` lists every candidate tried."""
+    from snnfpga.model.artifact import load_artifact
+    from snnfpga.rtl import cycle_model
+    from snnfpga.rtl.implement import implement
+
+    art = load_artifact(model)
+    rows = []
+    for lanes in chain_lane_candidates(art, target):
+        plan = target_plan(art, target, lanes, weights, pixels_per_beat)
+        cycles = cycles_estimate(plan, data or "default")
+        rows.append({"lanes": lanes, "plan": plan, "cycles_per_image": cycles["cycles_per_image"]})
+    rows.sort(key=lambda r: (r["cycles_per_image"], r["lanes"]))
+    routed = []
+    for row in rows:
+        if len(routed) == AUTO_ROUTED:
+            break
+        directory = out / target.name / f"p{row['lanes']}"
+        progress.say(f"auto: {row['lanes']} lanes, {row['cycles_per_image']:,.0f} cycles/image: synthesis")
+        synth = implement(row["plan"], target, directory, clock_mhz=clock, seeds=seeds, progress=progress,
+                          reuse=not force, place_and_route=False)
+        row["fits"] = synth["fits"]
+        if not synth["fits"]:
+            row["why"] = "; ".join(synth["fit_problems"])
+            continue
+        result = implement(row["plan"], target, directory, clock_mhz=clock, seeds=seeds, progress=progress,
+                           reuse=not force)
+        row["fits"] = result["fits"]
+        if result["fits"]:
+            row.update(fmax_mhz=result["fmax_mhz"], **cycle_model.at_clock(row["cycles_per_image"], result["fmax_mhz"]))
+            routed.append((row, result, directory))
+        else:
+            row["why"] = "; ".join(result["fit_problems"])
+    if not routed:
+        tried = ", ".join(f"{r['lanes']} ({r['why']})" for r in rows if "why" in r)
+        raise MappingError(f"{art.name} fits the {target.name} at no lane count tried: {tried}")
+    row, result, directory = min(routed, key=lambda x: (x[0]["latency_us"] or float("inf"), x[1]["logic_cells"]))
+    result["auto"] = [{k: v for k, v in r.items() if k != "plan"} for r in rows if "fits" in r]
+    result["auto_best_lanes"] = row["lanes"]
+    return result, row["plan"], directory
+
+
 def synthesize(model: str, target_name: str, out: str | Path, *, lanes=None, weights=None, pixels_per_beat=None,
                clock=None, seeds=None, data="default", force=False, quiet=False) -> dict:
     """Run the flow (see :func:`snnfpga.rtl.implement.implement`) and add the cycle model's
-    latency at Fmax. Returns the result dict (log paths absolute)."""
+    latency at Fmax. Returns the result dict (log paths absolute). ``lanes="auto"``: a layer
+    graph folded to the target (:func:`target_plan`), a chain searched (:func:`auto_lanes`)."""
+    from snnfpga.model.artifact import load_artifact
     from snnfpga.rtl import cycle_model
     from snnfpga.rtl.implement import Progress, implement
     from snnfpga.rtl.targets import get_target
 
     target = get_target(target_name)
-    plan = plan_for_target(model, target, lanes, weights, pixels_per_beat)
-    directory = Path(out) / target.name
     progress = Progress("synth " + target.name, enabled=not quiet)
-    result = implement(plan, target, directory, clock_mhz=clock, seeds=seeds, progress=progress, reuse=not force)
+    if lanes == "auto" and load_artifact(model).is_chain:
+        result, plan, directory = auto_lanes(model, target, Path(out), weights=weights,
+                                             pixels_per_beat=pixels_per_beat, clock=clock, seeds=seeds, data=data,
+                                             force=force, progress=progress)
+    else:
+        plan = plan_for_target(model, target, lanes, weights, pixels_per_beat)
+        directory = Path(out) / target.name
+        result = implement(plan, target, directory, clock_mhz=clock, seeds=seeds, progress=progress,
+                           reuse=not force)
     cycles = cycles_estimate(plan, data)
     if cycles:
         result.update(cycles)
@@ -162,6 +232,11 @@ def format_result(r: dict) -> list[str]:
         lat = f", {r['latency_us']:.1f} us per image at Fmax, {r['images_per_s']:,.0f} images/s" \
             if r.get("latency_us") else ""
         lines.append(f"  cycles/image     {r['cycles_per_image']:,.0f} ({r['cycles_source']}){lat}")
+    for row in r.get("auto") or ():
+        mark = "  <- chosen" if row["lanes"] == r.get("auto_best_lanes") else ""
+        what = (f"Fmax {row['fmax_mhz']:.1f} MHz, {row['latency_us']:.1f} us" if row.get("latency_us")
+                else f"does not fit: {row.get('why', '')}")
+        lines.append(f"  auto {row['lanes']:>4} lanes {row['cycles_per_image']:>9,.0f} cycles  {what}{mark}")
     lines.append(f"  files            {r['out']}  ({r['wall_s']:.0f} s)")
     return lines
 

@@ -1,4 +1,9 @@
-"""``snnfpga verilog MODEL --out DIR [--lanes P] [--top NAME]``: generate the accelerator."""
+"""``snnfpga verilog MODEL --out DIR [--lanes P] [--top NAME]``: generate the accelerator.
+
+Writes ``DIR/<top>.v`` (the Verilog), ``DIR/<top>.json`` (its description) and
+``DIR/<top>.core`` (a FuseSoC CAPI2 core of both, :mod:`snnfpga.rtl.fusesoc`), for a chain
+and for a layer graph alike.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import argparse
 from snnfpga.commands.common import emit_json, lanes_option, positive_int
 from snnfpga.errors import ConfigError
 from snnfpga.model.artifact import load_artifact
+from snnfpga.rtl.fusesoc import core_name, write_core
 from snnfpga.rtl.generate import check_top_name, write_verilog
 from snnfpga.rtl.graph_top import DEFAULT_LANES as DEFAULT_GRAPH_LANES  # docs/hardware.md, "Layer graphs"
 from snnfpga.rtl.plan import make_plan
@@ -64,10 +70,11 @@ def hardware_plan_from_args(args, lanes_default=DEFAULT_LANES):
 
 
 def add_parser(sub):
-    p = sub.add_parser("verilog", help="generate deterministic Verilog and its JSON description",
+    p = sub.add_parser("verilog", help="generate deterministic Verilog, its JSON description and a FuseSoC core",
                        description="Generate the multiplication-free accelerator for MODEL as Verilog "
                                    "(memory contents inside) plus a JSON description of ports, "
-                                   "parameters, widths and the cycle model.")
+                                   "parameters, widths and the cycle model, and a FuseSoC core file "
+                                   "(<top>.core) of both.")
     p.add_argument("model", metavar="MODEL", help="model directory, or 'default'")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--top", default="snn_top", type=top_name, help="top module name (default snn_top)")
@@ -77,6 +84,16 @@ def add_parser(sub):
     p.add_argument("--json", action="store_true", help="print one JSON summary line")
     add_hardware_options(p)
     p.set_defaults(func=run)
+
+
+def add_core(summary: dict, description: dict, out: str) -> None:
+    """Write the FuseSoC core of the files just written; record it in ``summary``."""
+    summary["core_file"] = f"{out}/{write_core(description, out)}"
+    summary["core_name"] = core_name(description)
+
+
+def print_core(summary: dict) -> None:
+    print(f"  FuseSoC core {summary['core_name']}: {summary['core_file']}")
 
 
 def run_graph(args) -> int:
@@ -93,6 +110,7 @@ def run_graph(args) -> int:
         "engines": len(engines),
         "memory_bits": description["memory_bits"],
     }
+    add_core(summary, description, args.out)
     if args.json:
         emit_json(summary)
     else:
@@ -101,6 +119,7 @@ def run_graph(args) -> int:
             lanes = f", {n['lanes']} lanes x {n['groups']} groups" if "lanes" in n else ""
             print(f"  {n['name']:<16} {n['kind']:<10} {n['role']}{lanes}")
         print(f"  memories: {description['memory_bits']} bits")
+        print_core(summary)
     return 0
 
 
@@ -117,6 +136,7 @@ def run(args) -> int:
         "groups": [lp.groups for lp in plan.layers],
         "memory_bits": description["memory_bits"],
     }
+    add_core(summary, description, args.out)
     if args.json:
         emit_json(summary)
     else:
@@ -125,4 +145,5 @@ def run(args) -> int:
             print(f"  layer {entry['index']} ({entry['kind']}): {entry['n_in']}->{entry['n_out']}, "
                   f"{entry['lanes']} lanes x {entry['groups']} groups, state {entry['state_bits']} bits")
         print(f"  memories: {description['memory_bits']} bits")
+        print_core(summary)
     return 0
