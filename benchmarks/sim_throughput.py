@@ -4,9 +4,13 @@ For each simulator: a cold build (an empty build cache, so Verilator also compil
 run-time library), then a regression over validation images through the cached build,
 checked bit for bit against the reference. Prints build seconds, images, simulation
 seconds, images per second, simulated cycles per second and mean cycles per image.
+``--repeat R`` runs the regression R times through the cached build (one line each: the
+machine's load varies); ``--stimulus python`` drives the streams from cocotb coroutines
+instead of the shell (the same gaps and stalls on the same edges, see docs/simulation.md).
 
     python benchmarks/sim_throughput.py [--model default] [--limit 1000] [--icarus-limit 20]
                                         [--lanes P] [--weights rom|ram] [--simulators verilator icarus]
+                                        [--stimulus shell|python] [--repeat R]
 """
 
 from __future__ import annotations
@@ -33,12 +37,14 @@ def main():
     parser.add_argument("--gaps", type=float, default=0.1)
     parser.add_argument("--stall", type=float, default=0.2)
     parser.add_argument("--simulators", nargs="+", default=["verilator", "icarus"])
+    parser.add_argument("--stimulus", choices=("shell", "python"), default="shell")
+    parser.add_argument("--repeat", type=int, default=1, help="regressions through the cached build (default 1)")
     args = parser.parse_args()
     art = load_artifact(args.model)
     plan = make_plan(art, lanes=args.lanes, weight_storage=args.weights)
     val = load_dataset(args.data).split("val")
     print(f"model {art.name}: {'-'.join(map(str, art.sizes))}, T={art.timesteps}, {args.lanes} lanes, "
-          f"{args.weights} weights; gaps {args.gaps}, stall {args.stall}")
+          f"{args.weights} weights; gaps {args.gaps}, stall {args.stall}; {args.stimulus} stimulus")
     print(f"{'simulator':>9} {'cold build s':>12} {'images':>6} {'sim s':>7} {'images/s':>8} {'cycles/s':>9} "
           f"{'cycles/image':>12} {'mismatches':>10}")
     for simulator in args.simulators:
@@ -49,16 +55,18 @@ def main():
         limit = args.limit if simulator == "verilator" else args.icarus_limit
         images = val.limit(limit).images
         with tempfile.TemporaryDirectory() as cache:
-            first = cocotb_sim.simulate(plan, images[:1], simulator=simulator, cache=Path(cache))
+            first = cocotb_sim.simulate(plan, images[:1], simulator=simulator, cache=Path(cache),
+                                        stimulus=args.stimulus)
             cold = first.build.build_s
-            run = cocotb_sim.simulate(plan, images, simulator=simulator, cache=Path(cache), gaps=args.gaps,
-                                      stall=args.stall)
-        assert run.build.cached
-        print(f"{simulator:>9} {cold:>12.1f} {run.n:>6} {run.sim_wall_s:>7.1f} {run.n / run.sim_wall_s:>8.1f} "
-              f"{run.total_cycles / run.sim_wall_s:>9.0f} {run.cycles.mean():>12.1f} "
-              f"{len(run.mismatched_images) + len(run.errors):>10}")
-        if not run.passed:
-            raise SystemExit(f"RTL differs from the reference: {run.first_problem()}")
+            for _ in range(args.repeat):
+                run = cocotb_sim.simulate(plan, images, simulator=simulator, cache=Path(cache), gaps=args.gaps,
+                                          stall=args.stall, stimulus=args.stimulus)
+                assert run.build.cached
+                print(f"{simulator:>9} {cold:>12.1f} {run.n:>6} {run.sim_wall_s:>7.1f} "
+                      f"{run.n / run.sim_wall_s:>8.1f} {run.total_cycles / run.sim_wall_s:>9.0f} "
+                      f"{run.cycles.mean():>12.1f} {len(run.mismatched_images) + len(run.errors):>10}", flush=True)
+                if not run.passed:
+                    raise SystemExit(f"RTL differs from the reference: {run.first_problem()}")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ from snnfpga.rtl.graph_generate import write_graph_verilog
 from snnfpga.rtl.graph_top import GraphTopPlan
 from snnfpga.rtl.plan import Plan, make_plan
 from snnfpga.rtl.tokens import scores_layout, token_layout
-from snnfpga.sim import runner
+from snnfpga.sim import reference, runner
+from snnfpga.sim.cocotb_tb import stimulus as schedules
+from snnfpga.sim.cocotb_tb.driver import weight_load_beats
 from snnfpga.sim.cocotb_tb.job import DEFAULT_WALL_LIMIT_S, ENV, Job
 from snnfpga.sim.cocotb_tb.wrapper import SHELL_SUFFIX, accelerator_shell, engine_shell
 from snnfpga.sim.reference import Trace
@@ -98,7 +100,7 @@ def _run(job: Job, built: runner.Build, module: str, *, waves_file: Path | None 
         watcher.start()
     try:
         runner.run_test(built, module, job.dir / "sim", env={ENV: str(job_path)},
-                        plusargs=[f"+snn_log={job.log}"], waves_file=waves_file)
+                        plusargs=job.plusargs, waves_file=waves_file)
     finally:
         stop.set()
         if watcher:
@@ -132,7 +134,7 @@ def simulate(plan: Plan | GraphTopPlan, images: np.ndarray, *, simulator: str = 
              cache: Path | None = None, top: str = "snn_top", model: Artifact | None = None,
              progress: Callable[[int], None] | None = None,
              on_built: Callable[[runner.Build], None] | None = None,
-             wall_limit_s: float | None = DEFAULT_WALL_LIMIT_S) -> CocotbRun:
+             wall_limit_s: float | None = DEFAULT_WALL_LIMIT_S, stimulus: str = "shell") -> CocotbRun:
     """Build (or reuse) the design of ``plan`` for ``simulator`` and run ``images`` through it.
 
     ``gaps``/``stall``: probability of one more idle input cycle before each pixel beat /
@@ -149,6 +151,11 @@ def simulate(plan: Plan | GraphTopPlan, images: np.ndarray, *, simulator: str = 
     model is built. ``wall_limit_s``: wall-clock seconds each shard's simulation may take
     (None: no limit); past it the run stops with an error naming the image it was waiting
     for (``errors``), like the per-image cycle limit.
+    ``stimulus``: ``"shell"`` (default): the Verilog shell replays the stream schedules and
+    makes the clock (where the simulator can build delays, :func:`runner.can_time`), Python
+    only checks each result; ``"python"``: cocotb coroutines drive the streams. Both draw the
+    same gaps and stalls from ``seed`` and put them on the same clock edges
+    (:mod:`snnfpga.sim.cocotb_tb.stimulus`).
     """
     start = time.time()
     runner.configure(simulator)
@@ -160,26 +167,50 @@ def simulate(plan: Plan | GraphTopPlan, images: np.ndarray, *, simulator: str = 
         run_dir.mkdir(parents=True, exist_ok=True)
         graph = isinstance(plan, GraphTopPlan)
         description = (write_graph_verilog if graph else write_verilog)(plan, run_dir / "rtl", top)
+        shell_clock = stimulus == "shell" and runner.can_time(simulator)
         sources = {f"{top}.v": (run_dir / "rtl" / f"{top}.v").read_text(),
-                   f"{top}{SHELL_SUFFIX}.v": accelerator_shell(description)}
+                   f"{top}{SHELL_SUFFIX}.v": accelerator_shell(description, stimulus=stimulus,
+                                                               clock_ns=Job.clock_ns if shell_clock else None)}
         waves = waves_dir is not None
-        built = runner.build(sources, f"{top}{SHELL_SUFFIX}", simulator, waves=waves, cache=cache)
+        built = runner.build(sources, f"{top}{SHELL_SUFFIX}", simulator, waves=waves, cache=cache,
+                             timing=shell_clock and simulator == "verilator")
         if on_built:
             on_built(built)
+        per_beat = description["parameters"]["pixels_per_beat"]
+        ram = any(p["name"] == "weights__valid" for p in description["ports"])
+        weight_words = weight_load_beats(plan) if stimulus == "shell" and ram else None
         bounds = [int(b) for b in np.linspace(0, n, min(jobs, n) + 1)]
         shards = list(zip(bounds[:-1], bounds[1:]))
         done_per_shard = [0] * len(shards)
         lock = threading.Lock()
 
         def run_shard(k: int, lo: int, hi: int) -> tuple[Job, dict, Path | None]:
-            shard_dir = run_dir / (f"shard{k}" if len(shards) > 1 else "run")
+            shard_dir = (run_dir / (f"shard{k}" if len(shards) > 1 else "run")).resolve()
             shard_dir.mkdir(parents=True, exist_ok=True)
-            artifact, images_file = _save_inputs(shard_dir, model or plan.artifact, images[lo:hi])
-            job = Job(run_dir=str(shard_dir), artifact=artifact, images=images_file,
+            job = Job(run_dir=str(shard_dir), artifact=str(shard_dir / "artifact"), images=str(shard_dir / "images.npz"),
                       description=str(run_dir / "rtl" / f"{top}.json"), gaps=gaps, stall=stall,
                       seed=seed + k, abandon_beats=abandon_beats, first_image=lo,
-                      wall_limit_s=wall_limit_s,
+                      wall_limit_s=wall_limit_s, stimulus=stimulus, shell_clock=shell_clock, inputs_async=True,
+                      preamble_beats=len(weight_words or []) + abandon_beats if stimulus == "shell" else 0,
                       max_cycles_per_image=GRAPH_MAX_CYCLES_PER_IMAGE if graph else Job.max_cycles_per_image)
+            for stale in (job.log, job.results_log, job.result, job.progress, job.inputs_ready,
+                          job.inputs_failed):  # a reused work_dir
+                stale.unlink(missing_ok=True)
+            if stimulus == "shell":  # the shell reads this one at time 0 (the script at its first edge)
+                schedules.write_stalls(job.stalls, hi - lo, seed=job.seed, stall=stall)
+            failed: list[BaseException] = []
+
+            def prepare():  # while the simulator starts (the bench waits for job.inputs_ready)
+                try:
+                    _save_inputs(shard_dir, model or plan.artifact, images[lo:hi])
+                    if stimulus == "shell":  # the streams' schedules, drawn here as the bench would draw them
+                        schedules.write(job.script, None, reference.flatten_images(plan.artifact, images[lo:hi]),
+                                        per_beat, seed=job.seed, gaps=gaps, stall=stall, abandon_beats=abandon_beats,
+                                        weight_words=weight_words)
+                    job.mark_inputs()
+                except BaseException as exc:  # the bench stops waiting, the host raises this
+                    failed.append(exc)
+                    job.mark_inputs(exc)
             wave_file = None
             if waves:
                 Path(waves_dir).mkdir(parents=True, exist_ok=True)
@@ -192,7 +223,18 @@ def simulate(plan: Plan | GraphTopPlan, images: np.ndarray, *, simulator: str = 
                     total = sum(done_per_shard)
                 progress(total)
 
-            result = _run(job, built, BENCH, waves_file=wave_file, progress=shard_progress if progress else None)
+            writer = threading.Thread(target=prepare, daemon=True)
+            writer.start()
+            try:
+                result = _run(job, built, BENCH, waves_file=wave_file, progress=shard_progress if progress else None)
+            except runner.ToolError:
+                writer.join()
+                if failed:
+                    raise failed[0] from None
+                raise
+            writer.join()
+            if failed:
+                raise failed[0]
             return job, result, wave_file
 
         run_start = time.time()

@@ -11,10 +11,18 @@ step-by-step order because no node reads another node's output of an earlier ste
 (membranes, scores) lives inside a node. Synapse products use float32 BLAS for speed; they
 are exact because every operand is a small integer and every partial sum is an integer
 below ``2**24`` in magnitude (the artifact validator caps register widths at 24 bits).
+Where a node's proven bounds leave room, one product serves several images and steps at
+once (:class:`snnfpga.model.kinds.base.Packing`), and currents and membranes are ``int16``
+where their proven ranges fit: both are exact by the same bounds, and only the dtypes of
+``Trace.outputs`` differ from a plain ``int32`` run, never a value.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,7 +45,8 @@ class Trace:
     node's scores after ``T`` steps), ``classes`` the decision (``int64 [N]``, lowest index
     wins ties). ``ops`` maps each synapse node to its accumulate operations per image
     (``int64 [N]``). With ``record="all"``, ``outputs`` holds every node's output
-    ``[N, T, *shape]`` (spikes ``bool``, counts and currents ``int64``, scores after each step).
+    ``[N, T, *shape]`` (spikes ``bool``, counts ``int32``, currents ``int16`` or ``int32``,
+    scores ``int64`` after each step).
     """
 
     spikes: list[np.ndarray]
@@ -86,16 +95,42 @@ def encode(encoder: Encoder, pixels: np.ndarray, timesteps: int) -> np.ndarray:
         images, inputs = np.nonzero(x > 0)
         out[images, s - x[images, inputs], inputs] = True
         return out
-    t = np.arange(timesteps + 1, dtype=np.int64)[None, :, None]
-    cumulative = (encoder.phase + t * pixels[:, None, :]) >> 8
-    return np.diff(cumulative, axis=1) > 0
+    # phase + t*x <= 255 + T * 255: int16 holds it for every T up to 127 (the contract allows 64)
+    dtype = np.int16 if encoder.phase + timesteps * 255 < 1 << 15 else np.int64
+    t = np.arange(timesteps + 1, dtype=dtype)[None, :, None]
+    cumulative = (dtype(encoder.phase) + t * pixels[:, None, :].astype(dtype)) >> 8
+    return cumulative[:, 1:] > cumulative[:, :-1]
 
 
 def batch_size(art: Artifact) -> int:
     """Images per internal batch (see :data:`BATCH_BYTES`)."""
     graph = art.graph
-    per_image = art.timesteps * 8 * (art.n_inputs + sum(t.size for t in graph.types.values()))
+    per_image = art.timesteps * 8 * (art.n_inputs + sum(math.prod(t.shape) for t in graph.types.values()))
     return max(1, BATCH_BYTES // per_image)
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_MMAP_THRESHOLD_MAX = 32 << 20  # the most glibc accepts on 64-bit machines
+
+
+@functools.lru_cache(maxsize=None)
+def keep_freed_memory() -> bool:
+    """Let glibc keep the heap memory a batch frees for the next batch (once per process).
+
+    A graph's batch allocates and frees tens of MB of temporaries per node; by default glibc
+    hands blocks over 32 MB (and a freed heap top over 128 kB) back to the kernel, so every
+    batch page-faults them in again: a third of the reference's CPU time on ``mixer``
+    (``benchmarks/reference_throughput.py``). This raises the trim threshold, pads the heap
+    and fixes the mmap threshold at its maximum. Speed only: no value changes. Returns
+    whether it applied (False off glibc)."""
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    return all(mallopt(param, value) == 1 for param, value in (
+        (_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX), (_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 64 << 20)))
 
 
 def run(art: Artifact, images: np.ndarray, record: bool | str = True) -> Trace:
@@ -103,6 +138,7 @@ def run(art: Artifact, images: np.ndarray, record: bool | str = True) -> Trace:
 
     ``record``: ``True`` keeps every spiking node's spikes, ``False`` only the encoder's
     and the scores (fastest), ``"all"`` also every node's output in ``Trace.outputs``."""
+    keep_freed_memory()
     pixels = flatten_images(art, images)
     step = batch_size(art)
     if len(pixels) <= step:

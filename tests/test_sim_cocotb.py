@@ -143,6 +143,127 @@ def test_a_mismatch_is_reported_with_image_step_layer_and_neuron(simulator):
     assert run.mismatches[0].startswith(f"mismatch: image {expected[0].image}, step {expected[0].step}, layer 0, ")
 
 
+@pytest.mark.parametrize("case", [
+    dict(seed=11, shape=(4, 4), hidden=(9,), lanes=2, beat=4, gaps=0.5, stall=0.7),
+    dict(seed=12, shape=(3, 3), hidden=(6,), lanes=4, beat=2, gaps=0.3, stall=0.5, abandon=3),
+    dict(seed=14, shape=(4, 4), hidden=(10, 5), lanes=3, beat=4, gaps=0.2, stall=0.2, storage="ram"),
+])
+def test_the_shell_replays_the_python_streams_edge_for_edge(simulator, case, tmp_path):
+    """The shell-driven stimulus (the default) is the Python driver's and consumer's, cycle for
+    cycle: the same random gaps, stalls, weight load and abandoned image put every beat,
+    spike, result and counter value on the same clock edge, so both runs log exactly the
+    same events (and the back-pressure coverage is the same)."""
+    art = random_artifact(case["seed"], input_shape=case["shape"], hidden=case["hidden"], n_classes=4,
+                          threshold_scale=0.2)
+    images = random_images(art, 6, seed=case["seed"])
+    plan = make_plan(art, lanes=case["lanes"], pixels_per_beat=case["beat"], weight_storage=case.get("storage", "rom"))
+    runs = {}
+    for stimulus in ("python", "shell"):
+        runs[stimulus] = cocotb_sim.simulate(plan, images, simulator=simulator, gaps=case["gaps"], stall=case["stall"],
+                                             seed=case["seed"], abandon_beats=case.get("abandon", 0),
+                                             stimulus=stimulus, work_dir=tmp_path / stimulus)
+        assert runs[stimulus].passed, runs[stimulus].first_problem()
+    python, shell = runs["python"], runs["shell"]
+    for log in ("events.log", "results.log"):
+        assert (tmp_path / "shell" / "run" / log).read_text() == (tmp_path / "python" / "run" / log).read_text(), log
+    assert np.array_equal(python.cycles, shell.cycles) and python.total_cycles == shell.total_cycles
+    assert (tmp_path / "shell" / "run" / "events.log").read_text().count("\nR ") >= 2  # the reset was logged
+
+
+def test_without_delays_the_shell_drives_the_streams_on_cocotbs_clock(monkeypatch, tmp_path):
+    """Where Verilator cannot build delays (no C++ coroutines), cocotb's clock drives ``clk``
+    and the shell still replays the streams, edge for edge."""
+    require("verilator")
+    art = random_artifact(12, input_shape=(3, 3), hidden=(6,), n_classes=4, threshold_scale=0.2)
+    images = random_images(art, 4, seed=12)
+    plan = make_plan(art, lanes=4, pixels_per_beat=2)
+    python = cocotb_sim.simulate(plan, images, gaps=0.3, stall=0.5, seed=12, abandon_beats=3, stimulus="python",
+                                 work_dir=tmp_path / "python")
+    monkeypatch.setattr(runner, "can_time", lambda simulator: False)
+    shell = cocotb_sim.simulate(plan, images, gaps=0.3, stall=0.5, seed=12, abandon_beats=3, work_dir=tmp_path / "shell")
+    assert python.passed and shell.passed, shell.first_problem()
+    assert not shell.build.timing and "always #" not in (shell.build.directory / "src" / "snn_top_bench.v").read_text()
+    for log in ("events.log", "results.log"):
+        assert (tmp_path / "shell" / "run" / log).read_text() == (tmp_path / "python" / "run" / log).read_text(), log
+
+
+def _drop_first_spike(stage: int):
+    """A shell whose monitor ``mon<stage>`` misses its first spike (as if the RTL had not emitted it)."""
+    from snnfpga.sim.cocotb_tb import wrapper
+
+    def shell(description, **options):
+        text = wrapper.accelerator_shell(description, **options)
+        line = next(x for x in text.splitlines() if x.strip().startswith(f"if (mon{stage}__valid) $fwrite"))
+        missing = line.replace(f"if (mon{stage}__valid)", f"if (mon{stage}__valid & bench_seen)")
+        text = text.replace(line, missing + f"\n        if (mon{stage}__valid) bench_seen <= 1;")
+        return text.replace("  reg [63:0] cycle = 0;", "  reg [63:0] cycle = 0;\n  reg bench_seen = 0;")
+    return shell
+
+
+def test_a_spike_missing_from_the_rtl_is_caught(simulator, monkeypatch):
+    """One spike fewer on a monitor port (the first one the hidden layer emits) fails the run
+    with exactly one mismatch: image 0, the step and neuron of that spike, expected 1, got 0."""
+    art = random_artifact(22, input_shape=(4, 4), hidden=(8,), n_classes=3, threshold_scale=0.2)
+    images = random_images(art, 3, seed=22)
+    expected = reference.run(art, images)
+    assert expected.spikes[1][0].any()
+    monkeypatch.setattr(cocotb_sim, "accelerator_shell", _drop_first_spike(1))
+    run = cocotb_sim.simulate(make_plan(art, lanes=3), images, simulator=simulator, seed=22)
+    assert not run.passed and run.mismatched_images == [0] and len(run.mismatches) == 1, run.mismatches
+    first_step = int(np.flatnonzero(expected.spikes[1][0].any(axis=1))[0])
+    prefix = f"mismatch: image 0, step {first_step}, layer 1, neuron "
+    assert run.mismatches[0].startswith(prefix) and run.mismatches[0].endswith(": spike expected 1, got 0")
+    neuron = int(run.mismatches[0][len(prefix):].split(":")[0])
+    assert expected.spikes[1][0, first_step, neuron] == 1
+    found = compare(expected, run.trace)  # what the RTL delivered: one spike short, nothing else
+    assert [str(m) for m in found] == run.mismatches
+
+
+def test_a_stream_that_stops_is_a_deadlock_naming_the_image(monkeypatch):
+    """The shell's script ends after the first image's beats: the second image never comes,
+    and the run stops at its cycle limit with an error naming it."""
+    require("verilator")
+    from snnfpga.sim.cocotb_tb import stimulus
+
+    art = random_artifact(8, input_shape=(3, 3), hidden=(5,), n_classes=3, threshold_scale=0.2)
+    images = random_images(art, 3, seed=8)
+    original = stimulus.script
+
+    def one_image(pixels, per_beat, **kw):
+        return original(pixels[:1], per_beat, **kw)
+    monkeypatch.setattr(stimulus, "script", one_image)
+    run = cocotb_sim.simulate(make_plan(art, lanes=2), images)
+    assert not run.passed and run.n == 1
+    assert run.errors[0].startswith("image 1: no result within "), run.errors[0]
+    assert "cycles (deadlock?); 1 images done" in run.errors[0]
+
+
+def test_the_event_log_reader_reports_protocol_errors(tmp_path):
+    """Counts per image, step and neuron from the shell's log; a reset abandons what came
+    before it; a wrong step tag, a neuron out of range, a spike after the last image and an
+    end of step out of order are errors naming the cycle."""
+    from snnfpga.sim.cocotb_tb.monitor import EventLog
+
+    path = tmp_path / "events.log"
+    events = ["S 0 0 1 1", "R 0 0 0 2", "B 0 0 0 3",
+              "S 0 0 2 4", "S 0 0 2 5", "S 1 0 0 5", "E 0 0 0 6", "E 1 0 0 6",  # image 0 step 0
+              "S 0 1 3 7", "S 0 0 1 8", "S 1 1 9 9", "E 0 1 0 10", "E 1 1 0 10",  # step 1: two bad spikes
+              "S 0 0 1 12", "E 0 1 0 13", "E 1 0 0 13",  # image 1 (the last): an end of step out of order
+              "E 0 1 0 14", "E 1 1 0 14", "S 0 0 0 15"]  # a spike after the last image
+    path.write_text("\n".join(events[:5]) + "\n" + "\n".join(events[5:]) + "\nS 0 1")  # a partial last line
+    log = EventLog(path, [4, 2], 2, 2)
+    log.drain()
+    assert log.spikes[0][0].tolist() == [[0, 0, 2, 0], [0, 0, 0, 1]] and log.spikes[1][0].tolist() == [[1, 0], [0, 0]]
+    assert log.spikes[0][1].tolist() == [[0, 1, 0, 0], [0, 0, 0, 0]] and log.beat_cycles == [3]
+    assert log.errors == [
+        "stage 0: spike of neuron 1 tagged step 0 at cycle 8, but image 0 step 1 is running",
+        "stage 1: spike of neuron 9 tagged step 1 at cycle 9, but image 0 step 1 is running",
+        "stage 0: end of step 1 at cycle 13, expected image 1 step 0",
+        "stage 0: spike of neuron 0 tagged step 0 at cycle 15, but image 2 step 0 is running",
+    ], log.errors
+    assert log.position == [[2, 0], [2, 0]]
+
+
 def test_a_run_past_its_wall_clock_limit_stops_naming_the_image():
     require("verilator")
     art = random_artifact(8, input_shape=(3, 3), hidden=(5,), n_classes=3, threshold_scale=0.2)

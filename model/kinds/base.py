@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from typing import ClassVar
 
 import numpy as np
@@ -254,8 +255,9 @@ class Node:
         ``proof`` (this node's, optional) lets a kind skip work the proof shows to be a
         no-op (a saturation that cannot act); the result is the same with or without it.
 
-        Spikes are ``bool``, counts and currents ``int32`` (every register of the contract
-        fits in 24 bits), scores ``int64``."""
+        Spikes are ``bool``, counts ``int32``, currents ``int16`` or ``int32`` (the
+        narrower that holds the proven bound; every register of the contract fits in 24
+        bits), scores ``int64``. Only values are the contract, not the dtypes."""
         raise NotImplementedError
 
     def synaptic_ops(self, xs: list[np.ndarray], ins: list[TensorType]) -> np.ndarray:
@@ -369,14 +371,110 @@ def check_weight_bits(bits) -> None:
     check_int_param("weight_bits", bits, lo, hi)
 
 
-def float_exact(x: np.ndarray) -> np.ndarray:
-    """0/1 spikes or small integer counts as float32 for an exact BLAS product."""
-    return x.astype(np.float32)
+FLOAT_EXACT = 1 << 24  # float32 holds every integer of magnitude up to 2**24 exactly
 
 
-def to_int(x: np.ndarray) -> np.ndarray:
-    """An exact float32 result (every value an integer below 2**24) as ``int32``."""
-    return x.astype(np.int32)
+def int_dtype(lo: int, hi: int):
+    """The narrower of ``int16`` and ``int32`` that holds ``lo .. hi``."""
+    return np.int16 if -(1 << 15) <= lo and hi < (1 << 15) else np.int32
+
+
+def full_size(arr: np.ndarray, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """``arr`` broadcast to a contiguous ``shape`` (per-channel parameters at full size, so
+    that element-wise operations run over whole contiguous rows, not per channel)."""
+    out = np.empty(shape, dtype=dtype)
+    out[...] = arr
+    return out
+
+
+def sum_currents(xs: list[np.ndarray], bound: tuple[int, int]) -> np.ndarray:
+    """The element-wise sum of currents whose sum is proven to lie in ``bound``.
+
+    The sum is formed in the dtype that holds ``bound``. Integer casts and ``+`` on numpy
+    arrays wrap modulo ``2**bits``, so an input or a partial sum may wrap but the complete
+    sum is exact."""
+    if len(xs) == 1:
+        return xs[0]
+    out = np.add(xs[0], xs[1], dtype=int_dtype(*bound), casting="unsafe")
+    for x in xs[2:]:
+        np.add(out, x, out=out, casting="unsafe")
+    return out
+
+
+@dataclass(frozen=True)
+class Packing:
+    """How :meth:`Synapse.forward` packs ``m`` items of a batch into one float32 product.
+
+    A synapse is linear and acts on each item (image and step) of the batch on its own, so
+    the product of the packed events ``x_0 + 2**c x_1 + ... + 2**(c(m-1)) x_{m-1}`` is
+    ``I_0 + 2**c I_1 + ... + 2**(c(m-1)) I_{m-1}``: ``m`` items' currents for the work of one.
+    Adding the offset ``(B - lo) * (1 + 2**c + ...)`` makes every field ``U_j = I_j + B - lo``,
+    which lies in ``0 .. 2**c - 1`` because ``lo .. lo + 2**c - 1`` holds the proven output
+    bound of every element; then ``V = sum_j 2**(cj) U_j < 2**(cm)`` and ``U_j`` is the
+    ``j``-th ``c``-bit field of ``V``.
+
+    Exact in float32 (every value an integer of magnitude at most ``2**24``) when
+    ``c m <= 24`` and every partial sum of the product is within ``2**24``. A partial sum is
+    ``sum_j 2**(cj) P_j``, each ``P_j`` a partial sum of one item's products, which lies in
+    the proven current bound ``[i_lo, i_hi]`` (the sums of a row's negative and of its
+    positive weights, times the most an event counts), so its magnitude is at most
+    ``max(-i_lo, i_hi) * (1 + 2**c + ...)``: :meth:`choose` takes the largest ``m`` with both.
+    ``m = 1`` is the plain product ``I + B``."""
+
+    m: int  # items per product
+    c: int  # bits per field
+    lo: int  # the least proven output value (the fields' offset)
+
+    @staticmethod
+    @lru_cache(maxsize=None)
+    def choose(current: tuple[int, int], output: tuple[int, int]) -> "Packing":
+        c = max(1, int(output[1] - output[0]).bit_length())  # 2**c > hi - lo
+        peak = max(-int(current[0]), int(current[1]), 1)
+        m = 1
+        while c * (m + 1) <= 24 and peak * sum(1 << (c * j) for j in range(m + 1)) <= FLOAT_EXACT:
+            m += 1
+        return Packing(m, c, int(output[0]))
+
+    def pack(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Events ``[B, ...]`` (0/1 spikes or counts) to float32 ``[ceil(B/m), ...]``: item
+        ``i`` of the result is ``sum_j 2**(cj) x[j * b + i]`` (``b = ceil(B/m)``; missing
+        items of the last fields count as no events), by Horner's rule from the top field."""
+        b = -(-len(x) // self.m)
+        if out is None:
+            out = np.empty((b, *x.shape[1:]), dtype=np.float32)
+        fields = [x[j * b:(j + 1) * b] for j in range(self.m)]
+        top = fields[-1]
+        np.copyto(out[:len(top)], top, casting="unsafe")
+        out[len(top):] = 0
+        for field in reversed(fields[:-1]):  # out = out * 2**c + x_j, exact integers below 2**24
+            np.multiply(out, np.float32(1 << self.c), out=out)
+            np.add(out[:len(field)], field, out=out[:len(field)], casting="unsafe")
+        return out
+
+    def unpack(self, v: np.ndarray, bias: np.ndarray, items: int, dtype) -> np.ndarray:
+        """The currents ``I + B`` (``dtype [items, ...]``) from the packed products ``v``
+        (float32 ``[ceil(items/m), ...]``, the sums ``sum_j 2**(cj) I_j``; overwritten) and
+        the bias (broadcastable to one item)."""
+        out = np.empty((items, *v.shape[1:]), dtype=dtype)
+        weight = 1 if self.m == 1 else sum(1 << (self.c * j) for j in range(self.m))
+        offset = bias if self.m == 1 else (bias - self.lo) * weight
+        offset = full_size(offset, v.shape[1:], np.float32)
+        if self.m == 1:  # I + B
+            np.add(v, offset, out=out, casting="unsafe")
+            return out
+        vi = v.view(np.int32)  # V = sum_j 2**(cj) U_j, exact, converted in place
+        np.add(v, offset, out=vi, casting="unsafe")
+        b, mask = len(v), (1 << self.c) - 1
+        for j in range(self.m):
+            rows = out[j * b:(j + 1) * b]
+            k = len(rows)
+            if j:
+                np.right_shift(vi, self.c, out=vi)
+            np.copyto(rows, vi[:k], casting="unsafe")  # the low bits (dtype holds 2**c - 1)
+            if j < self.m - 1:
+                np.bitwise_and(rows, mask, out=rows)  # U_j
+            np.add(rows, np.asarray(self.lo, dtype=dtype), out=rows)  # I_j + B
+        return out
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -435,11 +533,25 @@ class Synapse(Node):
         """The bias, shaped to broadcast against the output tensor."""
         raise NotImplementedError
 
+    def packing(self, ins: list[TensorType], proof: Proof | None = None) -> Packing:
+        """How many items one float32 product forms at once (see :class:`Packing`), from
+        the proven current and output bounds (this node's proof, or proven here)."""
+        proof = proof or Synapse.prove(self, ins, [], 0)
+        return Packing.choose(proof.registers["current"], proof.registers["output"])
+
     def forward(self, xs, ins, proof=None):
         n, steps = xs[0].shape[:2]
-        current = self.currents([float_exact(x.reshape(n * steps, *x.shape[2:])) for x in xs], ins)
-        current += self.bias_shape_for_output().astype(np.float32)  # exact: |I + B| < 2**24
-        return to_int(current).reshape(n, steps, *current.shape[1:])
+        proof = proof or Synapse.prove(self, ins, [], 0)
+        packing = self.packing(ins, proof)
+        v = self.packed_currents([x.reshape(n * steps, *x.shape[2:]) for x in xs], ins, packing)
+        out = packing.unpack(v, self.bias_shape_for_output(), n * steps, int_dtype(*proof.registers["output"]))
+        return out.reshape(n, steps, *out.shape[1:])
+
+    def packed_currents(self, xs: list[np.ndarray], ins: list[TensorType], packing: Packing) -> np.ndarray:
+        """:meth:`currents` of the packed events (:meth:`Packing.pack`) of ``B`` items
+        ``[B, *in_shape]``: float32 ``[ceil(B/m), *shape]``. A kind may override it to
+        pack straight into the layout its product reads."""
+        return self.currents([packing.pack(x) for x in xs], ins)
 
     def currents(self, xs: list[np.ndarray], ins: list[TensorType]) -> np.ndarray:
         """``I`` as float32 ``[B, *shape]`` (exact integers) from float32 events ``[B, *in_shape]``."""
@@ -456,6 +568,11 @@ class Synapse(Node):
             events = x.reshape(len(x), x.shape[1], -1).sum(axis=1, dtype=np.int64)  # [N, size]
             total += events @ per.reshape(-1)
         return total
+
+    @cached_property
+    def weight_float(self) -> np.ndarray:
+        """The weights as float32 (exact: at most 8 bits), converted once."""
+        return self.weight.astype(np.float32)
 
     def weight_count(self) -> int:
         return int(self.weight.size)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from snnfpga.model.kinds.base import NodeError, Synapse, check_array, check_int_param, register
 
@@ -79,16 +78,22 @@ class Conv(Synapse):
         return self.bias.astype(np.int64)[:, None, None]
 
     def currents(self, xs, ins):
+        """im2col with the items innermost (``[C, H, W, B]``), so that each tap's columns
+        are one copy of whole ``B``-long rows, and one product for the whole batch."""
         x = xs[0]
         b, c, h, w = x.shape
         k, s, p = self.kernel, self.stride, self.padding
-        if p:
-            x = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
-        win = sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s]  # [B, C, Ho, Wo, K, K]
-        h_out, w_out = win.shape[2:4]
-        cols = win.transpose(0, 1, 4, 5, 2, 3).reshape(b, c * k * k, h_out * w_out)  # im2col
-        out = np.matmul(self.weight.reshape(len(self.weight), -1).astype(np.float32), cols)
-        return out.reshape(b, -1, h_out, w_out)
+        h_out, w_out = output_size(h, k, s, p), output_size(w, k, s, p)
+        hp, wp = s * (h_out - 1) + k, s * (w_out - 1) + k  # the padded rows and columns read
+        padded = np.zeros((c, hp, wp, b), dtype=np.float32)
+        inner = x.transpose(1, 2, 3, 0)[:, :hp - p, :wp - p]
+        padded[:, p:p + inner.shape[1], p:p + inner.shape[2]] = inner
+        cols = np.empty((c, k, k, h_out, w_out, b), dtype=np.float32)
+        for ky in range(k):
+            for kx in range(k):
+                cols[:, ky, kx] = padded[:, ky:ky + s * (h_out - 1) + 1:s, kx:kx + s * (w_out - 1) + 1:s]
+        out = self.weight_float.reshape(len(self.weight), -1) @ cols.reshape(c * k * k, -1)
+        return np.ascontiguousarray(out.reshape(-1, h_out, w_out, b).transpose(3, 0, 1, 2))
 
     def ops_map(self, t, index):
         _, h, w = t.shape

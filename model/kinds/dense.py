@@ -42,7 +42,7 @@ class Dense(Synapse):
         return self.bias.astype(np.int64)
 
     def currents(self, xs, ins):
-        return xs[0].reshape(len(xs[0]), -1) @ self.weight.T.astype(np.float32)
+        return xs[0].reshape(len(xs[0]), -1) @ self.weight_float.T
 
     def ops_map(self, t, index):
         return np.int64(self.weight.shape[0])

@@ -21,7 +21,7 @@ from typing import ClassVar
 import numpy as np
 
 from snnfpga.model.kinds.base import (Bound, Node, NodeError, Proof, TensorType, check_broadcast, check_choice,
-                                      check_int_param, register)
+                                      check_int_param, int_dtype, register)
 
 AXES = ("h", "w")
 MAX_LEAK_SHIFT = 16
@@ -92,19 +92,33 @@ class Glif(Node):
         return Proof(out=Bound.of(0, 1), registers={"input": i.span(), "state": (u_min, u_max)})
 
     def forward(self, xs, ins, proof=None):
-        current = self._lines(xs[0])  # [N, T, C, other, L]
-        theta = self._lines(np.broadcast_to(self.threshold.astype(np.int32), ins[0].shape))
-        starts = group_starts(current.shape[-1], self.group)
-        out = np.zeros(current.shape, dtype=bool)
-        carry = np.zeros(current.shape[:-1], dtype=np.int32)
-        for j in range(current.shape[-1]):
-            if starts[j]:
-                carry = np.zeros_like(carry)
-            u = (carry >> self.leak_shift) + current[..., j]
-            fired = u > theta[..., j]
-            carry = np.where(fired, 0, u)
-            out[..., j] = fired
-        return self._lines(out)
+        axis = 3 if self.axis == "h" else 4  # the scan axis of [N, T, C, H, W]
+        # Inputs, u = (carry >> k) + I and the thresholds in the narrowest dtype that holds
+        # them all (the proven ranges; int32 without a proof: every register fits 24 bits).
+        if proof is None:
+            dtype = np.int32
+        else:
+            (s_lo, s_hi), (i_lo, i_hi) = proof.registers["state"], proof.registers["input"]
+            dtype = int_dtype(min(s_lo, i_lo), max(s_hi, i_hi, int(self.threshold.max())))
+        # The scan axis first, so that each position along it is one contiguous block.
+        current = np.ascontiguousarray(np.moveaxis(xs[0], axis, 0), dtype=dtype)  # [L, N, T, C, other]
+        theta = np.ascontiguousarray(np.moveaxis(np.broadcast_to(self.threshold, ins[0].shape), axis - 2, 0),
+                                     dtype=dtype)  # [L, C, other]
+        starts = group_starts(len(current), self.group)
+        fired = np.empty(current.shape, dtype=bool)
+        u = np.empty(current.shape[1:], dtype=dtype)
+        keep = np.empty(u.shape, dtype=bool)
+        for j in range(len(current)):
+            if starts[j]:  # carry = 0
+                np.copyto(u, current[j])
+            else:  # u held the carry
+                np.right_shift(u, self.leak_shift, out=u)
+                np.add(u, current[j], out=u)
+            np.greater(u, theta[j], out=fired[j])
+            if j + 1 < len(current) and not starts[j + 1]:  # carry = 0 if spike else u
+                np.logical_not(fired[j], out=keep)
+                np.multiply(u, keep, out=u)
+        return np.ascontiguousarray(np.moveaxis(fired, 0, axis))
 
     def memory_bits(self, out):
         return {"weights": 0, "params": self.threshold.size * self.threshold_bits, "state": 0}

@@ -30,7 +30,7 @@ import numpy as np
 from snnfpga.model import widths as W
 from snnfpga.model.kinds.base import (MAX_REGISTER_BITS, Bound, NodeError, Node, Proof, TensorType,
                                       check_broadcast, check_choice, check_fits, check_int_param,
-                                      check_register, register)
+                                      check_register, full_size, int_dtype, register)
 
 RESETS = ("zero", "subtract", "subtract_next")
 FIRES = (">=", ">")
@@ -117,36 +117,70 @@ class Lif(Node):
     def forward(self, xs, ins, proof=None):
         return self.simulate(xs, proof)[0]
 
+    def state_dtype(self, proof: Proof | None):
+        """``int16`` where the proof shows every membrane value to fit, else ``int32``.
+
+        A step forms ``v' = leak(v) + I_1 + ... (- theta s)`` by integer ``+`` and ``-``,
+        which wrap modulo ``2**16`` on ``int16`` arrays: partial sums may wrap, the complete
+        ``v'`` is exact when it fits. Without saturation ``v'`` lies in the proven membrane
+        range; with it, in the ``membrane_bits`` range plus the proven input range (and
+        ``- theta`` for ``subtract_next``), before the clip. The thresholds must fit too.
+        Without a proof: ``int32`` (every register of the contract fits in 24 bits)."""
+        if proof is None:
+            return np.int32
+        in_lo, in_hi = proof.registers["input"]
+        lo, hi = proof.registers["membrane"]
+        if self.saturates(proof):
+            m_lo, m_hi = W.signed_range(self.membrane_bits)
+            lo, hi = m_lo + min(in_lo, 0), m_hi + max(in_hi, 0)
+        theta = int(self.threshold.max())
+        return int_dtype(lo - theta, max(hi, theta))  # v' - theta (subtract resets); theta itself
+
     def simulate(self, xs, proof=None, membranes: bool = False):
         """Spikes ``bool [N, T, *shape]`` and, with ``membranes``, the membrane ``v`` held
         after each step (after the reset; ``int32 [N, T, *shape]``), else None."""
-        current = xs[0] if len(xs) == 1 else sum(xs[1:], xs[0])
-        n, steps = current.shape[:2]
+        n, steps = xs[0].shape[:2]
+        shape = xs[0].shape[2:]
         lo, hi = W.signed_range(self.membrane_bits)
         clip = proof is None or self.saturates(proof)  # a no-op where the proof says it cannot act
-        theta = self.threshold.astype(np.int32)
-        v = np.zeros((n, *current.shape[2:]), dtype=np.int32)  # every register fits in 24 bits
-        shifted = np.empty_like(v)
-        shifted2 = np.empty_like(v) if self.leak_shift2 is not None else None
-        out = np.zeros(current.shape, dtype=bool)
-        held = np.zeros(current.shape, dtype=np.int32) if membranes else None
+        dtype = self.state_dtype(proof)
+        theta = full_size(self.threshold, shape, dtype)
+        v = np.empty((n, *shape), dtype=dtype)
+        tmp = np.empty_like(v)
+        tmp2 = np.empty_like(v) if self.leak_shift2 is not None else None
+        keep = np.empty(v.shape, dtype=bool)
+        out = np.empty((n, steps, *shape), dtype=bool)
+        held = np.empty(out.shape, dtype=np.int32) if membranes else None
+        fires = np.greater if self.fire == ">" else np.greater_equal
+        quiet = np.less_equal if self.fire == ">" else np.less
         for t in range(steps):
-            if self.leak_shift is not None:
-                np.right_shift(v, self.leak_shift, out=shifted)
-                if shifted2 is not None:
-                    np.right_shift(v, self.leak_shift2, out=shifted2)
-                    v -= shifted2
-                v -= shifted
-            v += current[:, t]
+            if t == 0:  # v starts at 0: no leak, and v = I
+                np.copyto(v, xs[0][:, 0], casting="unsafe")
+            elif self.leak_shift is not None:  # v - (v >> k) [- (v >> k2)]
+                np.right_shift(v, self.leak_shift, out=tmp)
+                if tmp2 is not None:
+                    np.right_shift(v, self.leak_shift2, out=tmp2)
+                    np.subtract(v, tmp2, out=v)
+                np.subtract(v, tmp, out=v)
+            for x in xs[1:] if t == 0 else xs:
+                np.add(v, x[:, t], out=v, casting="unsafe")  # exact: see state_dtype
             if self.reset == "subtract_next" and t:
-                np.subtract(v, theta, out=v, where=out[:, t - 1])
+                np.multiply(out[:, t - 1], theta, out=tmp)
+                np.subtract(v, tmp, out=v)
             if clip:
                 np.clip(v, lo, hi, out=v)
-            fired = (np.greater if self.fire == ">" else np.greater_equal)(v, theta, out=out[:, t])
-            if self.reset == "zero":
-                np.putmask(v, fired, 0)
-            elif self.reset == "subtract":
-                np.subtract(v, theta, out=v, where=fired)
+            fired = out[:, t]
+            if t == steps - 1 and not membranes:  # nobody reads the last reset
+                fires(v, theta, out=fired)
+            elif self.reset == "zero":  # v *= no spike: a product, not a masked store (much faster)
+                quiet(v, theta, out=keep)
+                np.logical_not(keep, out=fired)
+                np.multiply(v, keep, out=v)
+            else:
+                fires(v, theta, out=fired)
+                if self.reset == "subtract":
+                    np.multiply(fired, theta, out=tmp)
+                    np.subtract(v, tmp, out=v)
             if membranes:
                 held[:, t] = v
         return out, held

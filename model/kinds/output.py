@@ -40,7 +40,7 @@ class Output(Node):
         return Proof(out=Bound.of(lo, hi), registers={"input": step.span(), "score": (int(lo.min()), int(hi.max()))})
 
     def forward(self, xs, ins, proof=None):
-        step = xs[0] if len(xs) == 1 else sum(xs[1:], xs[0])
+        step = xs[0] if len(xs) == 1 else sum(x.astype(np.int64) for x in xs)
         return np.cumsum(step, axis=1, dtype=np.int64)  # [N, T, n]: the scores after each step
 
     def memory_bits(self, out):

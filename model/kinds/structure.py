@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from snnfpga.model.kinds.base import (EVENT_SIGNALS, SIGNALS, Bound, Node, NodeError, Proof, TensorType,
-                                      event_bound, register)
+                                      event_bound, register, sum_currents)
 
 
 @register
@@ -43,7 +43,8 @@ class Add(Node):
         return Proof(out=total, registers={"current": total.span()})
 
     def forward(self, xs, ins, proof=None):
-        return sum(xs[1:], xs[0])
+        # In the narrowest dtype that holds the proven sum (int32 without a proof).
+        return sum_currents(xs, proof.registers["current"] if proof else (-(1 << 31), (1 << 31) - 1))
 
     def memory_bits(self, out):
         return {"weights": 0, "params": 0, "state": out.size * self.current_bits}

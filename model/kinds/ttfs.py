@@ -64,9 +64,12 @@ class _TtfsLayer:
         return int(self.weight.shape[0])
 
     def _potential(self, xs, ins) -> np.ndarray:
-        """``V = W x`` after the integrate window (``int64 [N, n_out]``)."""
+        """``V = W x`` after the integrate window (``int64 [N, n_out]``). A float32 product,
+        exact: with ``0 <= x <= S`` every partial sum of a row lies within ``S`` times the
+        sums of its negative and positive weights, inside the proven membrane range (at
+        most 24 bits)."""
         x = activations(xs[0], ins[0].window)
-        return x @ self.weight.T.astype(np.int64)
+        return (x.astype(np.float32) @ self.weight.T.astype(np.float32)).astype(np.int64)
 
     def synaptic_ops(self, xs, ins):
         events = xs[0].reshape(len(xs[0]), -1).sum(axis=1, dtype=np.int64)

@@ -1,15 +1,17 @@
 """What the host hands to a cocotb bench, and what the bench hands back, as files.
 
-The host writes ``job.json`` into a fresh run directory and points the environment
-variable ``SNNFPGA_JOB`` at it; the bench writes ``result.json`` (verdict, mismatches,
-errors, cycles) and ``rtl.npz`` (what the design produced) beside it, and appends one line
-per finished image to ``progress``.
+The host writes ``job.json`` into a fresh run directory (with the stimulus files when the
+shell drives the design) and points the environment variable ``SNNFPGA_JOB`` at it; the
+shell writes its event and result logs there; the bench writes ``result.json`` (verdict,
+mismatches, errors, cycles) and ``rtl.npz`` (what the design produced) beside it, and
+appends one line per finished image to ``progress``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,14 @@ class Job:
     max_cycles_per_image: int = 500_000
     wall_limit_s: float | None = None  # wall-clock seconds for the whole run (None: no limit)
     clock_ns: int = 10
+    # "shell": the Verilog shell replays the stream schedules (written beside the job by the
+    # host, :mod:`.stimulus`); "python": cocotb coroutines drive the streams (accelerator bench)
+    stimulus: str = "python"
+    shell_clock: bool = False  # the shell makes the clock (else cocotb's Clock drives ``clk``)
+    preamble_beats: int = 0  # weight and abandoned beats before the first image's (shell stimulus)
+    # The host writes the artifact, images and stimulus while the simulator starts; the bench
+    # waits for ``inputs_ready`` (or ``inputs_failed``) before it reads them.
+    inputs_async: bool = False
     extra: dict = field(default_factory=dict)
 
     @property
@@ -45,6 +55,54 @@ class Job:
     @property
     def log(self) -> Path:
         return self.dir / "events.log"
+
+    @property
+    def results_log(self) -> Path:
+        return self.dir / "results.log"
+
+    @property
+    def script(self) -> Path:
+        return self.dir / "stimulus.txt"
+
+    @property
+    def stalls(self) -> Path:
+        return self.dir / "stalls.txt"
+
+    @property
+    def plusargs(self) -> list[str]:
+        """What the shell reads and writes (:mod:`.wrapper`)."""
+        args = [f"+snn_log={self.log}", f"+snn_results={self.results_log}"]
+        if self.stimulus == "shell":
+            args += [f"+snn_stim={self.script}", f"+snn_stalls={self.stalls}"]
+        return args
+
+    @property
+    def inputs_ready(self) -> Path:
+        return self.dir / "inputs.ready"
+
+    @property
+    def inputs_failed(self) -> Path:
+        return self.dir / "inputs.failed"
+
+    def mark_inputs(self, error: BaseException | None = None) -> None:
+        """The host has written the inputs (or failed to: ``error``)."""
+        if error is None:
+            self.inputs_ready.write_text("")
+        else:
+            self.inputs_failed.write_text(f"{type(error).__name__}: {error}")
+
+    def wait_for_inputs(self, timeout_s: float = 600.0) -> None:
+        """Block until the host has written the inputs (``inputs_async``); the simulation has
+        not started yet, so waiting here costs no simulated time."""
+        if not self.inputs_async:
+            return
+        deadline = time.monotonic() + timeout_s
+        while not self.inputs_ready.exists():
+            if self.inputs_failed.exists():
+                raise RuntimeError(f"the host could not write the inputs: {self.inputs_failed.read_text()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no inputs from the host within {timeout_s:g} s")
+            time.sleep(0.002)
 
     @property
     def progress(self) -> Path:

@@ -1,25 +1,56 @@
 """Simulation-only Verilog shells around a design under test.
 
-The shell has the same ports as the design (cocotb drives them as usual) and logs, on
-every rising clock edge, one text line per monitored event into the file named by the
-plusarg ``+snn_log=PATH``::
+The shell instantiates the design and logs, on every rising clock edge, one text line per
+monitored event into the file named by the plusarg ``+snn_log=PATH`` (five fields each,
+so that the reader parses a whole chunk at once)::
 
-    R <cycle>                         synchronous reset or soft reset (state abandoned)
-    B <cycle>                         an input transfer
+    R 0 0 0 <cycle>                   synchronous reset or soft reset (state abandoned)
+    B 0 0 0 <cycle>                   an input transfer
     S <stage> <step> <addr> <cycle>   spike of a stage (the monitor's valid strobe)
-    E <stage> <step> <cycle>          end-of-step token of a stage
-    V <cycle>                         first cycle of a valid result
-    D <cycle>                         a result transfer
+    E <stage> <step> 0 <cycle>        end-of-step token of a stage
 
-The log is flushed after each result transfer (or end of step of a lone engine). Events
-are taken straight from the monitor ports, so every spike is observed, yet the Python
-side only reads the file once per result. Under Icarus, ``+snn_waves=PATH`` dumps
-every signal of the design there (Verilator traces through its own ``--trace`` build).
+and the result stream into ``+snn_results=PATH``::
+
+    V <cycle> <payload, hex>          first cycle of a valid result
+    D <cycle> <payload, hex>          a result transfer
+    C <cycle> <images> <cycles>       the counters one edge after a transfer (accelerators)
+
+Both logs are flushed after each result (at its transfer and after its ``C`` line; for a
+lone engine: at its ``flush`` strobe) and every 4,096 cycles. Events are taken straight from the monitor ports, so every
+spike is observed, yet the Python side only reads the files once per result. Under Icarus,
+``+snn_waves=PATH`` dumps every signal of the design there (Verilator traces through its
+own ``--trace`` build).
+
+Two ways to drive the design (:func:`accelerator_shell`):
+
+* ``stimulus="python"``: the shell has the design's ports; cocotb drives them (and the clock)
+  from Python, a coroutine per stream (:mod:`.driver`, :mod:`.monitor`);
+* ``stimulus="shell"``: the design's inputs are the shell's own registers. The shell replays
+  the bench's stream schedules, drawn beforehand by :mod:`.stimulus` with the very random
+  streams the Python driver and consumer draw, so every beat, idle gap and stall lands on
+  the same clock edge as under Python (``tests/test_sim_cocotb.py`` checks it cycle for
+  cycle). ``+snn_stim=PATH`` is the script of the input side (reset, weight load, pixel
+  beats, each with its idle gap, soft reset), ``+snn_stalls=PATH`` the consumer's
+  back-pressure. Everything the design sees changes on rising edges only, and no input of
+  the design is an input of the model, so Verilator evaluates the design once per cycle
+  (with design inputs driven through top-level ports it re-evaluates all the logic that
+  depends on them, almost everything since ``rst`` is one, at both clock edges). The shell
+  also makes its own clock when ``clock_ns`` is given (Verilator ``--timing``), and counts
+  the results taken on its output ``bench_results``: the one signal Python waits on.
 """
 
 from __future__ import annotations
 
 SHELL_SUFFIX = "_bench"
+FLUSH_EVERY = 4096  # cycles between flushes of the logs (a power of two)
+
+# Opcodes of the stimulus script (one ``op arg hexword`` line each, see :mod:`.stimulus`).
+OP_WAIT, OP_RST, OP_SOFT_RESET, OP_PIXELS, OP_WEIGHTS, OP_END_PIXELS, OP_END_WEIGHTS = range(7)
+
+
+def _decl(p: dict, kind: str, init: bool = False) -> str:
+    width = f"[{p['width'] - 1}:0] " if p["width"] > 1 else ""
+    return f"  {kind} {width}{p['name']}{' = 0' if init else ''};"
 
 
 def _port_decls(ports: list[dict]) -> tuple[list[str], list[str]]:
@@ -33,33 +64,65 @@ def _port_decls(ports: list[dict]) -> tuple[list[str], list[str]]:
 
 
 def shell(top: str, ports: list[dict], events: list[tuple[str, str, str, str]], *, beat: str,
-          result: tuple[str, str] | None, flush: str, resets: tuple[str, ...]) -> str:
+          result: tuple[str, str, str] | None, flush: str, resets: tuple[str, ...],
+          counters: tuple[str, str] | None = None, drive: dict | None = None, clock_ns: int | None = None) -> str:
     """Verilog of module ``<top>_bench``: instantiates ``top`` and logs ``events``.
 
     ``events``: ``(valid, eos, addr, step)`` expressions per stage (stage = list index);
-    ``beat``: true in a cycle with an input transfer; ``result``: the ``(valid, ready)``
-    ports of the result stream, if any; ``flush``: true in a cycle after which Python may
-    read the log; ``resets``: input ports that reset the design.
+    ``beat``: true in a cycle with an input transfer; ``result``: the ``(valid, ready,
+    payload)`` ports of the result stream, if any; ``flush``: true in a cycle after which
+    Python may read the logs; ``resets``: input ports that reset the design; ``counters``:
+    the ``(images, cycles)`` counter ports logged after each result.
+    ``drive``: None (cocotb drives the ports), or the shell replays a stimulus script:
+    ``{"streams": {"pixels": (payload, valid, ready), "weights": ...}, "rst": port,
+    "soft_reset": port or None}``; the result stream's ``ready`` comes from the shell's
+    consumer. ``clock_ns``: the shell makes its own clock of that period (else ``clk`` is an
+    input port).
     """
-    decls, conns = _port_decls(ports)
-    lines = [
-        "// Simulation-only shell generated by snnfpga.sim.cocotb_tb.wrapper: logs monitor events.",
-        "`timescale 1ns/1ps",
-        f"module {top}{SHELL_SUFFIX} (",
-        ",\n".join(decls),
-        ");",
+    if drive is not None and result is None:
+        raise ValueError("a shell that drives the design needs a result stream")
+    lines = ["// Simulation-only shell generated by snnfpga.sim.cocotb_tb.wrapper: logs monitor events.",
+             "`timescale 1ns/1ps"]
+    conns = [f"    .{p['name']}({p['name']})" for p in ports]
+    if drive is None and clock_ns is None:
+        decls, _ = _port_decls(ports)
+        lines += [f"module {top}{SHELL_SUFFIX} (", ",\n".join(decls), ");"]
+    else:
+        own = [] if clock_ns is not None else ["  input wire clk /*verilator public_flat_rw*/"]
+        own.append("  output reg [31:0] bench_results /*verilator public_flat_rw*/")
+        if drive is None:  # the design's ports stay ports, only the clock is the shell's
+            own += _port_decls([p for p in ports if p["name"] != "clk"])[0]
+        lines += [f"module {top}{SHELL_SUFFIX} (", ",\n".join(own), ");"]
+        if clock_ns is not None:
+            half = clock_ns / 2
+            lines += ["  reg clk /*verilator public_flat_rw*/ = 0;",
+                      f"  always #{half:g} clk = ~clk;"]
+        if drive is not None:
+            ready = result[1]
+            for p in ports:
+                if p["name"] == "clk":
+                    continue
+                if p["name"] == drive["rst"]:
+                    lines.append(f"  reg {p['name']} = 1;  // in reset until the script says otherwise")
+                elif p["direction"] == "input" and p["name"] != ready:
+                    lines.append(_decl(p, "reg", init=True))
+                else:
+                    lines.append(_decl(p, "wire"))
+        lines.append("  initial bench_results = 0;")
+    lines += [
         f"  {top} dut (",
         ",\n".join(conns),
         "  );",
-        "  reg [8*1024-1:0] log_path;",
-        "  integer log_fd = 0;",
+        "  reg [8*1024-1:0] log_path, results_path;",
+        "  integer log_fd = 0, results_fd = 0;",
         "  reg [63:0] cycle = 0;",
-        "  reg result_was_valid = 0;",
+        "  reg result_was_valid = 0, result_taken = 0;",
         "  wire result_valid, result_ready;",
         f"  assign result_valid = {result[0] if result else 0};",
         f"  assign result_ready = {result[1] if result else 0};",
         "  initial begin",
         '    if ($value$plusargs("snn_log=%s", log_path)) log_fd = $fopen(log_path, "w");',
+        '    if ($value$plusargs("snn_results=%s", results_path)) results_fd = $fopen(results_path, "w");',
         "  end",
         "`ifndef VERILATOR",
         "  reg [8*1024-1:0] waves_path;",
@@ -73,29 +136,160 @@ def shell(top: str, ports: list[dict], events: list[tuple[str, str, str, str]], 
         "  always @(posedge clk) begin",
         "    cycle <= cycle + 64'd1;",
         "    result_was_valid <= result_valid & ~result_ready;",
+        "    result_taken <= result_valid & result_ready;",
         "    if (log_fd != 0) begin",
         f"      if ({' | '.join(resets)}) begin",
-        '        $fwrite(log_fd, "R %0d\\n", cycle);',
+        '        $fwrite(log_fd, "R 0 0 0 %0d\\n", cycle);',
         "        $fflush(log_fd);",
         "      end else begin",
-        f'        if ({beat}) $fwrite(log_fd, "B %0d\\n", cycle);',
+        f'        if ({beat}) $fwrite(log_fd, "B 0 0 0 %0d\\n", cycle);',
     ]
     for stage, (valid, eos, addr, step) in enumerate(events):
         lines += [
             f'        if ({valid}) $fwrite(log_fd, "S {stage} %0d %0d %0d\\n", {step}, {addr}, cycle);',
-            f'        if ({eos}) $fwrite(log_fd, "E {stage} %0d %0d\\n", {step}, cycle);',
+            f'        if ({eos}) $fwrite(log_fd, "E {stage} %0d 0 %0d\\n", {step}, cycle);',
+        ]
+    lines += ["      end", "    end"]
+    if result:
+        lines += [
+            f"    if (results_fd != 0 && !({' | '.join(resets)})) begin",
+            f'      if (result_valid & ~result_was_valid) $fwrite(results_fd, "V %0d %h\\n", cycle, {result[2]});',
+            f'      if (result_valid & result_ready) $fwrite(results_fd, "D %0d %h\\n", cycle, {result[2]});',
+            "    end",
+        ]
+    if counters:
+        lines += [
+            "    if (result_taken && results_fd != 0)",
+            f'      $fwrite(results_fd, "C %0d %0d %0d\\n", cycle, {counters[0]}, {counters[1]});',
+        ]
+    flush_now = f"({flush}) || result_taken" if counters else f"({flush})"
+    lines += [
+        f"    if ({flush_now} || cycle[{FLUSH_EVERY.bit_length() - 2}:0] == 0) begin",
+        "      if (log_fd != 0) $fflush(log_fd);",
+        "      if (results_fd != 0) $fflush(results_fd);",
+        "    end",
+    ]
+    if drive is not None or clock_ns is not None:
+        lines.append("    if (result_taken) bench_results <= bench_results + 32'd1;")
+    lines.append("  end")
+    if drive is not None:
+        lines += _stimulus(drive, result, ports)
+    lines += ["endmodule", ""]
+    return "\n".join(lines)
+
+
+def _stimulus(drive: dict, result: tuple[str, str, str], ports: list[dict]) -> list[str]:
+    """The shell's replay of the bench's schedules (see :mod:`.stimulus` for the script)."""
+    widths = {p["name"]: p["width"] for p in ports}
+    streams = drive["streams"]
+    word = max(widths[payload] for payload, _, _ in streams.values())
+    valid, ready, _ = result
+    ops = {"pixels": (OP_PIXELS, OP_END_PIXELS, 1), "weights": (OP_WEIGHTS, OP_END_WEIGHTS, 2)}
+    lines = [
+        "  // ---- the input side: a script of resets, waits and beats (each after its idle gap)",
+        "  reg [8*1024-1:0] stim_path, stalls_path;",
+        "  integer stim_fd = 0, stim_code, stim_op, stim_arg, stim_wait = 0, stim_gap = 0, stim_beat = 0;",
+        f"  reg [{word - 1}:0] stim_word, stim_pending;",
+        "  reg stim_go, stim_open = 0;",
+        "  always @(posedge clk) begin",
+        "    if (!stim_open) begin  // at the first edge: the host may still be writing it at time 0",
+        "      stim_open = 1;",
+        '      if ($value$plusargs("snn_stim=%s", stim_path)) stim_fd = $fopen(stim_path, "r");',
+        "    end",
+        "    stim_go = 1;",
+        "    if (stim_wait != 0) begin",
+        "      stim_wait = stim_wait - 1;",
+        "      stim_go = stim_wait == 0;",
+        "    end else if (stim_gap != 0) begin  // idle cycles before the pending beat",
+        "      stim_gap = stim_gap - 1;",
+        "      stim_go = 0;",
+        "      if (stim_gap == 0) begin",
+    ]
+    for name, (payload, s_valid, _) in streams.items():
+        lines += [f"        if (stim_beat == {ops[name][2]}) begin {payload} <= stim_pending; {s_valid} <= 1; end"]
+    lines += ["      end"]
+    for name, (_, s_valid, s_ready) in streams.items():
+        lines += [f"    end else if (stim_beat == {ops[name][2]}) begin  // a beat waits for its transfer",
+                  f"      stim_go = {s_valid} & {s_ready};",
+                  "      if (stim_go) stim_beat = 0;"]
+    lines += [
+        "    end",
+        "    while (stim_go && stim_fd != 0) begin",
+        '      stim_code = $fscanf(stim_fd, "%d %d %h\\n", stim_op, stim_arg, stim_word);',
+        "      if (stim_code != 3) begin",
+        "        $fclose(stim_fd);",
+        "        stim_fd = 0;",
+        "      end else begin",
+        "        case (stim_op)",
+        f"          {OP_WAIT}: if (stim_arg != 0) begin stim_wait = stim_arg; stim_go = 0; end",
+        f"          {OP_RST}: {drive['rst']} <= stim_arg[0];",
+    ]
+    if drive.get("soft_reset"):
+        lines.append(f"          {OP_SOFT_RESET}: {drive['soft_reset']} <= stim_arg[0];")
+    for name, (payload, s_valid, _) in streams.items():
+        op, end, code = ops[name]
+        lines += [
+            f"          {op}: begin",
+            f"            stim_beat = {code};",
+            "            stim_go = 0;",
+            f"            if (stim_arg == 0) begin {payload} <= stim_word; {s_valid} <= 1; end",
+            f"            else begin {s_valid} <= 0; stim_pending = stim_word; stim_gap = stim_arg; end",
+            "          end",
+            f"          {end}: {s_valid} <= 0;",
         ]
     lines += [
-        '        if (result_valid & ~result_was_valid) $fwrite(log_fd, "V %0d\\n", cycle);',
-        '        if (result_valid & result_ready) $fwrite(log_fd, "D %0d\\n", cycle);',
-        f"        if ({flush}) $fflush(log_fd);",
+        "          default: ;",
+        "        endcase",
         "      end",
         "    end",
         "  end",
-        "endmodule",
-        "",
+        "  // ---- the result side: ready follows the consumer's schedule (initial ready, then per",
+        "  // result: idle cycles before taking it, ready dropped after it or not)",
+        "  integer stalls_fd = 0, stalls_code, stall_first = 1, stall_wait = 0, stall_drop = 0, stall_count = 0;",
+        "  reg [1:0] take_phase = 0;  // 0: wait for valid, 1: hold ready low, 2: ready until the transfer",
+        "  reg hold_ready = 1;  // ready while no result is valid",
+        "  reg take_now = 1;  // the next result has no idle cycles before it is taken",
+        "  reg drop_after = 0;  // ready drops after the next transfer",
+        "  integer take_wait = 0;",
+        "  initial begin",
+        '    if ($value$plusargs("snn_stalls=%s", stalls_path)) begin',
+        '      stalls_fd = $fopen(stalls_path, "r");',
+        '      stalls_code = $fscanf(stalls_fd, "%d\\n", stall_first);',
+        '      stalls_code = $fscanf(stalls_fd, "%d %d\\n", stall_wait, stall_drop);',
+        "      if (stalls_code != 2) begin stall_wait = 0; stall_drop = 0; end",
+        "    end",
+        "    hold_ready = stall_first != 0;",
+        "    take_now = stall_wait == 0;",
+        "    take_wait = stall_wait;",
+        "    drop_after = stall_drop != 0;",
+        "  end",
+        f"  assign {ready} = take_phase == 2 || (take_phase == 0 && ({valid} ? take_now : hold_ready));",
+        "  always @(posedge clk) begin : consumer",
+        "    reg taken;",
+        f"    taken = {valid} & {ready};",
+        f"    if (take_phase == 0 && {valid} && !take_now) begin",
+        "      take_phase <= take_wait == 1 ? 2 : 1;",
+        "      stall_count <= take_wait - 1;",
+        "    end else if (take_phase == 1) begin",
+        "      if (stall_count == 1) take_phase <= 2;",
+        "      stall_count <= stall_count - 1;",
+        "    end",
+        "    if (taken) begin  // the next result's schedule",
+        "      hold_ready <= !drop_after;",
+        "      take_phase <= 0;",
+        "      stall_wait = 0;",
+        "      stall_drop = 0;",
+        "      if (stalls_fd != 0) begin",
+        '        stalls_code = $fscanf(stalls_fd, "%d %d\\n", stall_wait, stall_drop);',
+        "        if (stalls_code != 2) begin stall_wait = 0; stall_drop = 0; end",
+        "      end",
+        "      take_now <= stall_wait == 0;",
+        "      take_wait <= stall_wait;",
+        "      drop_after <= stall_drop != 0;",
+        "    end",
+        "  end",
     ]
-    return "\n".join(lines)
+    return lines
 
 
 def _flat_index(port: str, shape: list[int]) -> str:
@@ -107,10 +301,12 @@ def _flat_index(port: str, shape: list[int]) -> str:
     return f"({port}__c * {h * w} + {port}__y * {w} + {port}__x)"
 
 
-def accelerator_shell(description: dict) -> str:
+def accelerator_shell(description: dict, *, stimulus: str = "python", clock_ns: int | None = None) -> str:
     """The shell of a generated accelerator (a chain or a layer graph), from its JSON
     description (``<top>.json``): stage ``k`` logs monitor ``mon<k>`` (graphs: the
-    row-major index of each event's ``(c, y, x)``)."""
+    row-major index of each event's ``(c, y, x)``). ``stimulus``: ``"python"`` (cocotb
+    drives the ports) or ``"shell"`` (the shell replays the stimulus script);
+    ``clock_ns``: the shell makes its own clock (see :func:`shell`)."""
     ports = description["ports"]
     names = {p["name"] for p in ports}
     events = []
@@ -121,9 +317,18 @@ def accelerator_shell(description: dict) -> str:
         addr = f"{port}__addr" if f"{port}__addr" in names else _flat_index(port, shapes[port])
         events.append((f"{port}__valid", f"{port}__eos", addr, f"{port}__step"))
         stage += 1
+    drive = None
+    if stimulus == "shell":
+        streams = {"pixels": ("pixels__payload", "pixels__valid", "pixels__ready")}
+        if "weights__valid" in names:
+            streams["weights"] = ("weights__payload", "weights__valid", "weights__ready")
+        drive = {"streams": streams, "rst": "rst", "soft_reset": "soft_reset" if "soft_reset" in names else None}
+    elif stimulus != "python":
+        raise ValueError(f"stimulus must be 'python' or 'shell', not {stimulus!r}")
     return shell(description["top"], ports, events, beat="pixels__valid & pixels__ready",
-                 result=("result__valid", "result__ready"), flush="result__valid & result__ready",
-                 resets=("rst", "soft_reset") if "soft_reset" in names else ("rst",))
+                 result=("result__valid", "result__ready", "result__payload"), flush="result__valid & result__ready",
+                 resets=("rst", "soft_reset") if "soft_reset" in names else ("rst",),
+                 counters=("counters__images", "counters__cycles"), drive=drive, clock_ns=clock_ns)
 
 
 def engine_shell(top: str, ports: list[dict], eos_bit: int) -> str:
@@ -132,7 +337,8 @@ def engine_shell(top: str, ports: list[dict], eos_bit: int) -> str:
     can be checked), an output engine has the scores stream as its result."""
     names = {p["name"] for p in ports}
     if "scores__valid" in names:
-        return shell(top, ports, [], beat="inp__valid & inp__ready", result=("scores__valid", "scores__ready"),
+        return shell(top, ports, [], beat="inp__valid & inp__ready",
+                     result=("scores__valid", "scores__ready", "scores__payload"),
                      flush="scores__valid & scores__ready", resets=("rst",))
     take = "out__valid & out__ready"
     events = [("monitor__valid", "monitor__eos", "monitor__addr", "monitor__step"),
