@@ -11,6 +11,11 @@ shared 2-core machine two intra-op threads stall each other behind a busy core, 
 slower), ``torch.use_deterministic_algorithms(True)``, ``torch.manual_seed(seed)`` for the
 initial weights and one explicit generator for batch order and augmentation. The same
 config and data give the same bytes in every file (no timestamps, no wall-clock figures).
+
+Under ``torchrun`` with several processes the QAT epochs are data-parallel
+(:mod:`snnfpga.model.distributed`: its sampler, seed and BatchNorm rules); rank 0 alone
+folds, fine-tunes, exports and writes, the others return None. One process runs the code
+path above unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from snnfpga.model import distributed as dist_mod
 from snnfpga.model import fold as fold_mod
 from snnfpga.model.artifact import save_artifact
 from snnfpga.model.augment import augment, batches
@@ -78,12 +84,17 @@ class _Progress:
 
 
 def train(config: TrainConfig, dataset: Dataset, out_dir: str | Path, progress: bool = True,
-          data_label: str | None = None) -> dict:
+          data_label: str | None = None) -> dict | None:
     """Train on ``dataset.split('train')``, export to ``out_dir``; return the training summary.
 
     The validation split is measured after every epoch and at the end, never used to select.
+    Data-parallel under torchrun (see module doc): ranks other than 0 return None.
     """
     generator = setup_determinism(config)
+    parallel = dist_mod.is_distributed()
+    if parallel:
+        generator = dist_mod.rank_generator(config.seed)
+        progress = progress and dist_mod.rank() == 0
     train_set, val_set = dataset.split("train"), dataset.split("val")
     input_shape = tuple(int(x) for x in dataset.images.shape[1:])
     images = torch.from_numpy(np.ascontiguousarray(train_set.images))
@@ -92,7 +103,10 @@ def train(config: TrainConfig, dataset: Dataset, out_dir: str | Path, progress: 
     val_labels = torch.from_numpy(val_set.labels.astype(np.int64))
 
     model = build_model(config, input_shape, n_classes=NUM_CLASSES)
+    step = dist_mod.wrap(model) if parallel else model  # the training forward pass
     per_epoch = (len(images) + config.batch_size - 1) // config.batch_size
+    if parallel:
+        per_epoch = dist_mod.steps_per_epoch(len(images), config.batch_size)
     bar = _Progress(per_epoch * (config.epochs + config.finetune_epochs), progress)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total_steps = config.epochs * per_epoch
@@ -111,10 +125,12 @@ def train(config: TrainConfig, dataset: Dataset, out_dir: str | Path, progress: 
     for epoch in range(config.epochs):
         bar.describe(f"QAT epoch {epoch + 1}/{config.epochs}")
         model.train()
-        total_loss, correct = 0.0, 0
-        for index in batches(len(images), config.batch_size, generator):
+        total_loss, correct, seen = 0.0, 0, len(images)
+        order = (dist_mod.epoch_batches(len(images), config.batch_size, config.seed, epoch) if parallel
+                 else batches(len(images), config.batch_size, generator))
+        for index in order:
             spikes = model.encode(augment(images[index], config, generator))
-            scores = model(spikes)
+            scores = step(spikes)
             loss = F.cross_entropy(scores * loss_scale, labels[index], label_smoothing=config.label_smoothing)
             if regularizer is not None:
                 loss = loss + regularizer()
@@ -125,10 +141,17 @@ def train(config: TrainConfig, dataset: Dataset, out_dir: str | Path, progress: 
             total_loss += float(loss.detach()) * len(index)
             correct += int((scores.argmax(dim=1) == labels[index]).sum())
             bar()
+        if parallel:  # the whole step's figures: every rank's images (the sampler's padding included)
+            total_loss, correct, seen = dist_mod.sum_over_ranks(total_loss, correct, sum(map(len, order)))
         val_acc = _accuracy(model.classify(val_images), val_labels)
-        history.append({"epoch": epoch + 1, "loss": round(total_loss / len(images), 6),
-                        "train_accuracy": round(100.0 * correct / len(images), 4), "val_accuracy_float": val_acc})
+        history.append({"epoch": epoch + 1, "loss": round(total_loss / seen, 6),
+                        "train_accuracy": round(100.0 * correct / seen, 4), "val_accuracy_float": val_acc})
 
+    if parallel:
+        dist_mod.plain_batchnorm(model)
+        if dist_mod.rank() != 0:
+            bar.close()
+            return None
     model.eval()
     net = fold_mod.fold(model, input_shape)
     bar.describe("integer fine-tune")
@@ -167,6 +190,10 @@ def train(config: TrainConfig, dataset: Dataset, out_dir: str | Path, progress: 
         "val_input_spikes_per_step": round(float(trace.spike_counts()[0].mean()) / art.timesteps, 2),
         "integer_model_matches_reference": matches,
     }
+    if parallel:
+        summary["data_parallel"] = {"world_size": dist_mod.world_size(), "backend": str(torch.distributed.get_backend()),
+                                    "sampler": "DistributedSampler(seed=config.seed, shuffle, set_epoch)",
+                                    "local_batch_size": dist_mod.local_batch_size(config.batch_size)}
     (out_dir / TRAINING_JSON).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

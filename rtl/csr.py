@@ -1,8 +1,10 @@
 """Control/status register block: the accelerator on a Wishbone B4 classic bus.
 
 Implements :data:`snnfpga.firmware.regmap.REGISTERS` (the single source of truth for offsets,
-fields and build constants). Holds a pixel buffer (``ceil(n_inputs / 4)`` words of 32 bits):
-``CTRL.START`` streams it into the accelerator, ``B`` pixels per beat, one beat per cycle;
+fields and build constants). Holds a pixel buffer (``ceil(n_inputs / 4)`` bus words of 32 bits,
+in rows of ``max(4, B)`` pixels: with ``B = 8`` each row holds two bus words, written one
+32-bit half at a time): ``CTRL.START`` streams it into the accelerator, ``B`` pixels per beat,
+one beat per cycle;
 the result stays in the accelerator's result registers (``STATUS.DONE``) until the next
 ``START`` or ``CTRL.CLEAR``; the counters are the accelerator's own. With weight storage
 ``ram`` the weight words are written through ``WEIGHT_ADDR``/``WEIGHT_DATA``.
@@ -31,7 +33,8 @@ def check_mappable(plan) -> None:
     """Raise :class:`MappingError` if the plan does not fit the register map."""
     art = plan.artifact
     limits = [
-        (plan.pixels_per_beat in (1, 2, 4), f"the register block streams 1, 2 or 4 pixels per beat, not {plan.pixels_per_beat}"),
+        (plan.pixels_per_beat in (1, 2, 4, 8),
+         f"the register block streams 1, 2, 4 or 8 pixels per beat, not {plan.pixels_per_beat}"),
         (art.n_inputs <= 4 * R.PIXEL_WINDOW_WORDS, f"{art.n_inputs} inputs exceed the pixel window ({4 * R.PIXEL_WINDOW_WORDS})"),
         (art.n_classes <= R.MAX_CLASSES, f"{art.n_classes} classes exceed the {R.MAX_CLASSES} SCORE registers"),
         (len(plan.layer_sizes) <= R.MAX_LAYERS,
@@ -104,9 +107,11 @@ class RegisterBlock(wiring.Component):
                 m.d.sync += error_code.eq(code)
 
         # ---- pixel buffer and streamer -------------------------------------------------
-        m.submodules.pixbuf = pixbuf = Memory(shape=32, depth=max(2, n_words), init=[])
-        buf_w, buf_r = pixbuf.write_port(), pixbuf.read_port()
-        self._streamer(m, buf_r, n_words, start, loading)
+        halves = max(1, plan.pixels_per_beat // 4)  # bus words per buffer row
+        n_rows = -(-n_words // halves)
+        m.submodules.pixbuf = pixbuf = Memory(shape=32 * halves, depth=max(2, n_rows), init=[])
+        buf_w, buf_r = pixbuf.write_port(granularity=32), pixbuf.read_port()
+        self._streamer(m, buf_r, n_rows, start, loading)
 
         # ---- bus ------------------------------------------------------------------------
         # Writes are acknowledged one cycle after ``cyc & stb``; reads two cycles after: the
@@ -195,18 +200,23 @@ class RegisterBlock(wiring.Component):
                 with m.If(loading):
                     set_error(R.ERROR_PIXELS_WHILE_LOADING)
                 with m.Else():
-                    m.d.comb += [buf_w.en.eq(1), buf_w.addr.eq(pixel_word), buf_w.data.eq(wr_data)]
+                    if halves == 1:
+                        m.d.comb += [buf_w.en.eq(1), buf_w.addr.eq(pixel_word), buf_w.data.eq(wr_data)]
+                    else:  # one 32-bit half of a row: bit 0 of the bus word picks which
+                        m.d.comb += [buf_w.en.eq(1 << pixel_word[0]), buf_w.addr.eq(pixel_word >> 1),
+                                     buf_w.data.eq(Cat(wr_data, wr_data))]
 
         # Soft reset: one cycle to the accelerator, and every register of this block (including
         # reset_pending itself) back to its initial value; the pixel buffer keeps its contents.
         return ResetInserter(reset_pending)(m)
 
     def _streamer(self, m, buf_r, n_words, start, loading):
-        """On ``start``: read the buffer word by word and emit exactly ``beats_per_image`` beats
-        of ``B`` pixels (the padding pixels of the last word are not sent when ``B < 4``)."""
+        """On ``start``: read the buffer row by row (``n_words`` rows of ``max(4, B)`` pixels)
+        and emit exactly ``beats_per_image`` beats of ``B`` pixels (the padding pixels of the
+        last row are not sent when ``B < 4``)."""
         plan = self._plan
         B = plan.pixels_per_beat
-        slices = 4 // B
+        slices = max(1, 4 // B)
         beats = plan.beats_per_image
         issue = Signal(range(n_words + 1))
         have = Signal()  # the read port holds the current word

@@ -25,8 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from snnfpga.errors import MappingError
-from snnfpga.rtl.graph_plan import MemoryPlan, blocks
-from snnfpga.rtl.plan import MAX_LANES
+from snnfpga.rtl.graph_plan import MAX_LANES, MemoryPlan, blocks
 
 MIN_RAM_BITS = 1024  # smaller RAMs map to LUT RAM
 MIN_ROM_BITS = 4096  # smaller ROMs, or shallower than MIN_ROM_DEPTH, map to logic

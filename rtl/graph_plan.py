@@ -33,11 +33,14 @@ from snnfpga.model.artifact import Artifact
 from snnfpga.model.graph import SOURCE
 from snnfpga.model.kinds import Synapse
 from snnfpga.model.widths import signed_bits
-from snnfpga.rtl.plan import MAX_LANES, ceil_log2
+from snnfpga.rtl.plan import ceil_log2
 from snnfpga.rtl.scatter import ScatterSpec, scatter_spec
 from snnfpga.rtl.targets import Target
 
 WIRING = ("add", "concat", "pool", "flatten")
+# Lanes per graph engine: the chain engine goes to 512 (rtl/plan.py MAX_LANES); the graph
+# engines, their folding (rtl/graph_fold.py) and benches are verified up to 256.
+MAX_LANES = 256
 NEURONS = ("lif", "output")
 PIPELINE_OVERHEAD = 3  # cycles to fill and drain one pass (as the chain's engines)
 # Block RAM shapes (depth, width) of each memory primitive: the generator picks the one that

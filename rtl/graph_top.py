@@ -42,9 +42,9 @@ from snnfpga.model.widths import signed_bits
 from snnfpga.rtl.accumulate import SynapseAccumulator, accumulator_memories, accumulator_weight_words
 from snnfpga.rtl.decision import ArgmaxDecision, result_layout
 from snnfpga.rtl.encoder import InputEncoder
-from snnfpga.rtl.graph_plan import current_parts, current_sources
+from snnfpga.rtl.graph_plan import MAX_LANES, current_parts, current_sources
 from snnfpga.rtl.neuron import GlifEngine, Layout, LifEngine, Source
-from snnfpga.rtl.plan import MAX_LANES, PIXELS_PER_BEAT, WEIGHT_STORAGE, StreamInterface, bits_for
+from snnfpga.rtl.plan import PIXELS_PER_BEAT, WEIGHT_STORAGE, StreamInterface, bits_for
 from snnfpga.rtl.scatter import RAMPED, ScatterSpec, line_bias, scatter_spec, weight_rows
 from snnfpga.rtl.tokens import (count_score, lane, leak, monitor_signature, route_weight_load, saturate,
                                 weight_port_signature)

@@ -10,7 +10,7 @@
    ``synth_<family>`` (DSP inference on, ``-spram`` for run-time weights on iCE40) and ``stat``;
 3. if the synthesised cells fit the device, ``yowasp-nextpnr-<family>`` with the target's
    device, package and speed grade and the clock constraint, once per placement seed
-   ``1 .. seeds`` (two at a time), writing ``report_s<seed>.json`` and ``pnr_s<seed>.log``;
+   ``1 .. seeds`` (two at a time, or as jobs of an executor, :mod:`snnfpga.executor`), writing ``report_s<seed>.json`` and ``pnr_s<seed>.log``;
    the seed with the highest Fmax is the result (the usual seed sweep: placement is
    heuristic and Fmax varies by a few percent from seed to seed).
 
@@ -32,8 +32,10 @@ import shutil
 import sys
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -202,50 +204,114 @@ def cached_result(out_dir: Path) -> dict | None:
     return result if isinstance(result, dict) and result.get("format") == RESULT_FORMAT else None
 
 
+@dataclass(frozen=True)
+class SeedJob:
+    """One nextpnr run for an executor (``--scheduler``): the command line (relative file
+    names), the input files it reads (name -> zlib-compressed bytes), its timeout (s)."""
+
+    name: str
+    seed: int
+    argv: tuple[str, ...]
+    inputs: dict
+    timeout: float | None
+
+
+def nextpnr_seed_job(job: SeedJob) -> dict:
+    """Run ``job`` in a fresh directory (any machine with the YoWASP tools); return
+    ``{"files": {name: zlib bytes}, "error": message or None}``: every file nextpnr wrote
+    (report, log, stdout) and its failure, if it failed."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="snnfpga-pnr-") as tmp:
+        work = Path(tmp)
+        for name, data in job.inputs.items():
+            (work / name).write_bytes(zlib.decompress(data))
+        error = None
+        try:
+            run_tool(list(job.argv), work, f"pnr_s{job.seed}.stdout", job.timeout)
+        except ToolError as exc:
+            error = str(exc)
+        files = {p.name: zlib.compress(p.read_bytes()) for p in sorted(work.iterdir())
+                 if p.is_file() and p.name not in job.inputs}
+    return {"files": files, "error": error}
+
+
 def place_and_route_seeds(target: Target, out: Path, clock_mhz: float, seeds: int, progress: Progress,
                           timeout: float | None, top: str = TOP, constraints: str | None = None,
-                          outputs=None) -> tuple[dict[int, dict], str | None]:
+                          outputs=None, executor=None) -> tuple[dict[int, dict], str | None]:
     """nextpnr once per seed (see module doc): ``({seed: report} of the seeds that placed and
     routed, seed 1's no-fit reason or None)``. Raises ToolError when nextpnr breaks.
     ``outputs(seed)``: more nextpnr arguments for that seed (``--asc`` / ``--textcfg`` of a
-    bitstream build)."""
+    bitstream build). ``executor`` (:mod:`snnfpga.executor`): the seeds run as its jobs,
+    each in a directory of its own on a worker, their files copied back into ``out``
+    (default: :data:`PNR_JOBS` threads here)."""
     constraints = constraints or target.constraints_file
 
-    def run(seed: int):
-        log = f"pnr_s{seed}.log"
-        argv = [f"yowasp-nextpnr-{target.family}", *target.nextpnr_args, "--json", f"{top}_synth.json",
+    def argv_of(seed: int) -> list[str]:
+        return [f"yowasp-nextpnr-{target.family}", *target.nextpnr_args, "--json", f"{top}_synth.json",
                 f"--{constraints.rsplit('.', 1)[1]}", constraints, "--freq", f"{clock_mhz:g}", "--seed", str(seed),
-                "--report", f"report_s{seed}.json", "--log", log, "--timing-allow-fail", "-q",
+                "--report", f"report_s{seed}.json", "--log", f"pnr_s{seed}.log", "--timing-allow-fail", "-q",
                 *(outputs(seed) if outputs else ())]
+
+    def outcome(seed: int, exc: ToolError | str | None):
+        log = f"pnr_s{seed}.log"
+        if exc is None:
+            return seed, json.loads((out / f"report_s{seed}.json").read_text()), None
+        text = (out / log).read_text(errors="replace") if (out / log).exists() else ""
+        errors = [line.strip() for line in text.splitlines() if "ERROR" in line]
+        if errors and NO_FIT.search(errors[-1]):
+            return seed, None, errors[-1]
+        raise ToolError(f"nextpnr-{target.family} failed: {errors[-1] if errors else exc}; "
+                        f"log: {out / log}") from None
+
+    def run(seed: int):
         try:
-            run_tool(argv, out, f"pnr_s{seed}.stdout", timeout)
+            run_tool(argv_of(seed), out, f"pnr_s{seed}.stdout", timeout)
         except ToolError as exc:
-            text = (out / log).read_text(errors="replace") if (out / log).exists() else ""
-            errors = [line.strip() for line in text.splitlines() if "ERROR" in line]
-            if errors and NO_FIT.search(errors[-1]):
-                return seed, None, errors[-1]
-            raise ToolError(f"nextpnr-{target.family} failed: {errors[-1] if errors else exc}; "
-                            f"log: {out / log}") from None
-        return seed, json.loads((out / f"report_s{seed}.json").read_text()), None
+            return outcome(seed, exc)
+        return outcome(seed, None)
 
     with progress.stage(f"nextpnr-{target.family} {' '.join(target.nextpnr_args)}, seeds 1..{seeds}"):
-        with ThreadPoolExecutor(max_workers=PNR_JOBS) as pool:
-            runs = list(pool.map(run, range(1, seeds + 1)))
+        if executor is None:
+            with ThreadPoolExecutor(max_workers=PNR_JOBS) as pool:
+                runs = list(pool.map(run, range(1, seeds + 1)))
+        else:
+            runs = _seeds_on(executor, target, out, seeds, timeout, argv_of, outcome, top, constraints, progress)
     reports = {seed: report for seed, report, _ in runs if report is not None}
     for seed, report in reports.items():
         progress.say(f"seed {seed}: Fmax {fmax_of(report)[0]} MHz")
     return reports, runs[0][2]
 
 
+def _seeds_on(executor, target, out, seeds, timeout, argv_of, outcome, top, constraints, progress) -> list:
+    """The seeds as jobs of ``executor`` (see :func:`place_and_route_seeds`)."""
+    from snnfpga.executor import JobFailed
+
+    names = [f"{top}_synth.json", constraints]
+    argv_inputs = {name: zlib.compress((out / name).read_bytes()) for name in names}
+    jobs = [SeedJob(f"seed {seed}", seed, tuple(argv_of(seed)), argv_inputs, timeout) for seed in range(1, seeds + 1)]
+    progress.say(f"{seeds} seed(s) on {executor.describe()}")
+    results = executor.map_jobs(nextpnr_seed_job, jobs)
+    runs = []
+    for job, result in zip(jobs, results):
+        if isinstance(result, JobFailed):
+            raise ToolError(f"nextpnr-{target.family} {result}")
+        for name, data in result["files"].items():
+            (out / name).write_bytes(zlib.decompress(data))
+        runs.append(outcome(job.seed, result["error"]))
+    return runs
+
+
 def implement(plan, target: Target, out_dir: str | Path, *, clock_mhz: float | None = None,
               seeds: int | None = None, progress: Progress | None = None, reuse: bool = True,
-              timeout: float | None = None, place_and_route: bool = True) -> dict:
+              timeout: float | None = None, place_and_route: bool = True, executor=None) -> dict:
     """Synthesize and place and route ``plan`` for ``target`` in ``out_dir`` (see module doc).
 
     ``seeds``: placement seeds to try (default: the target's). ``reuse``: return the
     ``result.json`` of an identical previous run (same Verilog, target, clock, seeds and tool
     versions) instead of running the tools again. ``place_and_route`` False: synthesis only
-    (resources from synthesis, no Fmax).
+    (resources from synthesis, no Fmax). ``executor``: where the placement seeds run
+    (:func:`place_and_route_seeds`; default: threads here).
     """
     progress = progress or Progress(enabled=False)
     out = Path(out_dir)
@@ -316,7 +382,7 @@ def implement(plan, target: Target, out_dir: str | Path, *, clock_mhz: float | N
                       meets_clock=None, critical_path=None, pnr_log=None)
         resources = res
     else:
-        reports, no_fit = place_and_route_seeds(target, out, clock_mhz, seeds, progress, timeout)
+        reports, no_fit = place_and_route_seeds(target, out, clock_mhz, seeds, progress, timeout, executor=executor)
         if not reports:
             result.update(fits=False, fit_problems=[no_fit], resources_from="synthesis", fmax_mhz=None,
                           meets_clock=None, critical_path=None, pnr_log="pnr_s1.log")

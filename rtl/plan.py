@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from snnfpga.errors import MappingError
 from snnfpga.model.artifact import Artifact, Layer
 
-MAX_LANES = 256
+MAX_LANES = 512
 PIXELS_PER_BEAT = (1, 2, 4, 8)
 WEIGHT_STORAGE = ("rom", "ram")
 

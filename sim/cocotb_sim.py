@@ -128,13 +128,23 @@ def _save_inputs(run_dir: Path, art: Artifact, images: np.ndarray) -> tuple[str,
     return str((run_dir / "artifact").resolve()), str((run_dir / "images.npz").resolve())
 
 
+def generate_rtl(plan: Plan | GraphTopPlan, top: str = "snn_top") -> dict:
+    """The accelerator of ``plan`` as ``{"verilog": text, "description": dict}`` (what
+    ``snnfpga verilog`` writes), for :func:`simulate`."""
+    with tempfile.TemporaryDirectory(prefix="snnfpga-rtl-") as tmp:
+        graph = isinstance(plan, GraphTopPlan)
+        description = (write_graph_verilog if graph else write_verilog)(plan, Path(tmp), top)
+        return {"verilog": (Path(tmp) / f"{top}.v").read_text(), "description": description}
+
+
 def simulate(plan: Plan | GraphTopPlan, images: np.ndarray, *, simulator: str = "verilator", gaps: float = 0.1,
              stall: float = 0.2, seed: int = 0, abandon_beats: int = 0, jobs: int = 1,
              waves_dir: str | Path | None = None, work_dir: str | Path | None = None,
              cache: Path | None = None, top: str = "snn_top", model: Artifact | None = None,
              progress: Callable[[int], None] | None = None,
              on_built: Callable[[runner.Build], None] | None = None,
-             wall_limit_s: float | None = DEFAULT_WALL_LIMIT_S, stimulus: str = "shell") -> CocotbRun:
+             wall_limit_s: float | None = DEFAULT_WALL_LIMIT_S, stimulus: str = "shell",
+             first_image: int = 0, rtl: dict | None = None) -> CocotbRun:
     """Build (or reuse) the design of ``plan`` for ``simulator`` and run ``images`` through it.
 
     ``gaps``/``stall``: probability of one more idle input cycle before each pixel beat /
@@ -151,6 +161,10 @@ def simulate(plan: Plan | GraphTopPlan, images: np.ndarray, *, simulator: str = 
     model is built. ``wall_limit_s``: wall-clock seconds each shard's simulation may take
     (None: no limit); past it the run stops with an error naming the image it was waiting
     for (``errors``), like the per-image cycle limit.
+    ``rtl``: the design as :func:`generate_rtl` gave it for this ``plan`` and ``top``
+    (generated here when None; a shard on another worker gets it from its client).
+    ``first_image``: the index of ``images[0]`` in a larger run (a shard of it,
+    :mod:`snnfpga.sim.shard`): mismatches, errors and ``mismatched_images`` count from it.
     ``stimulus``: ``"shell"`` (default): the Verilog shell replays the stream schedules and
     makes the clock (where the simulator can build delays, :func:`runner.can_time`), Python
     only checks each result; ``"python"``: cocotb coroutines drive the streams. Both draw the
@@ -166,7 +180,11 @@ def simulate(plan: Plan | GraphTopPlan, images: np.ndarray, *, simulator: str = 
         run_dir = Path(work_dir if work_dir is not None else tmp).resolve()
         run_dir.mkdir(parents=True, exist_ok=True)
         graph = isinstance(plan, GraphTopPlan)
-        description = (write_graph_verilog if graph else write_verilog)(plan, run_dir / "rtl", top)
+        rtl = rtl or generate_rtl(plan, top)
+        (run_dir / "rtl").mkdir(parents=True, exist_ok=True)
+        (run_dir / "rtl" / f"{top}.v").write_text(rtl["verilog"])
+        (run_dir / "rtl" / f"{top}.json").write_text(json.dumps(rtl["description"], indent=2) + "\n")
+        description = rtl["description"]
         shell_clock = stimulus == "shell" and runner.can_time(simulator)
         sources = {f"{top}.v": (run_dir / "rtl" / f"{top}.v").read_text(),
                    f"{top}{SHELL_SUFFIX}.v": accelerator_shell(description, stimulus=stimulus,
@@ -189,7 +207,7 @@ def simulate(plan: Plan | GraphTopPlan, images: np.ndarray, *, simulator: str = 
             shard_dir.mkdir(parents=True, exist_ok=True)
             job = Job(run_dir=str(shard_dir), artifact=str(shard_dir / "artifact"), images=str(shard_dir / "images.npz"),
                       description=str(run_dir / "rtl" / f"{top}.json"), gaps=gaps, stall=stall,
-                      seed=seed + k, abandon_beats=abandon_beats, first_image=lo,
+                      seed=seed + k, abandon_beats=abandon_beats, first_image=first_image + lo,
                       wall_limit_s=wall_limit_s, stimulus=stimulus, shell_clock=shell_clock, inputs_async=True,
                       preamble_beats=len(weight_words or []) + abandon_beats if stimulus == "shell" else 0,
                       max_cycles_per_image=GRAPH_MAX_CYCLES_PER_IMAGE if graph else Job.max_cycles_per_image)

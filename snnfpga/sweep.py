@@ -19,6 +19,7 @@ Units: ``latency_us`` microseconds, ``fmax_mhz`` MHz, ``accuracy_int`` percent,
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from snnfpga import document, plots
@@ -33,21 +34,66 @@ def point_dir(out: Path, target: Target, bits: int, lanes: int) -> Path:
     return out / target.name / f"w{bits}_p{lanes}"
 
 
+@dataclass(frozen=True)
+class PointJob:
+    """One sweep point for an executor: the plan to implement, where (an absolute
+    directory), and how. ``name`` is ``w<bits>_p<lanes>``; ``index``/``total`` and
+    ``started`` (epoch seconds) only label the progress messages."""
+
+    name: str
+    plan: object
+    bits: int
+    lanes: int
+    target: str
+    directory: str
+    place_and_route: bool
+    seeds: int | None
+    index: int = 1
+    total: int = 1
+    progress: bool = False
+    started: float = 0.0
+
+
+def implement_point(job: PointJob) -> dict:
+    """Run one point (:func:`snnfpga.rtl.implement.implement`, reused when nothing changed);
+    the implementation result, or ``{"problem": ...}`` when the generator cannot map it."""
+    from snnfpga.rtl.targets import get_target
+
+    progress = Progress(f"sweep {job.name}", enabled=job.progress)
+    if job.started:
+        progress.start = job.started
+    plan = job.plan
+    progress.say(f"point {job.index}/{job.total}: {job.bits}-bit weights, {job.lanes} lanes")
+    try:
+        return implement(plan, get_target(job.target), job.directory, progress=progress,
+                         place_and_route=job.place_and_route, seeds=job.seeds)
+    except MappingError as error:
+        return {"problem": str(error)}
+
+
 def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] | None, out_dir: str | Path, *,
           data: str = "default", images: int = 1000, place_and_route: bool = True, seeds: int | None = None,
-          progress: Progress | None = None) -> dict:
+          progress: Progress | None = None, executor=None, point_job=implement_point) -> dict:
     """Run the sweep (see module doc); write ``sweep.json``, ``sweep.md`` and ``sweep.html``
-    (with the plot) into ``out_dir``. Returns the JSON-ready result."""
+    (with the plot) into ``out_dir``. Returns the JSON-ready result.
+
+    The points are jobs of ``executor`` (:mod:`snnfpga.executor`; default: one after another
+    in this process), ``point_job(PointJob) -> result`` each (:func:`implement_point`); the
+    accuracy, the cycle model and the tables stay here, so the result does not depend on
+    where the points ran. A point that fails on every attempt is a row with ``problem``
+    ``failed: ...`` and is listed in ``failed``; rerun the sweep to do only what is missing
+    (finished points are reused from their directories)."""
+    from snnfpga.executor import Executor, JobFailed
     from snnfpga.model.artifact import load_artifact
     from snnfpga.model.data import load_dataset
     from snnfpga.model.requantize import requantize
-    from snnfpga.rtl import cycle_model
     from snnfpga.commands.synth import target_plan
     from snnfpga.model.kinds import Synapse
     from snnfpga.rtl.scatter import RAMPED
     from snnfpga.sim import reference
 
     progress = progress or Progress("sweep", enabled=False)
+    executor = executor or Executor(1)
     out = Path(out_dir)
     base = load_artifact(model)
     dataset = load_dataset(data).split("val").limit(images).require_input_shape(base.input_shape)
@@ -57,35 +103,46 @@ def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] |
                           f"{', '.join(map(str, own_bits))}-bit weights; leave out --weight-bits)")
     # No widths asked for: the model as it is (labelled with its widest weights).
     bits_list = list(weight_bits) if weight_bits else [max(own_bits)]
-    rows = []
+    rows: list[dict | None] = []
+    points = []  # (row index, job, bits, lanes, requantized, accuracy, cycles)
     total = len(bits_list) * len(lanes)
     for bits in bits_list:
         art = base if not weight_bits or [bits] == own_bits else requantize(base, bits)
         trace = reference.run(art, dataset.images)
         accuracy = round(100.0 * float((trace.classes == dataset.labels).mean()), 2)
         for p in lanes:
-            progress.say(f"point {len(rows) + 1}/{total}: {bits}-bit weights, {p} lanes")
             try:
                 plan = target_plan(art, target, lanes=p)
                 cycles = float(plan.cycle_model.cycles_per_image(plan, trace).mean())
-                result = implement(plan, target, point_dir(out, target, bits, p), progress=progress,
-                                   place_and_route=place_and_route, seeds=seeds)
             except MappingError as error:  # this point cannot be built; the others still can
-                progress.say(f"point skipped: {error}")
+                progress.say(f"point w{bits}_p{p} skipped: {error}")
                 rows.append(unmappable_row(target, bits, p, art is not base, accuracy, str(error)))
                 continue
-            fmax = result.get("fmax_mhz")
-            rows.append({
-                "target": target.name, "weight_bits": bits, "lanes": p,
-                "requantized": art is not base, "accuracy_int": accuracy,
-                "cycles_per_image": round(cycles, 1),
-                "luts": result["luts"], "ffs": result["ffs"], "logic_cells": result["logic_cells"],
-                "brams": result["brams"], "brams_by_kind": result["brams_by_kind"], "dsps": result["dsps"],
-                "multipliers": result["multipliers"], "fmax_mhz": fmax, "fits": result["fits"],
-                "resources_from": result["resources_from"],
-                **cycle_model.at_clock(cycles, fmax),
-                "cached": result.get("cached", False), "problem": None,
-            })
+            job = PointJob(name=f"w{bits}_p{p}", plan=plan, bits=bits, lanes=p, target=target.name,
+                           directory=str(point_dir(out, target, bits, p).resolve()), place_and_route=place_and_route,
+                           seeds=seeds, index=len(rows) + 1, total=total, progress=progress.enabled,
+                           started=progress.start)
+            points.append((len(rows), job, bits, p, art is not base, accuracy, cycles))
+            rows.append(None)
+    if points:
+        progress.say(f"{len(points)} point(s) on {executor.describe()}")
+
+    def finished(k, job, result):
+        if isinstance(result, JobFailed):
+            progress.say(f"point {job.name} FAILED: {result}")
+        elif executor.workers > 1 or executor.kind != "local":
+            progress.say(f"point {job.name} done" + (" (reused)" if result.get("cached") else ""))
+
+    results = executor.map_jobs(point_job, [point[1] for point in points], on_result=finished)
+    failed = []
+    for (slot, job, bits, p, requantized, accuracy, cycles), result in zip(points, results):
+        if isinstance(result, JobFailed):
+            failed.append(str(result))
+            rows[slot] = unmappable_row(target, bits, p, requantized, accuracy, f"failed: {result}")
+        elif result.get("problem"):
+            rows[slot] = unmappable_row(target, bits, p, requantized, accuracy, result["problem"])
+        else:
+            rows[slot] = point_row(target, bits, p, requantized, accuracy, cycles, result)
     mark_pareto(rows)
     summary = {
         "format": RESULT_FORMAT, "version": 1, "model": str(model), "artifact": base.name,
@@ -94,7 +151,7 @@ def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] |
         "images": len(dataset), "data": str(data), "place_and_route": place_and_route,
         "units": {"latency_us": "microseconds at Fmax", "fmax_mhz": "MHz", "accuracy_int": "percent",
                   "cycles_per_image": "clock cycles, cycle model mean"},
-        "rows": rows,
+        "rows": rows, "failed": failed,
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -110,6 +167,25 @@ def sweep(model: str, target: Target, lanes: list[int], weight_bits: list[int] |
                        "Latency per image against logic, one line per weight width, labelled with the lanes"))
     files = document.write(blocks, out, "sweep", f"snnfpga sweep: {base.name}")
     return {**summary, "files": {k: str(v) for k, v in files.items()}}
+
+
+def point_row(target: Target, bits: int, lanes: int, requantized: bool, accuracy: float, cycles: float,
+              result: dict) -> dict:
+    """A sweep row from one point's implementation result (see module doc for units)."""
+    from snnfpga.rtl import cycle_model
+
+    fmax = result.get("fmax_mhz")
+    return {
+        "target": target.name, "weight_bits": bits, "lanes": lanes,
+        "requantized": requantized, "accuracy_int": accuracy,
+        "cycles_per_image": round(cycles, 1),
+        "luts": result["luts"], "ffs": result["ffs"], "logic_cells": result["logic_cells"],
+        "brams": result["brams"], "brams_by_kind": result["brams_by_kind"], "dsps": result["dsps"],
+        "multipliers": result["multipliers"], "fmax_mhz": fmax, "fits": result["fits"],
+        "resources_from": result["resources_from"],
+        **cycle_model.at_clock(cycles, fmax),
+        "cached": result.get("cached", False), "problem": None,
+    }
 
 
 def cost(row: dict) -> tuple:

@@ -121,6 +121,9 @@ def test_unmappable_parameters_are_rejected():
     art = random_artifact(1)
     with pytest.raises(MappingError, match="lanes"):
         make_plan(art, lanes=0)
+    with pytest.raises(MappingError, match=r"lanes must be an integer in 1\.\.512, got 513"):
+        make_plan(art, lanes=513)
+    assert make_plan(art, lanes=512).layers[0].lanes == art.layers[0].n_out  # clamped to the layer
     with pytest.raises(MappingError, match="pixels per beat"):
         make_plan(art, pixels_per_beat=3)
     with pytest.raises(MappingError, match="weight storage"):

@@ -70,6 +70,8 @@ def test_a_graph_too_big_for_the_target_is_refused_naming_the_largest_user(mixer
 def test_bad_lanes_are_refused(mixer):
     with pytest.raises(MappingError, match="lanes must be an integer in 1..256, got 0"):
         make_graph_plan(mixer, 0)
+    with pytest.raises(MappingError, match="lanes must be an integer in 1..256, got 512"):
+        make_graph_plan(mixer, 512)  # the chain engine's 512 is not verified for graph engines
 
 
 def test_cycle_estimate_counts_rows_of_every_event(mixer):

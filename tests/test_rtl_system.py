@@ -84,9 +84,11 @@ def check_results(art, images, results):
         assert cycles > 0
 
 
-@pytest.mark.parametrize("beat, storage", [(1, "rom"), (2, "ram"), (4, "rom"), (4, "ram")])
-def test_inference_through_registers_is_bit_exact(beat, storage):
-    art = random_artifact(40 + beat, input_shape=(3, 5), hidden=(7,), n_classes=4, threshold_scale=0.2)
+@pytest.mark.parametrize("beat, storage, shape", [(1, "rom", (3, 5)), (2, "ram", (3, 5)), (4, "rom", (3, 5)),
+                                                  (4, "ram", (3, 5)), (8, "rom", (5, 5)), (8, "ram", (3, 5))])
+def test_inference_through_registers_is_bit_exact(beat, storage, shape):
+    # 8 pixels per beat: buffer rows of two bus words; 5 x 5 pixels leave the last row half written.
+    art = random_artifact(40 + beat, input_shape=shape, hidden=(7,), n_classes=4, threshold_scale=0.2)
     plan = make_plan(art, lanes=3, pixels_per_beat=beat, weight_storage=storage)
     images = random_images(art, 3, seed=beat)
 
@@ -170,9 +172,8 @@ def test_errors_clear_irq_and_soft_reset():
 
 
 def test_plans_beyond_the_register_map_are_rejected():
-    art = random_artifact(1)
-    with pytest.raises(MappingError, match="pixels per beat"):
-        AcceleratorSystem(make_plan(art, pixels_per_beat=8))
+    with pytest.raises(MappingError, match="classes exceed the 64 SCORE registers"):
+        AcceleratorSystem(make_plan(random_artifact(1, n_classes=65)))
 
 
 def test_wide_weight_words_need_the_weight_data_window_only_for_run_time_weights():

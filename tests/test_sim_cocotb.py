@@ -130,6 +130,21 @@ def test_default_size_model_on_mnist_images(simulator):
     assert run.n == n and run.cycles.mean() > 100
 
 
+@pytest.mark.slow
+def test_512_lanes_and_8_pixels_per_beat_are_bit_exact(simulator):
+    """The widest chain engine: 520 neurons at 512 lanes are two groups (512 + 8 lanes used),
+    fed 64-bit pixel beats; 5 x 5 pixels leave 7 bytes of the last beat unused. (Slow: 300 s
+    for the Verilator build, 90 s on Icarus, on a loaded 2-core machine.)"""
+    art = random_artifact(31, input_shape=(5, 5), hidden=(520,), n_classes=4, threshold_scale=0.3)
+    plan = make_plan(art, lanes=512, pixels_per_beat=8)
+    assert (plan.layers[0].lanes, plan.layers[0].groups, plan.beats_per_image) == (512, 2, 4)
+    images = random_images(art, 4, seed=31)
+    run = cocotb_sim.simulate(plan, images, simulator=simulator, seed=2)
+    assert run.passed, run.first_problem()
+    assert not compare(reference.run(art, images), run.trace)
+    assert run.trace.spike_counts()[1].sum() > 0  # the wide layer fires
+
+
 def test_a_mismatch_is_reported_with_image_step_layer_and_neuron(simulator):
     """The checks can fail: the bench's model runs another encoder phase than the RTL."""
     art = random_artifact(21, input_shape=(4, 4), hidden=(7,), n_classes=3, encoder=Encoder("rate", phase=0),

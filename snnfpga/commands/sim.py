@@ -3,14 +3,17 @@ and the integer reference, and compare every spike, score and class.
 
     snnfpga sim MODEL --data FILE [--split all|train|val] [--limit N]
                 [--simulator verilator|icarus] [--lanes P] [--weights rom|ram] [--seed S] [--gaps P] [--stall P]
-                [--jobs J] [--time-limit S] [--out DIR] [--waves] [--json]
+                [--jobs J] [--scheduler SPEC] [--time-limit S] [--out DIR] [--waves] [--json]
 
 Accuracies are in percent (as ``snnfpga eval``); ``mismatches`` counts the images whose RTL
 output differs from the reference in any integer (spike, score or class), ``errors`` the
 protocol or counter violations (a deadlock, or a run past ``--time-limit`` seconds of wall
 clock, is one, naming the image). The exit status is 1 on any mismatch or error, with the
 first one printed in full. Waveforms only with ``--waves``,
-into ``--out``.
+into ``--out``. ``--jobs J`` splits the images into J shards, run as J simulator processes
+here, or with ``--scheduler`` (or ``$SNNFPGA_SCHEDULER``) as J jobs of a process pool or a
+Dask cluster (:mod:`snnfpga.sim.shard`, docs/scale-out.md): the same shards and seeds, so
+the same result.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ DESCRIPTION = __doc__.split("\n\n")[0]
 
 
 def add_parser(subparsers) -> None:
+    from snnfpga.executor import SCHEDULER_HELP
+
     p = subparsers.add_parser("sim", description=DESCRIPTION,
                               help="bit-exact RTL simulation (cocotb on Verilator or Icarus) against the reference")
     p.add_argument("model", metavar="MODEL", help="model directory, or 'default'")
@@ -43,6 +48,9 @@ def add_parser(subparsers) -> None:
                    help="probability of one more cycle of back-pressure before each result (default 0.2)")
     p.add_argument("--jobs", type=positive_int, default=1, metavar="J",
                    help="split the images over J simulator processes (default 1)")
+    p.add_argument("--scheduler", metavar="SPEC",
+                   help="run the --jobs shards as jobs of an executor: " + SCHEDULER_HELP.split(": ", 1)[1]
+                        + "; without it (and without the variable) they are threads of this process")
     p.add_argument("--time-limit", type=positive_float, default=DEFAULT_WALL_LIMIT_S, metavar="S",
                    help="wall-clock seconds each simulator process may run before it stops with an error "
                         f"naming the image (default {DEFAULT_WALL_LIMIT_S:g})")
@@ -54,13 +62,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    import numpy as np
+    import os
+
     from tqdm import tqdm
 
     from snnfpga.errors import ConfigError
     from snnfpga.model.data import load_dataset
-    from snnfpga.sim import cocotb_sim, reference, runner
-    from snnfpga.sim.scoreboard import compare, mismatched_images
+    from snnfpga.executor import ENV_SCHEDULER, get_executor
+    from snnfpga.sim import cocotb_sim, runner
 
     if args.waves and not args.out:
         raise ConfigError("--waves needs --out DIR (waveforms are never written into the working directory)")
@@ -78,6 +87,26 @@ def run(args) -> int:
         bar.reset(total=n)  # the rate counts simulated images only
         bar.set_description("cached build" if b.cached else f"built in {b.build_s:.0f} s")
 
+    if args.scheduler is not None or os.environ.get(ENV_SCHEDULER, "").strip():
+        from snnfpga.sim.shard import simulate_sharded
+
+        with get_executor(args.scheduler, workers=args.jobs) as executor:
+            print(f"{min(args.jobs, n)} shard(s) on {executor.describe()}", file=sys.stderr)
+            bar.set_description("shards")
+            try:
+                rtl = simulate_sharded(executor, plan, dataset.images, jobs=args.jobs, simulator=args.simulator,
+                                       gaps=args.gaps, stall=args.stall, seed=args.seed,
+                                       wall_limit_s=args.time_limit, work_dir=args.out, waves=args.waves,
+                                       progress=lambda done: bar.update(done - bar.n))
+            finally:
+                bar.close()
+    else:
+        rtl = _simulate_here(args, plan, dataset, bar, built, cocotb_sim)
+    return _report(args, plan, art, dataset, rtl, n)
+
+
+def _simulate_here(args, plan, dataset, bar, built, cocotb_sim):
+    """The shards as threads of this process (``cocotb_sim.simulate(jobs=J)``)."""
     with tempfile.TemporaryDirectory(prefix="snnfpga-sim-") as tmp:
         work = Path(args.out) if args.out else Path(tmp)
         try:
@@ -88,6 +117,16 @@ def run(args) -> int:
                                       wall_limit_s=args.time_limit)
         finally:
             bar.close()
+    return rtl
+
+
+def _report(args, plan, art, dataset, rtl, n) -> int:
+    """Compare with the reference, print the verdict (and the JSON line); the exit status."""
+    import numpy as np
+
+    from snnfpga.sim import reference, runner
+    from snnfpga.sim.scoreboard import compare, mismatched_images
+
     expected = reference.run(art, dataset.images)
     done = rtl.n
     host = compare(reference.Trace([s[:done] for s in expected.spikes], expected.scores[:done],

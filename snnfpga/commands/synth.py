@@ -1,14 +1,17 @@
 """``snnfpga synth``: synthesize, place and route the accelerator for an FPGA target.
 
     snnfpga synth MODEL --target ice40-up5k|ecp5-85k [--lanes P|auto] [--weights rom|ram]
-                  [--pixels-per-beat B] [--clock MHZ] [--seeds N] [--data FILE] [--out DIR] [--force] [--json]
+                  [--pixels-per-beat B] [--clock MHZ] [--seeds N] [--scheduler SPEC] [--data FILE] [--out DIR]
+                  [--force] [--json]
 
 The design is the SPI board shell (docs/implementation.md) around the accelerator system;
 Yosys and nextpnr come from PyPI (YoWASP). Prints logic cells or LUTs, flip-flops, block
 RAMs by kind, DSPs, multiplier cells, Fmax (MHz) and whether the design fits; with the
 cycle model on the data's validation images, also cycles per image and the latency at
 Fmax (microseconds). Files go to ``DIR/<target>/`` (default ``out/synth``); a previous
-identical run there is reused unless ``--force``. Progress goes to standard error.
+identical run there is reused unless ``--force``. Progress goes to standard error. The
+placement seeds run two at a time here, or with ``--scheduler`` as jobs of a Dask cluster
+(docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def add_target_options(p, *, required: bool = True) -> None:
                         "lane counts; a layer graph: each engine's lanes folded to the ECP5's block RAM, 4 on "
                         "the iCE40 UP5K, whose logic cells bind first). Default: the target's; a graph: auto")
     p.add_argument("--weights", choices=("rom", "ram"), help="weight storage (default: the target's)")
-    p.add_argument("--pixels-per-beat", type=positive_int, choices=(1, 2, 4),
+    p.add_argument("--pixels-per-beat", type=positive_int, choices=(1, 2, 4, 8),
                    help="pixels per accelerator input beat (default: the target's)")
     p.add_argument("--clock", type=clock_mhz, metavar="MHZ",
                    help="clock constraint for nextpnr in MHz (default: the target's)")
@@ -43,10 +46,14 @@ def add_target_options(p, *, required: bool = True) -> None:
 
 
 def add_parser(subparsers) -> None:
+    from snnfpga.executor import SCHEDULER_HELP
+
     p = subparsers.add_parser("synth", description=DESCRIPTION,
                               help="synthesis, place and route (Yosys, nextpnr): resources, Fmax, fit")
     p.add_argument("model", metavar="MODEL", help="model directory, or 'default' / 'tiny'")
     add_target_options(p)
+    p.add_argument("--scheduler", metavar="SPEC",
+                   help="where the placement seeds run: " + SCHEDULER_HELP.split(": ", 1)[1])
     p.add_argument("--data", default="default", metavar="FILE",
                    help="images for the cycle model (validation split; default: the bundled data)")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output directory (default {DEFAULT_OUT})")
@@ -117,7 +124,8 @@ def chain_lane_candidates(art, target) -> list[int]:
 AUTO_ROUTED = 2  # --lanes auto: the fastest fitting candidates (cycle model) that are placed and routed
 
 
-def auto_lanes(model, target, out: Path, *, weights, pixels_per_beat, clock, seeds, data, force, progress) -> dict:
+def auto_lanes(model, target, out: Path, *, weights, pixels_per_beat, clock, seeds, data, force, progress,
+               executor=None) -> dict:
     """``--lanes auto`` for a chain: the fastest configuration that fits (see docs/implementation.md).
 
     Every candidate lane count (:func:`chain_lane_candidates`) gets the cycle model; from the
@@ -149,7 +157,7 @@ def auto_lanes(model, target, out: Path, *, weights, pixels_per_beat, clock, see
             row["why"] = "; ".join(synth["fit_problems"])
             continue
         result = implement(row["plan"], target, directory, clock_mhz=clock, seeds=seeds, progress=progress,
-                           reuse=not force)
+                           reuse=not force, executor=executor)
         row["fits"] = result["fits"]
         if result["fits"]:
             row.update(fmax_mhz=result["fmax_mhz"], **cycle_model.at_clock(row["cycles_per_image"], result["fmax_mhz"]))
@@ -166,10 +174,23 @@ def auto_lanes(model, target, out: Path, *, weights, pixels_per_beat, clock, see
 
 
 def synthesize(model: str, target_name: str, out: str | Path, *, lanes=None, weights=None, pixels_per_beat=None,
-               clock=None, seeds=None, data="default", force=False, quiet=False) -> dict:
+               clock=None, seeds=None, data="default", force=False, quiet=False, scheduler=None) -> dict:
     """Run the flow (see :func:`snnfpga.rtl.implement.implement`) and add the cycle model's
     latency at Fmax. Returns the result dict (log paths absolute). ``lanes="auto"``: a layer
-    graph folded to the target (:func:`target_plan`), a chain searched (:func:`auto_lanes`)."""
+    graph folded to the target (:func:`target_plan`), a chain searched (:func:`auto_lanes`).
+    ``scheduler``: a Dask scheduler spec (:func:`snnfpga.executor.get_executor`) for the
+    placement seeds; without one (and no ``$SNNFPGA_SCHEDULER``) they run two at a time here."""
+    from contextlib import nullcontext
+
+    from snnfpga.executor import get_executor, uses_cluster
+
+    with get_executor(scheduler, workers=seeds or 1) if uses_cluster(scheduler) else nullcontext() as executor:
+        return _synthesize(model, target_name, out, lanes=lanes, weights=weights, pixels_per_beat=pixels_per_beat,
+                           clock=clock, seeds=seeds, data=data, force=force, quiet=quiet, executor=executor)
+
+
+def _synthesize(model, target_name, out, *, lanes, weights, pixels_per_beat, clock, seeds, data, force, quiet,
+                executor) -> dict:
     from snnfpga.model.artifact import load_artifact
     from snnfpga.rtl import cycle_model
     from snnfpga.rtl.implement import Progress, implement
@@ -180,12 +201,12 @@ def synthesize(model: str, target_name: str, out: str | Path, *, lanes=None, wei
     if lanes == "auto" and load_artifact(model).is_chain:
         result, plan, directory = auto_lanes(model, target, Path(out), weights=weights,
                                              pixels_per_beat=pixels_per_beat, clock=clock, seeds=seeds, data=data,
-                                             force=force, progress=progress)
+                                             force=force, progress=progress, executor=executor)
     else:
         plan = plan_for_target(model, target, lanes, weights, pixels_per_beat)
         directory = Path(out) / target.name
         result = implement(plan, target, directory, clock_mhz=clock, seeds=seeds, progress=progress,
-                           reuse=not force)
+                           reuse=not force, executor=executor)
     cycles = cycles_estimate(plan, data)
     if cycles:
         result.update(cycles)
@@ -244,7 +265,7 @@ def format_result(r: dict) -> list[str]:
 def run(args) -> int:
     result = synthesize(args.model, args.target, args.out, lanes=args.lanes, weights=args.weights,
                         pixels_per_beat=args.pixels_per_beat, clock=args.clock, seeds=args.seeds, data=args.data,
-                        force=args.force)
+                        force=args.force, scheduler=args.scheduler)
     print("\n".join(format_result(result)))
     if not result["fits"] and result.get("graph"):
         print(f"note: the graph accelerator of {result['model']} does not fit the {result['target']} at "

@@ -6,6 +6,9 @@
 uses its train split and reports on its validation split (the last eighth). ``DIR``
 receives manifest.json, arrays.npz, checkpoint.pt and training.json; the same command
 gives the same bytes. A progress bar goes to standard error.
+
+``torchrun --nproc-per-node N -m snnfpga train ...`` trains data-parallel over N processes
+(snnfpga/model/distributed.py, docs/scale-out.md); rank 0 writes ``DIR`` and prints.
 """
 
 from __future__ import annotations
@@ -47,14 +50,23 @@ def run(args) -> int:
     if args.finetune_epochs is not None and args.finetune_epochs < 0:
         raise ConfigError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
     dataset = load_dataset(args.data)
+    from snnfpga.model import distributed
     from snnfpga.model.train import train  # torch and Brevitas load here, after the cheap checks
 
     start = time.perf_counter()
-    summary = train(config, dataset, out, progress=not args.no_progress,
-                    data_label=args.data if args.data == "default" else Path(args.data).name)
+    parallel = distributed.setup()  # torchrun with several processes
+    try:
+        summary = train(config, dataset, out, progress=not args.no_progress,
+                        data_label=args.data if args.data == "default" else Path(args.data).name)
+    finally:
+        if parallel:
+            distributed.teardown()
+    if summary is None:  # a rank other than 0: rank 0 writes and reports
+        return 0
     seconds = time.perf_counter() - start
+    ranks = f", {summary['data_parallel']['world_size']} processes" if "data_parallel" in summary else ""
     print(f"model {config.name}: {out}/  ({summary['data']['train_images']} training images, "
-          f"{config.epochs} QAT + {config.finetune_epochs} fine-tune epochs, {seconds:.1f} s)")
+          f"{config.epochs} QAT + {config.finetune_epochs} fine-tune epochs, {seconds:.1f} s{ranks})")
     print(f"validation ({summary['data']['val_images']} images): float {summary['val_accuracy_float']:.2f}%  "
           f"integer {summary['val_accuracy_int']:.2f}%  gap {summary['gap']:+.2f} points")
     print(f"spikes per hidden neuron {summary['val_spikes_per_neuron']:.3f}  "
