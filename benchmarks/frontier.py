@@ -7,7 +7,8 @@ For each model, on its target (``default``, ``mixer``, ``mixer-glif``, ``ttfs``:
   pixels per beat on the ECP5, 8 lanes and 1 pixel per beat on the UP5K; layer graphs: each
   engine's lanes folded to the block RAM), the same RTL generator;
 * the candidates of :data:`CANDIDATES` (chains only: more lanes, up to 512, and wider pixel
-  beats), of which the one with the least latency that fits is marked ``best``.
+  beats); of all that fit, today's included, the one with the least latency (``--synth-only``:
+  the fewest cycles) is marked ``best``.
 
 Each configuration is generated, synthesized, placed and routed (:func:`snnfpga.rtl.implement.implement`,
 one directory per configuration under ``--out``, reused when nothing changed: a rerun only
@@ -84,6 +85,8 @@ def measure(art, target, label, kwargs, trace, args, progress) -> dict:
 def _fmt(value, digits=1):
     if value is None:
         return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
     return f"{value:,.{digits}f}" if isinstance(value, float) else f"{value:,}"
 
 
@@ -110,7 +113,7 @@ def main(argv=None) -> int:
         rows = [measure(art, target, label, kwargs, trace, args, progress)
                 for label, kwargs in configurations(art, target)
                 if label == "today" or not args.configs or label in args.configs]
-        fitting = [r for r in rows[1:] if r.get("fits") and r.get("latency_us" if not args.synth_only else "cycles")]
+        fitting = [r for r in rows if r.get("fits") and r.get("latency_us" if not args.synth_only else "cycles")]
         best = min(fitting, key=lambda r: r["latency_us"] if not args.synth_only else r["cycles"],
                    default=rows[0])
         print(f"\n{name} on {target.name} ({len(images)} validation images; best: {best['config']})")

@@ -84,8 +84,11 @@ def test_cli_user_errors_are_one_line(tmp_path, capsys):
     assert cli.main(["firmware", "default", "--out", str(tmp_path), "--weights-blob"]) == 2
     assert capsys.readouterr().err.strip() == (
         "error: --weights-blob and --weights-c need --weights ram (ROM weights are in the bitstream)")
-    assert cli.main(["firmware", "default", "--out", str(tmp_path), "--pixels-per-beat", "8"]) == 2
-    assert "cannot map onto the register block" in capsys.readouterr().err
+    # 128 lanes of 4-bit run-time weights: 512-bit words, beyond the WEIGHT_DATA window
+    assert cli.main(["firmware", "default", "--out", str(tmp_path), "--weights", "ram", "--lanes", "128"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: cannot map onto the register block: 512-bit weight words exceed the 8 WEIGHT_DATA chunks "
+        "(weights ram: use fewer lanes or weights rom)")
 
 
 def test_cli_reports_the_first_mismatch(tmp_path, capsys, monkeypatch):
