@@ -51,7 +51,32 @@ _DIGITS = str.maketrans({letter: str(k) for k, letter in enumerate(KINDS)})
 MAX_ERRORS = 20
 
 
-class EventLog:
+class _LineReader:
+    """Reads a log the shell is still writing: :meth:`_complete_lines` returns every complete
+    line (with its newline) written since the last call, "" when there is none."""
+
+    def __init__(self, path):
+        self.path = path
+        self._file = None
+        self._partial = ""
+
+    def _complete_lines(self) -> str:
+        if self._file is None:
+            try:
+                self._file = open(self.path)
+            except FileNotFoundError:  # the shell has not opened it yet (nothing logged)
+                return ""
+        text = self._partial + self._file.read()
+        cut = text.rfind("\n") + 1
+        self._partial = text[cut:]
+        return text[:cut]
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+
+
+class EventLog(_LineReader):
     """Incremental reader of the shell's event log (format in :mod:`.wrapper`).
 
     ``sizes``: neurons per monitored stage. After :meth:`drain`, ``spikes[s][image, step,
@@ -63,7 +88,7 @@ class EventLog:
     """
 
     def __init__(self, path, sizes: list[int], timesteps: int, n_images: int, first_image: int = 0):
-        self.path = path
+        super().__init__(path)
         self.first_image = first_image
         self.T = timesteps
         self.sizes = sizes
@@ -76,8 +101,6 @@ class EventLog:
                        for o, c, n in zip(self._offsets, cells, sizes)]
         self._sizes = np.array(sizes, dtype=np.int64)
         self.errors: list[str] = []
-        self._file = None
-        self._partial = ""
         self._reset()
 
     def _reset(self):
@@ -92,21 +115,14 @@ class EventLog:
 
     def drain(self) -> None:
         """Parse every complete line written so far."""
-        if self._file is None:
-            try:
-                self._file = open(self.path)
-            except FileNotFoundError:  # the shell has not opened it yet (nothing logged)
-                return
-        text = self._partial + self._file.read()
-        cut = text.rfind("\n") + 1
-        self._partial = text[cut:]
-        if not cut:
+        complete = self._complete_lines()
+        if not complete:
             return
-        body = text[:cut].translate(_DIGITS)
+        body = complete.translate(_DIGITS)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # numpy's word on a line it cannot read
             values = np.fromstring(body, dtype=np.int64, sep=" ")
-        rows = values.reshape(-1, 5) if values.size == 5 * body.count("\n") else self._rows(text[:cut])
+        rows = values.reshape(-1, 5) if values.size == 5 * body.count("\n") else self._rows(complete)
         resets = np.flatnonzero(rows[:, 0] == RESET)
         start = 0
         for r in resets:  # a reset abandons everything before it (usually a few in a row)
@@ -168,12 +184,8 @@ class EventLog:
                 self.errors.append(f"stage {stage[i]}: spike of neuron {addr[i]} tagged step {step[i]} at cycle "
                                    f"{sel[i, 4]}, but image {self.first_image + image[i]} step {expected[i]} is running")
 
-    def close(self):
-        if self._file is not None:
-            self._file.close()
 
-
-class ResultLog:
+class ResultLog(_LineReader):
     """Incremental reader of the shell's result log (format in :mod:`.wrapper`): per result
     the first cycle it was valid and its payload then (``valid_cycles``,
     ``valid_payloads``), the cycle it was taken and the payload taken (``done_cycles``,
@@ -181,9 +193,7 @@ class ResultLog:
     (``counters``). A payload with unknown bits (Icarus ``x``) reads as None."""
 
     def __init__(self, path):
-        self.path = path
-        self._file = None
-        self._partial = ""
+        super().__init__(path)
         self.valid_cycles: list[int] = []
         self.valid_payloads: list[int | None] = []
         self.done_cycles: list[int] = []
@@ -191,15 +201,7 @@ class ResultLog:
         self.counters: list[tuple[int, int]] = []
 
     def drain(self) -> None:
-        if self._file is None:
-            try:
-                self._file = open(self.path)
-            except FileNotFoundError:  # the shell has not opened it yet (nothing logged)
-                return
-        text = self._partial + self._file.read()
-        lines = text.split("\n")
-        self._partial = lines.pop()
-        for line in lines:
+        for line in self._complete_lines().splitlines():
             f = line.split()
             if f[0] == "V":
                 self.valid_cycles.append(int(f[1]))
@@ -209,10 +211,6 @@ class ResultLog:
                 self.done_payloads.append(_hex(f[2]))
             elif f[0] == "C":
                 self.counters.append((_int(f[2]), _int(f[3])))
-
-    def close(self):
-        if self._file is not None:
-            self._file.close()
 
 
 def _hex(text: str) -> int | None:
